@@ -1,0 +1,296 @@
+"""Configuration: strict pydantic models, YAML loading, ``--set`` overrides, did-you-mean errors.
+
+Precedence, lowest first: built-in defaults < the problem's ``config.yaml`` < ``--config FILE``
+< ``--set key=value`` < dedicated CLI flags (``--max-programs`` ...).
+Every key is documented in ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evoforge.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """``90``, ``"90s"``, ``"5m"``, ``"1.5h"`` -> seconds. None stays None."""
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use seconds or e.g. '90s', '5m', '2h')")
+    unit = m.group(2).lower() if m.group(2) else None
+    return float(m.group(1)) * _UNITS[unit]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ObjectiveConfig(_Strict):
+    direction: Literal["maximize", "minimize"] = "maximize"
+    score_metric: str = "combined_score"
+
+
+class ModelConfig(_Strict):
+    name: str
+    weight: float = Field(1.0, gt=0)
+    input_price: float = Field(0.0, ge=0, description="USD per 1M prompt tokens")
+    output_price: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
+
+
+class LLMConfig(_Strict):
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    models: list[ModelConfig] = Field(default_factory=list)
+    concurrency: int = Field(4, ge=1)
+    request_timeout: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0)
+    backoff_base: float = Field(1.0, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    proposal_deadline: float = Field(600.0, gt=0)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(8192, ge=1)
+    max_consecutive_failures: int = Field(20, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_to_models(cls, v: Any) -> Any:
+        # allow ``models: [gpt-4o-mini, o3]`` as a shorthand
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.models)
+
+
+class EvaluationConfig(_Strict):
+    workers: int = Field(2, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    memory_mb: int | None = Field(4096, ge=16)
+    cascade_thresholds: list[float] = Field(default_factory=list)
+    artifact_chars: int = Field(4000, ge=0)
+    env_allow: list[str] = Field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
+    python: str | None = None  # interpreter for the evaluator; default: the one running evoforge
+
+
+class FeatureConfig(_Strict):
+    name: str
+    bins: int = Field(10, ge=1)
+    min: float | None = None
+    max: float | None = None
+    scale: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _range(self) -> FeatureConfig:
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"feature {self.name!r}: min must be below max")
+        return self
+
+
+class SelectorConfig(_Strict):
+    name: str = "islands"
+    num_islands: int = Field(4, ge=1)
+    migration_interval: int = Field(40, ge=1)
+    migration_rate: float = Field(0.1, ge=0, le=1)
+    exploration_ratio: float = Field(0.2, ge=0, le=1)
+    exploitation_ratio: float = Field(0.5, ge=0, le=1)
+    archive_size: int = Field(20, ge=1)
+    num_context: int = Field(3, ge=0)
+    crossover_rate: float = Field(0.1, ge=0, le=1)
+    features: list[FeatureConfig] = Field(default_factory=lambda: [FeatureConfig(name="code_length")])
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _names_to_features(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": f} if isinstance(f, str) else f for f in v]
+        return v
+
+    @model_validator(mode="after")
+    def _ratios(self) -> SelectorConfig:
+        if self.exploration_ratio + self.exploitation_ratio > 1 + 1e-9:
+            raise ValueError("exploration_ratio + exploitation_ratio must be at most 1")
+        return self
+
+
+class MutatorConfig(_Strict):
+    name: Literal["auto", "llm", "model_free"] = "auto"
+    edit_mode: Literal["diff", "rewrite"] = "diff"
+    max_edits: int = Field(3, ge=1)  # model-free: at most this many AST edits per child
+
+
+class PromptConfig(_Strict):
+    template_dir: str | None = None  # directory with system.j2 / user.j2 overriding the built-ins
+    system_message: str | None = None  # extra text appended to the system prompt
+    feedback_chars: int = Field(2000, ge=0)
+    include_code_of_context: bool = True
+
+
+class PipelineConfig(_Strict):
+    max_in_flight: int | None = Field(
+        None, ge=1, description="proposals outstanding at once (the staleness bound); "
+        "default llm.concurrency + 2 * evaluation.workers (model-free: 2 * workers)")
+
+
+class StorageConfig(_Strict):
+    url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
+
+
+class Config(_Strict):
+    seed: int = 0
+    max_programs: int | None = Field(100, ge=1)
+    max_time: float | None = None
+    max_cost: float | None = Field(None, ge=0)
+    target_score: float | None = None
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    selector: SelectorConfig = Field(default_factory=SelectorConfig)
+    mutator: MutatorConfig = Field(default_factory=MutatorConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+    @property
+    def minimize(self) -> bool:
+        return self.objective.direction == "minimize"
+
+    def in_flight(self, uses_llm: bool) -> int:
+        if self.pipeline.max_in_flight is not None:
+            return self.pipeline.max_in_flight
+        extra = self.llm.concurrency if uses_llm else 0
+        return extra + 2 * self.evaluation.workers
+
+
+# Keys a user coming from OpenEvolve is likely to write, with our name for them.
+_ALIASES = {
+    "max_iterations": "max_programs",
+    "random_seed": "seed",
+    "api_base": "base_url",
+    "timeout": "request_timeout",
+    "parallel_evaluations": "workers",
+    "population_size": "archive_size",
+}
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(str(part))
+        if f is None:
+            break
+        ann = f.annotation
+        inner = getattr(ann, "__args__", None)
+        cand = [ann, *(inner or ())]
+        nxt = next((c for c in cand if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            break
+        model = nxt
+    return list(model.model_fields)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            known = _fields_at(loc[:-1])
+            hint = ""
+            if key in _ALIASES and _ALIASES[key] in known:
+                hint = f" (evoforge calls it {_ALIASES[key]!r})"
+            else:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                if close:
+                    hint = f" (did you mean {close[0]!r}?)"
+            lines.append(f"  - unknown key {dotted!r}{hint}; valid keys here: {', '.join(known)}")
+        else:
+            lines.append(f"  - {dotted}: {e['msg']} (got {e.get('input')!r})")
+    lines.append("  See docs/config.md for every key.")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``a.b=c`` -> ``{"a": {"b": c}}`` with ``c`` parsed as YAML (numbers, lists, null)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set llm.concurrency=8")
+    key, _, raw = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    cur = out
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def build_config(*layers: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                 source: str = "config") -> Config:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _deep_merge(merged, layer)
+    for item in overrides:
+        merged = _deep_merge(merged, parse_override(item))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from e
+
+
+def load_config(path: str | Path | None = None, *, base: dict[str, Any] | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    layers = [base or {}]
+    if path is not None:
+        layers.append(read_yaml(Path(path)))
+    return build_config(*layers, overrides=overrides, source=str(path) if path else "config")

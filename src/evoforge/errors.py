@@ -1,0 +1,40 @@
+"""The error hierarchy: one root, each error says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class EvoforgeError(Exception):
+    """Root of every error evoforge raises on purpose."""
+
+
+class ConfigError(EvoforgeError):
+    """A configuration file, key, value or override is wrong."""
+
+
+class ProblemError(EvoforgeError):
+    """A problem directory is missing something or is malformed."""
+
+
+class EditError(EvoforgeError):
+    """An edit (diff or rewrite) could not be applied to a program."""
+
+
+class StorageError(EvoforgeError):
+    """The run's storage is missing, corrupt, or from an incompatible version."""
+
+
+class LLMError(EvoforgeError):
+    """An LLM request failed for good (after retries, or not retryable).
+
+    ``retryable`` tells whether the failure was transient (rate limit, 5xx, timeout) or
+    permanent (authentication, unknown model, bad request).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+class RunFailed(EvoforgeError):
+    """The run could not do its job (initial program failed, every LLM call failed, ...)."""

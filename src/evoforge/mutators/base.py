@@ -1,0 +1,42 @@
+"""The Mutator interface: turns a parent (+ partners + context) into child code."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from evoforge.program import MutationInfo, Program
+
+
+@dataclass(frozen=True)
+class MutationRequest:
+    parent: Program
+    rng: random.Random  # derived from the run seed and the proposal id
+    others: tuple[Program, ...] = ()  # crossover partners
+    context: tuple[Program, ...] = ()  # inspirations for the prompt
+    task: str = ""  # task description (problem README)
+    language: str = "python"
+    proposal_id: int = 0
+
+
+@dataclass(frozen=True)
+class MutationOutcome:
+    """``code`` is None when no child could be made; ``info.note`` then says why."""
+
+    code: str | None
+    info: MutationInfo = field(default_factory=MutationInfo)
+
+
+class Mutator(ABC):
+    name: str = "mutator"
+    uses_llm: bool = False
+
+    @abstractmethod
+    async def mutate(self, request: MutationRequest) -> MutationOutcome:
+        """Produce a child. Never raises for a bad reply or failed edit: returns code=None with
+        the reason in ``info.note`` (tokens still counted). May raise LLMError only for
+        permanent failures the run must stop on (e.g. authentication)."""
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,104 @@
+"""Program: the immutable record of one candidate, and the small value types around it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    """Terminal (and one transient) states of a program. Status is data, never an exception."""
+
+    PENDING = "pending"  # child code exists and is stored, evaluation not yet recorded
+    OK = "ok"  # evaluated, finite score
+    FAILED = "failed"  # the evaluator raised or returned something unusable
+    INVALID = "invalid"  # edit did not apply, syntax error, LLM gave no usable reply
+    TIMEOUT = "timeout"  # wall-clock deadline hit; process tree killed
+    CRASHED = "crashed"  # killed by a signal, out of memory, exited without a result
+
+    @property
+    def terminal(self) -> bool:
+        return self is not Status.PENDING
+
+
+@dataclass(frozen=True)
+class MutationInfo:
+    """Provenance of a child: which mutator made it and what it cost."""
+
+    mutator: str = ""
+    model: str | None = None
+    edit_kind: str | None = None  # "diff", "rewrite", "literal", "swap_op", "crossover", ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency: float = 0.0  # seconds spent producing the child (LLM round trips included)
+    attempts: int = 0  # LLM requests made (retries included)
+    note: str = ""  # free text: what the edit did, or why it failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> MutationInfo:
+        if not d:
+            return cls()
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation produced. Built by an Executor, consumed by Run.tell()."""
+
+    status: Status
+    metrics: dict[str, float] = field(default_factory=dict)
+    score: float | None = None  # primary score as the evaluator reports it (not sign-flipped)
+    reason: str = ""  # why the status is not ok (empty when ok)
+    artifacts: dict[str, str] = field(default_factory=dict)  # capped text feedback
+    eval_time: float = 0.0  # seconds, wall clock, spawn to result
+
+    def __post_init__(self) -> None:
+        if self.score is not None and not math.isfinite(self.score):
+            raise ValueError(f"EvalResult.score must be finite, got {self.score!r}")
+
+
+@dataclass(frozen=True)
+class Program:
+    """An immutable record of one candidate and everything known about it.
+
+    ``id`` is the proposal sequence number within the run (0 is the initial program).
+    ``done_seq`` is the order in which its result was committed (None while pending).
+    """
+
+    id: int
+    code: str
+    parent_ids: tuple[int, ...] = ()
+    island: int = 0
+    generation: int = 0
+    status: Status = Status.PENDING
+    reason: str = ""
+    score: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    mutation: MutationInfo = field(default_factory=MutationInfo)
+    created_at: float = 0.0  # unix time the proposal was stored
+    evaluated_at: float | None = None
+    eval_time: float = 0.0
+    done_seq: int | None = None
+
+    def with_result(self, result: EvalResult, *, done_seq: int, evaluated_at: float,
+                    features: dict[str, float] | None = None) -> Program:
+        return replace(
+            self,
+            status=result.status,
+            reason=result.reason,
+            score=result.score,
+            metrics=dict(result.metrics),
+            artifacts=dict(result.artifacts),
+            features=dict(features or {}),
+            eval_time=result.eval_time,
+            done_seq=done_seq,
+            evaluated_at=evaluated_at,
+        )
