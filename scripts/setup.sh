@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv and install evoforge with its test tools. Installs the Debian packages evoforge
+# uses (python3-venv, bubblewrap) when running as root on a Debian-like system.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  need=()
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+elif ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: bubblewrap is not installed and this is not a root Debian shell; evoforge still runs" >&2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+touch .venv/.installed

@@ -1,0 +1,178 @@
+"""High-level entry points: start a run, resume one, open one for inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from evoforge.config import Config, build_config
+from evoforge.errors import ConfigError, StorageError
+from evoforge.executors.local import LocalExecutor
+from evoforge.pipeline import Pipeline, RunOutcome
+from evoforge.problem import Problem
+from evoforge.program import Program
+from evoforge.registry import make_mutator, make_selector, mutator_kind
+from evoforge.run import DB_NAME, Run, check_problem_unchanged, require_run_dir
+from evoforge.storages import open_storage, resolve_storage_url
+
+log = logging.getLogger("evoforge")
+
+
+def _components(problem: Problem, config: Config, run_dir: Path, storage: Any) -> Run:
+    return Run(problem, config, storage, make_selector(config), run_dir)
+
+
+def _executor(problem: Problem, config: Config) -> LocalExecutor:
+    return LocalExecutor.from_config(problem.path, config.evaluation,
+                                     score_metric=config.objective.score_metric,
+                                     program_name=problem.program_name)
+
+
+def prepare(problem: str | Path | Problem, *, run_dir: str | Path,
+            config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+            flags: dict[str, Any] | None = None) -> tuple[Problem, Config, Path]:
+    """Load the problem and build the config with the documented precedence."""
+    prob = problem if isinstance(problem, Problem) else Problem.load(problem)
+    from evoforge.config import read_yaml
+
+    layers = [prob.config]
+    if config_file is not None:
+        layers.append(read_yaml(Path(config_file)))
+    flag_layer = {k: v for k, v in (flags or {}).items() if v is not None}
+    cfg = build_config(*layers, _nest(flag_layer), overrides=overrides,
+                       source=str(config_file or prob.path / "config.yaml"))
+    return prob, cfg, Path(run_dir)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        cur = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+    return out
+
+
+async def _drive(run: Run, config: Config, problem: Problem,
+                 on_event: Callable[[Program], None] | None) -> RunOutcome:
+    mutator = make_mutator(config)
+    executor = _executor(problem, config)
+    pipeline = Pipeline(run, mutator, executor, on_event=on_event)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+
+        def _on_sigint() -> None:
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts at once
+
+        loop.add_signal_handler(signal.SIGINT, _on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        installed = True
+    try:
+        return await pipeline.execute(stop)
+    finally:
+        await mutator.aclose()
+        if installed:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+
+def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    if (run_dir / DB_NAME).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with `evoforge resume "
+                          f"{run_dir}` or choose another --out directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(resolve_storage_url(config.storage.url, run_dir))
+    run = _components(problem, config, run_dir, storage)
+    run.write_metadata()
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"),
+                                                         sort_keys=False))
+    return run
+
+
+def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
+                  flags: dict[str, Any] | None = None, readonly: bool = False,
+                  ) -> tuple[Problem | None, Config, Any]:
+    """Open a run's storage and rebuild its config (with optional overrides)."""
+    run_dir = Path(run_dir)
+    require_run_dir(run_dir)
+    storage = open_storage(resolve_storage_url(None, run_dir), readonly=readonly)
+    raw = storage.get_meta("config")
+    if raw is None:
+        storage.close()
+        raise StorageError(f"{run_dir}: the run has no stored config (was it started by evoforge?)")
+    flag_layer = _nest({k: v for k, v in (flags or {}).items() if v is not None})
+    config = build_config(raw, flag_layer, overrides=overrides, source=f"{run_dir} (stored config)")
+    problem = None
+    ppath = storage.get_meta("problem_path")
+    if ppath and Path(ppath).is_dir():
+        problem = Problem.load(ppath)
+    return problem, config, storage
+
+
+def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
+           config: Config | None = None, on_event: Callable[[Program], None] | None = None,
+           on_run: Callable[[Run], None] | None = None) -> RunOutcome:
+    """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI."""
+    prob = problem if isinstance(problem, Problem) else Problem.load(problem)
+    cfg = config or build_config(prob.config)
+    run = start_run(prob, cfg, Path(run_dir))
+    try:
+        if on_run:
+            on_run(run)
+        return asyncio.run(_drive(run, cfg, prob, on_event))
+    finally:
+        run.storage.close()
+
+
+def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
+           flags: dict[str, Any] | None = None, on_event: Callable[[Program], None] | None = None,
+           on_run: Callable[[Run], None] | None = None) -> RunOutcome:
+    """Continue a stopped or killed run: committed work is kept, pending work is evaluated."""
+    problem, cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
+    try:
+        if problem is None:
+            raise StorageError(f"the problem directory of this run ({storage.get_meta('problem_path')})"
+                               " no longer exists; restore it to resume")
+        warning = check_problem_unchanged(storage, problem)
+        if warning:
+            log.warning(warning)
+        storage.set_meta("config", cfg.model_dump(mode="json"))
+        run = _components(problem, cfg, Path(run_dir), storage)
+        run.rebuild()
+        if on_run:
+            on_run(run)
+        return asyncio.run(_drive(run, cfg, problem, on_event))
+    finally:
+        storage.close()
+
+
+def describe_mutator(config: Config) -> str:
+    kind = mutator_kind(config)
+    if kind == "model_free":
+        return "model-free mutator (no LLM configured; set llm.models to use one)"
+    models = ", ".join(m.name for m in config.llm.models)
+    return f"LLM mutator: {models} at {config.llm.base_url or 'https://api.openai.com/v1'}"
+
+
+@contextlib.contextmanager
+def inspect_run(run_dir: str | Path) -> Iterator[tuple[Config, Any]]:
+    """Open a run read-only (safe while it is running)."""
+    _, cfg, storage = open_existing(run_dir, readonly=True)
+    try:
+        yield cfg, storage
+    finally:
+        storage.close()

@@ -1,0 +1,328 @@
+"""The ``evoforge`` command line."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from evoforge.errors import EvoforgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="evoforge: LLM-guided evolutionary program search.")
+problems_app = typer.Typer(no_args_is_help=True, help="The built-in problem suite.")
+app.add_typer(problems_app, name="problems")
+out = Console()
+err = Console(stderr=True)
+
+EXIT_ERROR, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 1, 3, 130
+
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Override a config key: --set llm.concurrency=8 (repeatable).")]
+MaxPrograms = Annotated[int | None, typer.Option(help="Stop after this many programs.")]
+MaxTime = Annotated[str | None, typer.Option(help="Stop after this wall time: 90s, 10m, 2h.")]
+MaxCost = Annotated[float | None, typer.Option(help="Stop once LLM spend reaches this (USD).")]
+Target = Annotated[float | None, typer.Option(help="Stop once the best score reaches this.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No live display.")]
+
+
+def _flags(max_programs: int | None, max_time: str | None, max_cost: float | None,
+           target_score: float | None, **more: Any) -> dict[str, Any]:
+    return {"max_programs": max_programs, "max_time": max_time, "max_cost": max_cost,
+            "target_score": target_score, **more}
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)])
+
+
+def _drive(start: Any, quiet: bool) -> None:
+    """Run ``start(on_run, on_event)`` with a live display; print the outcome; exit accordingly."""
+    from evoforge.progress import ProgressDisplay
+
+    display = ProgressDisplay(err, live=False if quiet else None, interval=30 if quiet else 10)
+    holder: dict[str, Any] = {}
+
+    def on_run(run: Any) -> None:
+        holder["run"] = run
+        display.attach(run)
+
+    try:
+        outcome = start(on_run, display.update)
+    finally:
+        display.close()
+    run = holder.get("run")
+    best = outcome.best
+    err.print()
+    style = "green" if outcome.ok else ("yellow" if outcome.reason == "interrupted" else "red")
+    err.print(f"[{style}]stopped: {outcome.message}[/{style}]")
+    if run is not None:
+        t = run.tally
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(t.counts.items()))
+        out.print(f"programs: {t.done} ({counts})")
+        if t.prompt_tokens or t.completion_tokens:
+            out.print(f"LLM: {t.prompt_tokens + t.completion_tokens:,} tokens, ${t.cost:.4f}")
+        if best is not None:
+            initial = run.storage.get(0).score if t.done else None
+            out.print(f"best score: {best.score:.10g} (program #{best.id}, initial "
+                      f"{initial if initial is None else format(initial, '.10g')})")
+            out.print(f"best program written to: {run.best_path}")
+        out.print(f"inspect: evoforge status {run.run_dir}   |   evoforge show {run.run_dir} "
+                  f"{best.id if best else 0}   |   evoforge resume {run.run_dir}")
+    if outcome.reason == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not outcome.ok:
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@app.command()
+def run(
+    problem: Annotated[str, typer.Argument(help="Problem directory, or a built-in problem name.")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory.")] = None,
+    set_: SetOpt = None,
+    max_programs: MaxPrograms = None,
+    max_time: MaxTime = None,
+    max_cost: MaxCost = None,
+    target_score: Target = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Evaluation slots.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evolve PROBLEM: start a new run."""
+    from evoforge import api
+
+    flags = _flags(max_programs, max_time, max_cost, target_score, seed=seed,
+                   **{"evaluation.workers": workers})
+    run_dir = out_dir or Path("runs") / f"{Path(problem).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    prob, cfg, run_dir = api.prepare(problem, run_dir=run_dir, config_file=config,
+                                     overrides=set_ or [], flags=flags)
+    err.print(f"evoforge: evolving [bold]{prob.name}[/bold] into {run_dir}")
+    err.print(f"  {api.describe_mutator(cfg)}")
+    err.print(f"  {cfg.evaluation.workers} evaluation slot(s), budget: "
+              + ", ".join(f"{k}={getattr(cfg, k)}" for k in
+                          ("max_programs", "max_time", "max_cost", "target_score")
+                          if getattr(cfg, k) is not None))
+    _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
+                                               on_event=on_event, on_run=on_run), quiet)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    set_: SetOpt = None,
+    max_programs: MaxPrograms = None,
+    max_time: MaxTime = None,
+    max_cost: MaxCost = None,
+    target_score: Target = None,
+    quiet: Quiet = False,
+) -> None:
+    """Continue a stopped or killed run where it stopped."""
+    from evoforge import api
+
+    flags = _flags(max_programs, max_time, max_cost, target_score)
+    err.print(f"evoforge: resuming {run_dir}")
+    _drive(lambda on_run, on_event: api.resume(run_dir, overrides=set_ or [], flags=flags,
+                                               on_event=on_event, on_run=on_run), quiet)
+
+
+def _load_all(run_dir: Path) -> tuple[Any, list[Any]]:
+    from evoforge import api
+
+    with api.inspect_run(run_dir) as (cfg, storage):
+        return cfg, list(storage.programs())
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    top: Annotated[int, typer.Option(help="How many top programs to list.")] = 10,
+) -> None:
+    """Summarise a run: counts by status, best score over time, top programs, LLM usage."""
+    from collections import Counter
+
+    from evoforge.program import Status
+
+    cfg, programs = _load_all(run_dir)
+    sign = -1 if cfg.minimize else 1
+    counts = Counter(p.status.value for p in programs)
+    out.print(f"[bold]{run_dir}[/bold]: {len(programs)} programs, objective "
+              f"{cfg.objective.direction} {cfg.objective.score_metric}")
+    out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
+    done = [p for p in programs if p.status is not Status.PENDING]
+    oks = [p for p in done if p.status is Status.OK and p.score is not None]
+    if oks:
+        hist = Table(title="best score over time", show_edge=False)
+        hist.add_column("after programs", justify="right")
+        hist.add_column("best", justify="right")
+        hist.add_column("program", justify="right")
+        best = None
+        for i, p in enumerate(done, 1):
+            if p.score is not None and p.status is Status.OK and (
+                    best is None or sign * p.score > sign * best.score):
+                best = p
+                hist.add_row(str(i), f"{p.score:.10g}", f"#{p.id}")
+        out.print(hist)
+        tops = sorted(oks, key=lambda p: -sign * p.score)[:top]
+        t = Table(title=f"top {len(tops)} programs", show_edge=False)
+        for col in ("id", "score", "gen", "island", "parents", "mutator", "edit"):
+            t.add_column(col)
+        for p in tops:
+            t.add_row(str(p.id), f"{p.score:.10g}", str(p.generation), str(p.island),
+                      ",".join(map(str, p.parent_ids)) or "-", p.mutation.mutator,
+                      (p.mutation.edit_kind or "-")[:30])
+        out.print(t)
+    llm = [p for p in programs if p.mutation.mutator == "llm"]
+    if llm:
+        by_model: dict[str, list[float]] = {}
+        for p in llm:
+            m = by_model.setdefault(p.mutation.model or "?", [0, 0, 0, 0.0])
+            m[0] += 1
+            m[1] += p.mutation.prompt_tokens
+            m[2] += p.mutation.completion_tokens
+            m[3] += p.mutation.cost
+        t = Table(title="LLM usage", show_edge=False)
+        for col in ("model", "requests", "prompt tok", "completion tok", "cost USD"):
+            t.add_column(col, justify="right")
+        for name, (n, pt, ct, cost) in sorted(by_model.items()):
+            t.add_row(name, str(int(n)), f"{int(pt):,}", f"{int(ct):,}", f"{cost:.4f}")
+        out.print(t)
+    fails = Counter(p.reason.split("\n")[0][:90] for p in done if p.status is not Status.OK)
+    if fails:
+        out.print("most common failure reasons:")
+        for reason, n in fails.most_common(5):
+            out.print(f"  {n:6d}  {reason}")
+
+
+@app.command()
+def best(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    write: Annotated[Path | None, typer.Option("--write", "-w", help="Write the code here.")] = None,
+) -> None:
+    """Print the best program (or write it to a file)."""
+    from evoforge.program import Status
+
+    cfg, programs = _load_all(run_dir)
+    oks = [p for p in programs if p.status is Status.OK and p.score is not None]
+    if not oks:
+        raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
+    pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
+    err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
+    if write:
+        write.write_text(pick.code)
+        err.print(f"written to {write}")
+    else:
+        out.print(pick.code, end="", markup=False, highlight=False)
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    program_id: Annotated[int, typer.Argument(help="Program id (see `evoforge status`).")],
+) -> None:
+    """Show one program: code, metrics, feedback, diff against its parent, lineage."""
+    from evoforge import api
+
+    with api.inspect_run(run_dir) as (_cfg, storage):
+        p = storage.get(program_id)
+        parent = storage.get(p.parent_ids[0]) if p.parent_ids else None
+        lineage = [p]
+        while lineage[-1].parent_ids and len(lineage) < 200:
+            lineage.append(storage.get(lineage[-1].parent_ids[0]))
+    score = "-" if p.score is None else f"{p.score:.10g}"
+    out.print(f"[bold]program #{p.id}[/bold]  status={p.status.value}  score={score}  "
+              f"generation={p.generation}  island={p.island}")
+    if p.reason:
+        out.print(f"reason: {p.reason}", markup=False)
+    m = p.mutation
+    out.print(f"made by: {m.mutator}" + (f" ({m.model})" if m.model else "")
+              + (f", edit {m.edit_kind}" if m.edit_kind else "")
+              + (f", {m.prompt_tokens}+{m.completion_tokens} tokens, ${m.cost:.5f}"
+                 if m.prompt_tokens or m.completion_tokens else "")
+              + (f", {m.latency:.2f}s" if m.latency else ""))
+    if m.note:
+        out.print(f"note: {m.note}", markup=False)
+    if p.metrics:
+        out.print("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in p.metrics.items()))
+    for key, text in p.artifacts.items():
+        out.print(f"[bold]-- {key} --[/bold]")
+        out.print(text, markup=False, highlight=False)
+    out.print("lineage: " + " <- ".join(
+        f"#{q.id}({'-' if q.score is None else format(q.score, '.6g')})" for q in lineage))
+    if parent is not None:
+        diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
+                                            f"program #{parent.id}", f"program #{p.id}"))
+        out.print("[bold]-- diff against parent --[/bold]")
+        out.print(Syntax(diff or "(identical)\n", "diff", theme="ansi_dark"))
+    out.print("[bold]-- code --[/bold]")
+    out.print(Syntax(p.code, "python", line_numbers=True, theme="ansi_dark"))
+
+
+@app.command()
+def init(
+    name: Annotated[Path, typer.Argument(help="Directory to create.")],
+) -> None:
+    """Scaffold a new problem directory with a working example evaluator."""
+    src = Path(__file__).parent / "templates" / "problem"
+    if name.exists() and any(name.iterdir()):
+        raise EvoforgeError(f"{name} exists and is not empty; choose a new directory name")
+    shutil.copytree(src, name, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out.print(f"created {name}/ with initial_program.py, evaluator.py, config.yaml, README.md")
+    out.print(f"try it: evoforge run {name} --max-programs 50")
+
+
+@problems_app.command("list")
+def problems_list() -> None:
+    """List the built-in problems."""
+    from evoforge.problem import builtin_problems
+
+    t = Table(show_edge=False)
+    for col in ("name", "task"):
+        t.add_column(col)
+    for pname, path in builtin_problems().items():
+        readme = path / "README.md"
+        first = readme.read_text().splitlines()[0].lstrip("# ") if readme.is_file() else ""
+        t.add_row(pname, first)
+    out.print(t)
+
+
+def main() -> None:
+    _setup_logging()
+    try:
+        app(standalone_mode=False)
+    except EvoforgeError as e:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(EXIT_INTERRUPTED)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The asynchronous controller: a thin loop over ``Run.ask`` / ``Run.tell``.
+
+LLM requests in flight (``llm.concurrency``) and evaluation slots (``evaluation.workers``) are
+independent; ``pipeline.max_in_flight`` bounds the proposals outstanding at once, which bounds how
+stale the population view behind a proposal can be. The controller is the only writer to Storage.
+Evaluations are dispatched in proposal order; with the model-free mutator and one evaluation slot
+the whole run is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from evoforge.errors import LLMError
+from evoforge.executors.base import Executor
+from evoforge.mutators.base import MutationOutcome, Mutator
+from evoforge.program import EvalResult, Program, Status
+from evoforge.run import Proposal, Run
+
+log = logging.getLogger("evoforge")
+
+# Reasons a run stops, and whether that means it did its job.
+SUCCESS = {"max_programs", "target_score", "max_time", "max_cost"}
+MESSAGES = {
+    "max_programs": "reached max_programs",
+    "target_score": "reached target_score",
+    "max_time": "reached max_time",
+    "max_cost": "reached max_cost",
+    "interrupted": "interrupted",
+    "llm_failures": "too many consecutive LLM failures",
+    "llm_error": "the LLM endpoint refused the request",
+    "initial_failed": "the initial program did not evaluate ok",
+}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    reason: str
+    message: str
+    best: Program | None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason in SUCCESS
+
+
+class Pipeline:
+    def __init__(self, run: Run, mutator: Mutator, executor: Executor,
+                 on_event: Callable[[Program], None] | None = None) -> None:
+        self.run = run
+        self.mutator = mutator
+        self.executor = executor
+        self.on_event = on_event or (lambda p: None)
+        cfg = run.config
+        self.capacity = cfg.in_flight(mutator.uses_llm)
+        self.llm_slots = cfg.llm.concurrency if mutator.uses_llm else self.capacity
+        self.ready: deque[Program] = deque()
+        self.mut_tasks: dict[asyncio.Task[MutationOutcome], Proposal] = {}
+        self.eval_tasks: dict[asyncio.Task[EvalResult], Program] = {}
+
+    def in_flight(self) -> int:
+        return len(self.mut_tasks) + len(self.ready) + len(self.eval_tasks)
+
+    async def _evaluate_now(self, program: Program) -> Program:
+        result = await self.executor.evaluate(program.code, program_id=program.id)
+        done = self.run.tell(program, result)
+        self.on_event(done)
+        return done
+
+    async def _start(self) -> RunOutcome | None:
+        """Make sure the initial program is evaluated; queue resumed pending work."""
+        run = self.run
+        pending = run.pending()
+        if len(run.selector) == 0:
+            initial = next((p for p in pending if p.id == 0), None)
+            if initial is None and run.tally.done == 0:
+                initial = run.add_initial()
+            if initial is not None:
+                pending = [p for p in pending if p.id != 0]
+                done = await self._evaluate_now(initial)
+            else:
+                done = None
+            if done is None or done.status is not Status.OK:
+                why = (f"{done.status.value}: {done.reason}" if done else "no ok program stored")
+                detail = ""
+                if done is not None:
+                    for key in ("traceback", "stderr"):
+                        if done.artifacts.get(key):
+                            detail += f"\n--- {key} ---\n{done.artifacts[key][-1500:]}"
+                return RunOutcome("initial_failed", f"the initial program did not evaluate ok "
+                                  f"({why}); fix the evaluator or the program and start a new run"
+                                  f"{detail}", run.best)
+        self.ready.extend(pending)
+        return None
+
+    async def execute(self, stop: asyncio.Event) -> RunOutcome:
+        try:
+            return await self._execute(stop)
+        finally:
+            for t in [*self.mut_tasks, *self.eval_tasks]:
+                t.cancel()
+            await asyncio.gather(*self.mut_tasks, *self.eval_tasks, return_exceptions=True)
+            await self.executor.aclose()
+
+    async def _execute(self, stop: asyncio.Event) -> RunOutcome:
+        run = self.run
+        early = await self._start()
+        if early is not None:
+            return early
+        stopping: str | None = None
+        fatal: str | None = None
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                if stop.is_set():
+                    return RunOutcome("interrupted", "interrupted; everything finished is committed"
+                                      f"; continue with `evoforge resume {run.run_dir}`", run.best)
+                reason = fatal or run.stop_reason(self.in_flight())
+                if reason is None:
+                    await self._fill()
+                    reason = run.stop_reason(self.in_flight())
+                if reason is not None and reason != "max_programs" and stopping is None:
+                    # Soft stop: no new LLM calls or evaluations; running evaluations finish;
+                    # queued children stay pending in Storage and are evaluated on resume.
+                    stopping = reason
+                    for t in self.mut_tasks:
+                        t.cancel()
+                    self.ready.clear()
+                self._dispatch(stopping is not None)
+                waiting = [*self.mut_tasks, *self.eval_tasks]
+                if not waiting:
+                    final = stopping or run.stop_reason(0) or "max_programs"
+                    msg = self._fatal_msg if fatal else MESSAGES[final]
+                    if final == "llm_failures":
+                        msg += f" (last: {run.tally.last_llm_error}); check llm.base_url and the model"
+                    return RunOutcome(final, msg, run.best)
+                timeout = None
+                if run.config.max_time is not None and stopping is None:
+                    timeout = max(0.01, run.config.max_time - run.elapsed())
+                done, _ = await asyncio.wait([*waiting, stop_task], timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for t in sorted((t for t in done if t in self.mut_tasks),
+                                key=lambda t: self.mut_tasks[t].id):
+                    proposal = self.mut_tasks.pop(t)
+                    if t.cancelled():
+                        continue
+                    exc = t.exception()
+                    if isinstance(exc, LLMError):
+                        fatal, self._fatal_msg = "llm_error", f"LLM error: {exc}"
+                        continue
+                    if exc is not None:
+                        raise exc
+                    self._child(proposal, t.result())
+                for t in sorted((t for t in done if t in self.eval_tasks),
+                                key=lambda t: self.eval_tasks[t].id):
+                    program = self.eval_tasks.pop(t)
+                    if t.cancelled():
+                        continue
+                    self.on_event(run.tell(program, t.result()))
+        finally:
+            stop_task.cancel()
+
+    _fatal_msg: str = ""
+
+    async def _fill(self) -> None:
+        run = self.run
+        while (self.in_flight() < self.capacity and len(self.mut_tasks) < self.llm_slots
+               and run.stop_reason(self.in_flight()) is None):
+            proposal = run.ask()
+            request = run.mutation_request(proposal)
+            if self.mutator.uses_llm:
+                task = asyncio.ensure_future(self.mutator.mutate(request))
+                self.mut_tasks[task] = proposal
+            else:
+                # Model-free mutation is instant: do it inline, which keeps the run deterministic.
+                self._child(proposal, await self.mutator.mutate(request))
+
+    def _child(self, proposal: Proposal, outcome: MutationOutcome) -> None:
+        program = self.run.record_child(proposal, outcome)
+        if program.status is Status.PENDING:
+            self.ready.append(program)
+        else:
+            self.on_event(program)
+
+    def _dispatch(self, stopping: bool) -> None:
+        while not stopping and self.ready and len(self.eval_tasks) < self.executor.slots:
+            program = self.ready.popleft()
+            task = asyncio.ensure_future(self.executor.evaluate(program.code, program_id=program.id))
+            self.eval_tasks[task] = program

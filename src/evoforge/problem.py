@@ -1,0 +1,113 @@
+"""Problem: a directory with an initial program, an evaluator, optional config and task text."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evoforge.config import read_yaml
+from evoforge.errors import EditError, ProblemError
+
+BUILTIN_DIR = Path(__file__).parent / "problems"
+
+LANGUAGES = {
+    ".py": "python", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".rs": "rust",
+    ".v": "verilog", ".sv": "verilog", ".js": "javascript", ".ts": "typescript", ".go": "go",
+    ".java": "java", ".jl": "julia", ".lua": "lua", ".sh": "bash",
+}
+
+
+def builtin_problems() -> dict[str, Path]:
+    """Built-in problems by name (directories under evoforge/problems/ with an evaluator)."""
+    if not BUILTIN_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUILTIN_DIR.iterdir())
+            if p.is_dir() and (p / "evaluator.py").is_file()}
+
+
+def resolve_problem_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    builtin = builtin_problems()
+    if str(name_or_path) in builtin:
+        return builtin[str(name_or_path)]
+    names = ", ".join(builtin) or "(none)"
+    raise ProblemError(
+        f"problem {str(name_or_path)!r} is neither a directory nor a built-in problem. "
+        f"Built-in problems: {names}. Create a new one with `evoforge init NAME`.")
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    path: Path
+    initial_program: Path
+    initial_code: str
+    evaluator: Path
+    language: str
+    task: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def program_name(self) -> str:
+        """File name a candidate is written as (same suffix as the initial program)."""
+        return "program" + self.initial_program.suffix
+
+    def fingerprint(self) -> str:
+        """Hash of the initial program and evaluator, to warn when a resumed run's problem changed."""
+        h = hashlib.sha256()
+        for p in (self.initial_program, self.evaluator):
+            h.update(p.read_bytes())
+        return h.hexdigest()[:16]
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> Problem:
+        path = resolve_problem_path(name_or_path)
+        candidates = sorted(p for p in path.glob("initial_program.*") if p.is_file())
+        if not candidates:
+            raise ProblemError(
+                f"{path}: no initial_program.* found. A problem directory needs the starting program "
+                "(e.g. initial_program.py with EVOLVE-BLOCK-START/-END markers) and evaluator.py; "
+                "`evoforge init NAME` scaffolds one.")
+        if len(candidates) > 1:
+            raise ProblemError(f"{path}: several initial programs ({', '.join(p.name for p in candidates)});"
+                               " keep exactly one.")
+        initial = candidates[0]
+        evaluator = path / "evaluator.py"
+        if not evaluator.is_file():
+            raise ProblemError(
+                f"{path}: no evaluator.py. Write one with `def evaluate(program_path) -> dict` returning "
+                "at least 'combined_score' (see `evoforge init` for a working example).")
+        try:
+            tree = ast.parse(evaluator.read_text(), filename=str(evaluator))
+        except SyntaxError as e:
+            raise ProblemError(f"{evaluator}: syntax error at line {e.lineno}: {e.msg}") from e
+        funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        if "evaluate" not in funcs and "evaluate_stage1" not in funcs:
+            raise ProblemError(f"{evaluator}: defines no top-level `evaluate(program_path)` "
+                               "(or `evaluate_stage1` for a cascade).")
+        try:
+            code = initial.read_text()
+        except UnicodeDecodeError as e:
+            raise ProblemError(f"{initial}: not UTF-8 text") from e
+        from evoforge.edit import find_blocks, python_syntax_error
+
+        try:
+            find_blocks(code)
+        except EditError as e:
+            raise ProblemError(f"{initial}: {e}") from e
+        language = LANGUAGES.get(initial.suffix.lower(), initial.suffix.lstrip(".") or "text")
+        if language == "python":
+            err = python_syntax_error(code)
+            if err:
+                raise ProblemError(f"{initial}: the initial program does not parse ({err})")
+        cfg_path = path / "config.yaml"
+        config = read_yaml(cfg_path) if cfg_path.is_file() else {}
+        readme = path / "README.md"
+        task = readme.read_text() if readme.is_file() else ""
+        return cls(name=path.name, path=path, initial_program=initial, initial_code=code,
+                   evaluator=evaluator, language=language, task=task, config=config)

@@ -1,0 +1,77 @@
+"""One registry resolving the names used in YAML and on the CLI to strategies.
+
+Every strategy builds from config; an unknown name is an error listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from evoforge.config import Config
+from evoforge.errors import ConfigError
+from evoforge.mutators.base import Mutator
+from evoforge.selectors.base import Selector
+
+log = logging.getLogger("evoforge")
+
+
+def _islands(cfg: Config) -> Selector:
+    from evoforge.selectors.islands import IslandSelector
+
+    return IslandSelector.from_config(cfg.selector, minimize=cfg.minimize)
+
+
+def _random_sampling(cfg: Config) -> Selector:
+    from evoforge.selectors.baseline import RandomSamplingSelector
+
+    return RandomSamplingSelector(minimize=cfg.minimize)
+
+
+def _greedy(cfg: Config) -> Selector:
+    from evoforge.selectors.baseline import GreedySelector
+
+    return GreedySelector(minimize=cfg.minimize)
+
+
+SELECTORS: dict[str, Callable[[Config], Selector]] = {
+    "islands": _islands,
+    "random_sampling": _random_sampling,
+    "best_of_n": _random_sampling,
+    "greedy": _greedy,
+}
+
+
+def make_selector(cfg: Config) -> Selector:
+    try:
+        factory = SELECTORS[cfg.selector.name]
+    except KeyError:
+        raise ConfigError(f"unknown selector.name {cfg.selector.name!r}; valid names: "
+                          f"{', '.join(SELECTORS)}") from None
+    return factory(cfg)
+
+
+def mutator_kind(cfg: Config) -> str:
+    """'llm' or 'model_free' after resolving 'auto'."""
+    name = cfg.mutator.name
+    if name == "auto":
+        return "llm" if cfg.llm.configured else "model_free"
+    if name == "llm" and not cfg.llm.configured:
+        raise ConfigError("mutator.name is 'llm' but no model is configured: set llm.models "
+                          "(and llm.base_url for a non-OpenAI endpoint), e.g. "
+                          "--set llm.models=[gpt-4o-mini]")
+    return name
+
+
+def make_mutator(cfg: Config) -> Mutator:
+    kind = mutator_kind(cfg)
+    if kind == "model_free":
+        from evoforge.mutators.model_free import ModelFreeMutator
+
+        return ModelFreeMutator(max_edits=cfg.mutator.max_edits)
+    from evoforge.llms.openai_compat import OpenAICompatLLM
+    from evoforge.mutators.llm import LLMMutator
+    from evoforge.prompting import PromptBuilder
+
+    return LLMMutator(OpenAICompatLLM.from_config(cfg.llm), PromptBuilder.from_config(cfg),
+                      edit_mode=cfg.mutator.edit_mode)

@@ -1,0 +1,245 @@
+"""Run: one search. ``ask()`` gives a Proposal, ``tell()`` records a result.
+
+The Run is the single writer to Storage. It keeps the Selector index in memory and rebuilds it
+from Storage on resume by replaying every committed program in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evoforge import __version__
+from evoforge.config import Config
+from evoforge.errors import StorageError
+from evoforge.mutators.base import MutationOutcome, MutationRequest
+from evoforge.problem import Problem
+from evoforge.program import EvalResult, MutationInfo, Program, Status
+from evoforge.selectors.base import Selection, Selector
+from evoforge.storages.base import Storage
+
+DB_NAME = "evoforge.db"
+
+
+def derive_rng(seed: int, *parts: object) -> random.Random:
+    """A component RNG derived from the run seed (string seeding is stable across processes)."""
+    return random.Random(":".join(str(p) for p in (seed, *parts)))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    id: int
+    selection: Selection
+    view: int  # results committed when the proposal was made (for staleness accounting)
+
+
+@dataclass
+class Tally:
+    """Live counters for progress and stop conditions (rebuilt from Storage on resume)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    done: int = 0
+    done_this_session: int = 0
+    consecutive_llm_failures: int = 0
+    last_llm_error: str = ""
+    best_history: list[tuple[int, float]] = field(default_factory=list)  # (done_seq, score)
+
+
+class Run:
+    def __init__(self, problem: Problem, config: Config, storage: Storage, selector: Selector,
+                 run_dir: Path) -> None:
+        self.problem = problem
+        self.config = config
+        self.storage = storage
+        self.selector = selector
+        self.run_dir = Path(run_dir)
+        self.tally = Tally()
+        self._best: Program | None = None
+        stats = storage.stats()
+        self._next_id: int = stats["next_id"]
+        self._next_done: int = stats["next_done_seq"]
+        self.started = time.monotonic()
+
+    # ---------------------------------------------------------------- setup / resume
+    def write_metadata(self) -> None:
+        s = self.storage
+        s.set_meta("evoforge_version", __version__)
+        s.set_meta("problem_path", str(self.problem.path))
+        s.set_meta("problem_fingerprint", self.problem.fingerprint())
+        s.set_meta("config", self.config.model_dump(mode="json"))
+        s.set_meta("created_at", time.time())
+
+    def rebuild(self) -> None:
+        """Replay committed programs into the selector and counters (resume)."""
+        for p in self.storage.programs():
+            if p.status is Status.PENDING:
+                continue
+            self._account(p)
+            self.selector.add(p)
+            self._maybe_best(p, write=False)
+        if self._best is not None:
+            self._write_best(self._best)
+
+    def pending(self) -> list[Program]:
+        """Programs whose child code is stored but whose evaluation was never committed."""
+        return list(self.storage.programs(status=Status.PENDING))
+
+    def add_initial(self) -> Program:
+        p = Program(id=self._take_id(), code=self.problem.initial_code, created_at=time.time(),
+                    mutation=MutationInfo(mutator="initial"))
+        self.storage.add_program(p)
+        return p
+
+    # ---------------------------------------------------------------- ask / tell
+    def ask(self) -> Proposal:
+        pid = self._take_id()
+        sel = self.selector.select(derive_rng(self.config.seed, "select", pid))
+        return Proposal(id=pid, selection=sel, view=self.tally.done)
+
+    def mutation_request(self, proposal: Proposal) -> MutationRequest:
+        sel = proposal.selection
+        return MutationRequest(parent=sel.parent, others=sel.others, context=sel.context,
+                               rng=derive_rng(self.config.seed, "mutate", proposal.id),
+                               task=self.problem.task, language=self.problem.language,
+                               proposal_id=proposal.id)
+
+    def record_child(self, proposal: Proposal, outcome: MutationOutcome) -> Program:
+        """Store the child: pending (to be evaluated) or, when no usable child was made, invalid."""
+        sel = proposal.selection
+        parents = (sel.parent.id, *(o.id for o in sel.others))
+        p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents, island=sel.island,
+                    generation=sel.parent.generation + 1, mutation=outcome.info,
+                    created_at=time.time())
+        if outcome.info.mutator == "llm":
+            if outcome.code is None and outcome.info.note.startswith("llm:"):
+                self.tally.consecutive_llm_failures += 1
+                self.tally.last_llm_error = outcome.info.note
+            else:
+                self.tally.consecutive_llm_failures = 0
+        reason = ""
+        if outcome.code is None:
+            reason = outcome.info.note or "the mutator produced no child"
+        elif outcome.code == sel.parent.code:
+            reason = "child is identical to its parent (nothing changed)"
+        if reason:
+            return self.tell(p, EvalResult(status=Status.INVALID, reason=reason), stored=False)
+        self.storage.add_program(p)
+        return p
+
+    def tell(self, program: Program, result: EvalResult, *, stored: bool = True) -> Program:
+        """Commit a result (one transaction), then index it. Returns the committed program."""
+        done = program.with_result(result, done_seq=self._next_done, evaluated_at=time.time())
+        if done.status is Status.OK:
+            done = program.with_result(result, done_seq=self._next_done, evaluated_at=time.time(),
+                                       features=self.selector.features(done))
+        if stored:
+            self.storage.record_result(done)
+        else:
+            self.storage.add_program(done)
+        self._next_done += 1
+        self._account(done)
+        self.tally.done_this_session += 1
+        self.selector.add(done)
+        self._maybe_best(done, write=True)
+        return done
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def best(self) -> Program | None:
+        return self._best
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.config.minimize else a > b
+
+    def target_reached(self) -> bool:
+        t = self.config.target_score
+        return (t is not None and self._best is not None and self._best.score is not None
+                and (self._best.score <= t if self.config.minimize else self._best.score >= t))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stop_reason(self, in_flight: int = 0) -> str | None:
+        """Why no new proposal should be made now (None: keep going)."""
+        c = self.config
+        if c.max_programs is not None and self.tally.done + in_flight >= c.max_programs:
+            return "max_programs"
+        if self.target_reached():
+            return "target_score"
+        if c.max_time is not None and self.elapsed() >= c.max_time:
+            return "max_time"
+        if c.max_cost is not None and self.tally.cost >= c.max_cost:
+            return "max_cost"
+        if self.tally.consecutive_llm_failures >= c.llm.max_consecutive_failures:
+            return "llm_failures"
+        return None
+
+    # ---------------------------------------------------------------- internals
+    def _take_id(self) -> int:
+        pid = self._next_id
+        self._next_id += 1
+        return pid
+
+    def _account(self, p: Program) -> None:
+        t = self.tally
+        t.counts[p.status.value] += 1
+        t.done += 1
+        t.prompt_tokens += p.mutation.prompt_tokens
+        t.completion_tokens += p.mutation.completion_tokens
+        t.cost += p.mutation.cost
+
+    def _maybe_best(self, p: Program, *, write: bool) -> None:
+        if p.status is not Status.OK or p.score is None:
+            return
+        if self._best is None or self.better(p.score, self._best.score):  # type: ignore[arg-type]
+            self._best = p
+            self.tally.best_history.append((p.done_seq or 0, p.score))
+            if write:
+                self._write_best(p)
+
+    def _write_best(self, p: Program) -> None:
+        """Atomically write the best program and its record beside the database."""
+        path = self.best_path
+        _atomic_write(path, p.code)
+        info: dict[str, Any] = {"id": p.id, "score": p.score, "metrics": p.metrics,
+                                "generation": p.generation, "parent_ids": list(p.parent_ids)}
+        _atomic_write(self.run_dir / "best.json", json.dumps(info, indent=2, allow_nan=False))
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / ("best_program" + self.problem.initial_program.suffix)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def check_problem_unchanged(storage: Storage, problem: Problem) -> str | None:
+    """A warning when the problem's files changed since the run started."""
+    old = storage.get_meta("problem_fingerprint")
+    if old and old != problem.fingerprint():
+        return (f"the problem at {problem.path} changed since this run started (initial program or "
+                "evaluator differ); scores before and after may not be comparable")
+    return None
+
+
+def require_run_dir(run_dir: Path) -> Path:
+    db = Path(run_dir) / DB_NAME
+    if not db.is_file():
+        raise StorageError(f"{run_dir} is not a run directory (no {DB_NAME}); "
+                           "start one with `evoforge run PROBLEM --out DIR`")
+    return db
