@@ -75,7 +75,7 @@ def _drive(start: Any, quiet: bool) -> None:
         if t.prompt_tokens or t.completion_tokens:
             out.print(f"LLM: {t.prompt_tokens + t.completion_tokens:,} tokens, ${t.cost:.4f}")
         if best is not None:
-            initial = run.storage.get(0).score if t.done else None
+            initial = run.initial_score
             out.print(f"best score: {best.score:.10g} (program #{best.id}, initial "
                       f"{initial if initial is None else format(initial, '.10g')})")
             out.print(f"best program written to: {run.best_path}")
@@ -302,7 +302,8 @@ def problems_list() -> None:
 def main() -> None:
     _setup_logging()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        sys.exit(rc if isinstance(rc, int) else 0)
     except EvoforgeError as e:
         from rich.markup import escape
 

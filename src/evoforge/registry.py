@@ -25,13 +25,13 @@ def _islands(cfg: Config) -> Selector:
 def _random_sampling(cfg: Config) -> Selector:
     from evoforge.selectors.baseline import RandomSamplingSelector
 
-    return RandomSamplingSelector(minimize=cfg.minimize)
+    return RandomSamplingSelector.from_config(cfg.selector, minimize=cfg.minimize)
 
 
 def _greedy(cfg: Config) -> Selector:
     from evoforge.selectors.baseline import GreedySelector
 
-    return GreedySelector(minimize=cfg.minimize)
+    return GreedySelector.from_config(cfg.selector, minimize=cfg.minimize)
 
 
 SELECTORS: dict[str, Callable[[Config], Selector]] = {

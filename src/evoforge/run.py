@@ -64,6 +64,7 @@ class Run:
         self.run_dir = Path(run_dir)
         self.tally = Tally()
         self._best: Program | None = None
+        self.initial_score: float | None = None
         stats = storage.stats()
         self._next_id: int = stats["next_id"]
         self._next_done: int = stats["next_done_seq"]
@@ -200,6 +201,8 @@ class Run:
     def _maybe_best(self, p: Program, *, write: bool) -> None:
         if p.status is not Status.OK or p.score is None:
             return
+        if p.id == 0:
+            self.initial_score = p.score
         if self._best is None or self.better(p.score, self._best.score):  # type: ignore[arg-type]
             self._best = p
             self.tally.best_history.append((p.done_seq or 0, p.score))

@@ -39,7 +39,7 @@ class Storage(ABC):
     def stats(self) -> dict[str, Any]:
         """Aggregates without loading programs: ``counts`` (status -> n), ``done`` (terminal
         count), ``next_id``, ``next_done_seq``, ``prompt_tokens``, ``completion_tokens``,
-        ``cost``, ``best_id`` is NOT included (direction lives in config)."""
+        ``cost``, ``pending``. No best: the direction lives in config)."""
 
     @abstractmethod
     def get_meta(self, key: str, default: Any = None) -> Any:

@@ -1,0 +1,196 @@
+"""End-to-end runs on a tiny problem with the model-free mutator: budget, determinism, failures,
+SIGKILL + resume, Ctrl-C. Real subprocesses, real SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evoforge import api
+from evoforge.config import build_config
+from evoforge.problem import Problem
+from evoforge.program import Status
+from evoforge.storages import SQLiteStorage
+
+FIXTURES = Path(__file__).parent / "fixtures" / "problems"
+QUAD = FIXTURES / "quadratic"
+EVOFORGE = [sys.executable, "-m", "evoforge.cli"]
+
+
+def _cfg(**over):
+    base = Problem.load(QUAD).config
+    return build_config(base, over)
+
+
+def _programs(run_dir: Path):
+    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
+        return list(s.programs()), s.check(), s.stats()
+
+
+def test_run_reaches_budget_and_improves(tmp_path):
+    outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_cfg(max_programs=40))
+    assert outcome.ok and outcome.reason == "max_programs"
+    programs, problems, stats = _programs(tmp_path / "r")
+    assert problems == []
+    assert stats["done"] == 40 and stats["pending"] == 0
+    assert len({p.id for p in programs}) == 40
+    assert [p.done_seq for p in programs] == list(range(40))
+    initial = next(p for p in programs if p.id == 0)
+    assert outcome.best is not None and outcome.best.score > initial.score
+    # the best program is written beside the database, and it is the best's code
+    assert (tmp_path / "r" / "best_program.py").read_text() == outcome.best.code
+    # every child records its parent and provenance
+    for p in programs:
+        if p.id:
+            assert p.parent_ids and p.mutation.mutator == "model_free"
+
+
+def _sequence(run_dir: Path):
+    programs, _, _ = _programs(run_dir)
+    return [(p.id, p.parent_ids, p.code, p.status, p.score) for p in programs]
+
+
+def test_same_seed_one_slot_is_deterministic(tmp_path):
+    cfg = _cfg(max_programs=25, seed=7, evaluation={"workers": 1})
+    api.evolve(QUAD, run_dir=tmp_path / "a", config=cfg)
+    api.evolve(QUAD, run_dir=tmp_path / "b", config=cfg)
+    api.evolve(QUAD, run_dir=tmp_path / "c", config=_cfg(max_programs=25, seed=8,
+                                                           evaluation={"workers": 1}))
+    a, b, c = (_sequence(tmp_path / x) for x in "abc")
+    assert a == b
+    assert a != c
+
+
+def test_initial_program_failure_stops_with_reason(tmp_path):
+    prob = Problem.load(FIXTURES / "broken_initial")
+    outcome = api.evolve(prob, run_dir=tmp_path / "r", config=build_config({"max_programs": 5}))
+    assert not outcome.ok and outcome.reason == "initial_failed"
+    assert "this evaluator always fails" in outcome.message
+
+
+def test_cli_run_exit_codes_and_messages(tmp_path):
+    bad = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(tmp_path / "x"),
+                          "--set", "evaluation.wokers=2"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "did you mean 'workers'" in bad.stderr
+    failed = subprocess.run([*EVOFORGE, "run", str(FIXTURES / "broken_initial"), "--out",
+                             str(tmp_path / "y"), "-q"], capture_output=True, text=True)
+    assert failed.returncode == 3, failed.stderr
+    assert "always fails" in failed.stderr
+    missing = subprocess.run([*EVOFORGE, "run", str(tmp_path / "nope")], capture_output=True,
+                             text=True)
+    assert missing.returncode == 1 and "evoforge init" in missing.stderr
+
+
+def _wait_for(run_dir: Path, proc: subprocess.Popen, at_least: int, deadline: float = 60.0):
+    """Wait until the live run has committed `at_least` programs (polls the database)."""
+    end = time.monotonic() + deadline
+    db = run_dir / "evoforge.db"
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited early"
+        if db.exists():
+            try:
+                with SQLiteStorage(db, readonly=True) as s:
+                    if s.stats()["done"] >= at_least:
+                        return
+            except Exception:
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"run did not reach {at_least} programs in {deadline}s")
+
+
+@pytest.mark.parametrize("kill_after", [3, 17, 41])
+def test_sigkill_then_resume_loses_nothing_and_reaches_budget(tmp_path, kill_after):
+    run_dir = tmp_path / "r"
+    budget = 60
+    proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                             "--max-programs", str(budget), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(run_dir, proc, kill_after)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    before, problems, stats = _programs(run_dir)
+    assert problems == []
+    committed = {p.id: p for p in before if p.status is not Status.PENDING}
+    pending = {p.id for p in before if p.status is Status.PENDING}
+    assert len(committed) >= kill_after
+    res = subprocess.run([*EVOFORGE, "resume", str(run_dir), "-q"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    after, problems, stats = _programs(run_dir)
+    assert problems == []
+    assert stats["done"] == budget and stats["pending"] == 0
+    by_id = {p.id: p for p in after}
+    assert len(by_id) == len(after) == budget
+    for pid, p in committed.items():  # nothing committed is lost or changed
+        assert by_id[pid] == p
+    for pid in pending:  # in-flight work was evaluated, under its own id
+        assert by_id[pid].status is not Status.PENDING
+    assert sorted(p.done_seq for p in after) == list(range(budget))
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                             "--max-programs", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(run_dir, proc, 10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "evoforge resume" in err + out
+    before, problems, stats = _programs(run_dir)
+    assert problems == [] and stats["done"] >= 10
+    res = subprocess.run([*EVOFORGE, "resume", str(run_dir), "-q", "--max-programs",
+                          str(stats["done"] + 5)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    _, _, stats2 = _programs(run_dir)
+    assert stats2["done"] == stats["done"] + 5 and stats2["pending"] == 0
+
+
+def test_inspection_commands(tmp_path):
+    run_dir = tmp_path / "r"
+    api.evolve(QUAD, run_dir=run_dir, config=_cfg(max_programs=12))
+    st = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
+    assert st.returncode == 0 and "ok=" in st.stdout and "top" in st.stdout
+    out_file = tmp_path / "best.py"
+    b = subprocess.run([*EVOFORGE, "best", str(run_dir), "--write", str(out_file)],
+                       capture_output=True, text=True)
+    assert b.returncode == 0 and "EVOLVE-BLOCK-START" in out_file.read_text()
+    sh = subprocess.run([*EVOFORGE, "show", str(run_dir), "3"], capture_output=True, text=True)
+    assert sh.returncode == 0 and "lineage: #3" in sh.stdout and "diff against parent" in sh.stdout
+    none = subprocess.run([*EVOFORGE, "show", str(run_dir), "999"], capture_output=True, text=True)
+    assert none.returncode == 1 and "no program with id 999" in none.stderr
+    again = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir)],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and "evoforge resume" in again.stderr
+
+
+def test_init_scaffold_runs(tmp_path):
+    target = tmp_path / "newprob"
+    r = subprocess.run([*EVOFORGE, "init", str(target)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    outcome = api.evolve(target, run_dir=tmp_path / "run", config=build_config(
+        Problem.load(target).config, {"max_programs": 15}))
+    assert outcome.ok and outcome.best is not None
+    assert "feedback" in outcome.best.artifacts
+
+
+def test_env_secrets_do_not_reach_evaluator(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-should-not-leak")
+    prob = tmp_path / "envprob"
+    prob.mkdir()
+    (prob / "initial_program.py").write_text("# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n")
+    (prob / "evaluator.py").write_text(
+        "import os\ndef evaluate(p):\n"
+        "    return {'combined_score': float('OPENAI_API_KEY' in os.environ)}\n")
+    outcome = api.evolve(prob, run_dir=tmp_path / "r", config=build_config({"max_programs": 1}))
+    assert outcome.best is not None and outcome.best.score == 0.0
+    assert os.environ["OPENAI_API_KEY"].startswith("sk-")
