@@ -194,3 +194,22 @@ def test_env_secrets_do_not_reach_evaluator(tmp_path, monkeypatch):
     outcome = api.evolve(prob, run_dir=tmp_path / "r", config=build_config({"max_programs": 1}))
     assert outcome.best is not None and outcome.best.score == 0.0
     assert os.environ["OPENAI_API_KEY"].startswith("sk-")
+
+
+def test_a_run_directory_has_one_writer(tmp_path):
+    run_dir = tmp_path / "r"
+    proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                             "--max-programs", "100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(run_dir, proc, 2)
+        second = subprocess.run([*EVOFORGE, "resume", str(run_dir), "-q"], capture_output=True,
+                                text=True)
+        assert second.returncode == 1
+        assert f"in use by another evoforge process (pid {proc.pid})" in second.stderr
+        # read-only inspection still works on a live run
+        st = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
+        assert st.returncode == 0, st.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()

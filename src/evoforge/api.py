@@ -87,6 +87,28 @@ async def _drive(run: Run, config: Config, problem: Problem,
                     loop.remove_signal_handler(sig)
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory: one writer per run, ever."""
+    import fcntl
+    import os
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(f"{run_dir} is in use by another evoforge process (pid {holder}); "
+                              "wait for it to stop, or inspect it with `evoforge status`") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists():
@@ -129,19 +151,28 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
     """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
     cfg = config or build_config(prob.config)
-    run = start_run(prob, cfg, Path(run_dir))
-    try:
-        if on_run:
-            on_run(run)
-        return asyncio.run(_drive(run, cfg, prob, on_event))
-    finally:
-        run.storage.close()
+    with run_lock(Path(run_dir)):
+        run = start_run(prob, cfg, Path(run_dir))
+        try:
+            if on_run:
+                on_run(run)
+            return asyncio.run(_drive(run, cfg, prob, on_event))
+        finally:
+            run.storage.close()
 
 
 def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
            flags: dict[str, Any] | None = None, on_event: Callable[[Program], None] | None = None,
            on_run: Callable[[Run], None] | None = None) -> RunOutcome:
     """Continue a stopped or killed run: committed work is kept, pending work is evaluated."""
+    with run_lock(Path(run_dir)):
+        return _resume(Path(run_dir), overrides, flags, on_event, on_run)
+
+
+def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[str, Any] | None,
+            on_event: Callable[[Program], None] | None,
+            on_run: Callable[[Run], None] | None) -> RunOutcome:
+    require_run_dir(run_dir)
     problem, cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
     try:
         if problem is None:

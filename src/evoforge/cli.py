@@ -21,8 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="evoforge: LLM-guided evolutionary program search.")
 problems_app = typer.Typer(no_args_is_help=True, help="The built-in problem suite.")
 app.add_typer(problems_app, name="problems")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_ERROR, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 1, 3, 130
 

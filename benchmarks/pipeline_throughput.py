@@ -1,0 +1,90 @@
+"""Pipeline throughput vs the ideal min(concurrency / L, workers / E).
+
+An OpenAI-compatible test server on 127.0.0.1 answers every request after a fixed latency L with a
+full rewrite; the evaluator sleeps E seconds. The run uses the real LLM mutator, the real executor
+(one subprocess per evaluation) and real SQLite storage. Throughput is measured in steady state
+(between the first and last 10% of completions) and over the whole run, and printed as ratios to
+the ideal; an "achievable" ideal that uses the evaluation time measured in the same run (E plus
+process start-up) is printed too.
+
+    .venv/bin/python benchmarks/pipeline_throughput.py            # L=1 s, E=0.5 s, 8 LLM slots, 4 workers
+    .venv/bin/python benchmarks/pipeline_throughput.py --programs 400 --latency 0.5 --eval 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from evoforge import api
+from evoforge.config import build_config
+from evoforge.program import Status
+from evoforge.storages import SQLiteStorage
+from evoforge.testing.openai_server import ChatRequest, OpenAITestServer, reply
+
+INITIAL = "# EVOLVE-BLOCK-START\nVALUE = 0\n# EVOLVE-BLOCK-END\n"
+EVALUATOR = """
+import time
+def evaluate(program_path):
+    t0 = time.monotonic()
+    ns = {{}}
+    exec(open(program_path).read(), ns)
+    time.sleep(max(0.0, {E} - (time.monotonic() - t0)))
+    return {{"combined_score": float(ns["VALUE"])}}
+"""
+
+
+def rewrite(req: ChatRequest):
+    return reply(f"```python\n# EVOLVE-BLOCK-START\nVALUE = {req.index + 1}\n"
+                 "# EVOLVE-BLOCK-END\n```", prompt_tokens=900, completion_tokens=40)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--programs", type=int, default=240)
+    ap.add_argument("--latency", type=float, default=1.0, help="LLM latency L, seconds")
+    ap.add_argument("--eval", type=float, default=0.5, help="evaluation time E, seconds")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=4)
+    a = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, OpenAITestServer(rewrite, latency=a.latency) as srv:
+        prob = Path(tmp) / "problem"
+        prob.mkdir()
+        (prob / "initial_program.py").write_text(INITIAL)
+        (prob / "evaluator.py").write_text(EVALUATOR.format(E=a.eval))
+        cfg = build_config({
+            "max_programs": a.programs, "mutator": {"name": "llm", "edit_mode": "rewrite"},
+            "llm": {"base_url": srv.base_url, "models": ["bench"], "concurrency": a.concurrency,
+                    "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY"},
+            "evaluation": {"workers": a.workers, "timeout": 30},
+        })
+        outcome = api.evolve(prob, run_dir=Path(tmp) / "run", config=cfg)
+        with SQLiteStorage(Path(tmp) / "run" / "evoforge.db", readonly=True) as s:
+            progs = [p for p in s.programs() if p.id != 0]
+    assert outcome.ok, outcome.message
+    ok = [p for p in progs if p.status is Status.OK]
+    assert len(ok) == len(progs), "every child should evaluate ok in this benchmark"
+    t = sorted(p.evaluated_at for p in progs if p.evaluated_at is not None)
+    first = min(p.created_at for p in progs) - a.latency  # the first request left ~L before
+    k = max(1, len(t) // 10)
+    steady = (len(t) - 2 * k) / (t[-k - 1] - t[k])
+    overall = len(t) / (t[-1] - first)
+    ideal = min(a.concurrency / a.latency, a.workers / a.eval)
+    e_meas = statistics.median(p.eval_time for p in ok)
+    achievable = min(a.concurrency / a.latency, a.workers / e_meas)
+    print(f"L={a.latency}s E={a.eval}s llm.concurrency={a.concurrency} "
+          f"evaluation.workers={a.workers} programs={len(t)}")
+    print(f"ideal min(conc/L, workers/E)        = {ideal:.2f} programs/s")
+    print(f"measured eval time (median)         = {e_meas:.3f} s  -> achievable {achievable:.2f}/s")
+    print(f"steady-state throughput             = {steady:.2f} programs/s")
+    print(f"whole-run throughput (incl. ramp)   = {overall:.2f} programs/s")
+    print(f"ratio steady / ideal                = {steady / ideal:.3f}")
+    print(f"ratio steady / achievable           = {steady / achievable:.3f}")
+    print(f"ratio whole-run / ideal             = {overall / ideal:.3f}")
+
+
+if __name__ == "__main__":
+    main()

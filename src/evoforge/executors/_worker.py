@@ -1,0 +1,290 @@
+"""Evaluation worker: runs ONE evaluation in a fresh interpreter and reports one JSON object.
+
+Standalone and stdlib-only on purpose: it is run by path (``python -I _worker.py <request>``),
+imports nothing from evoforge (start-up stays fast), and is spawned by
+``evoforge.executors.local.LocalExecutor`` through a ``Sandbox``.
+
+Request (``argv[1]``, JSON): ``problem_dir``, ``evaluator`` (file name in problem_dir),
+``program_path``, ``result_fd`` (write end of the result pipe, passed with ``pass_fds``),
+``memory_mb`` (int or null), ``cpu_seconds`` (int or null), ``score_metric``,
+``cascade_thresholds`` (list of floats), ``artifact_chars``, ``extra_path`` (appended to sys.path).
+
+Reply (written to the result pipe, never to stdout; ``json.dumps(allow_nan=False)``):
+``{"v": 1, "ok": true, "metrics": {...}, "invalid": {name: why}, "artifacts": {...}}`` or
+``{"v": 1, "ok": false, "error_type": ..., "message": ..., "traceback": ..., "where": ...}``.
+The parent validates everything again; nothing here is trusted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import numbers
+import os
+import sys
+import traceback
+from typing import Any
+
+_PROTOCOL = 1
+_MAX_ARTIFACTS = 64
+_reserve: bytearray | None = bytearray(1 << 20)  # freed on MemoryError so we can still report
+
+
+def _set_limits(memory_mb: int | None, cpu_seconds: int | None) -> None:
+    try:
+        import resource
+    except ImportError:  # not POSIX: no rlimits
+        return
+
+    def lower(which: int, soft: int, hard: int) -> None:
+        try:
+            _, cur_hard = resource.getrlimit(which)
+            if cur_hard != resource.RLIM_INFINITY:
+                soft, hard = min(soft, cur_hard), min(hard, cur_hard)
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            pass
+
+    lower(resource.RLIMIT_CORE, 0, 0)
+    if memory_mb is not None:
+        limit = int(memory_mb) * 1024 * 1024
+        lower(resource.RLIMIT_AS, limit, limit)
+    if cpu_seconds is not None:
+        # soft limit -> SIGXCPU, hard limit one second later -> SIGKILL
+        lower(resource.RLIMIT_CPU, int(cpu_seconds), int(cpu_seconds) + 1)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    dropped = len(text) - head - tail
+    return f"{text[:head]}\n... [{dropped} chars dropped] ...\n{text[len(text) - tail:]}"
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    try:
+        return str(value)
+    except Exception as e:  # a hostile __str__
+        return f"<unprintable {type(value).__name__}: {type(e).__name__}>"
+
+
+def _split_result(value: Any, fn_name: str) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """A dict of metrics, or an object with ``.metrics`` (and optional ``.artifacts``)."""
+    if isinstance(value, dict):
+        return value, {}
+    metrics = getattr(value, "metrics", None)
+    if isinstance(metrics, dict):
+        artifacts = getattr(value, "artifacts", None)
+        return metrics, artifacts if isinstance(artifacts, dict) else {}
+    raise TypeError(
+        f"{fn_name}() returned {type(value).__name__}; return a dict of metrics "
+        "(e.g. {'combined_score': 0.5}) or an EvaluationResult(metrics, artifacts)"
+    )
+
+
+def _clean_metrics(raw: dict[Any, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """Numbers pass (numpy scalars included); everything else is described, not sent."""
+    good: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    for key, value in raw.items():
+        name = key if isinstance(key, str) else _stringify(key)
+        if not isinstance(key, str):
+            bad[name] = f"has a non-string name ({type(key).__name__})"
+            continue
+        if isinstance(value, bool) or type(value).__name__ == "bool_":
+            bad[name] = f"is a bool ({value!r})"
+        elif isinstance(value, numbers.Real):
+            try:
+                num = float(value)
+            except (OverflowError, ValueError, TypeError):
+                bad[name] = f"is not a usable number ({_cap(repr(value), 80)})"
+                continue
+            if math.isnan(num):
+                bad[name] = "is nan"
+            elif math.isinf(num):
+                bad[name] = f"is {'inf' if num > 0 else '-inf'}"
+            else:
+                good[name] = int(value) if isinstance(value, int) else num
+        else:
+            bad[name] = f"is a {type(value).__name__} ({_cap(_stringify(value), 80)!r})"
+    return good, bad
+
+
+def _score_of(metrics: dict[str, float], score_metric: str) -> float | None:
+    if score_metric in metrics:
+        return metrics[score_metric]
+    if len(metrics) == 1:
+        return next(iter(metrics.values()))
+    return None
+
+
+def _load_evaluator(problem_dir: str, evaluator: str) -> Any:
+    path = os.path.join(problem_dir, evaluator)
+    spec = importlib.util.spec_from_file_location("evaluator", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load evaluator from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["evaluator"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(req: dict[str, Any], where: list[str]) -> dict[str, Any]:
+    where[0] = f"loading {req['evaluator']}"
+    module = _load_evaluator(req["problem_dir"], req["evaluator"])
+    program_path = req["program_path"]
+    score_metric = req["score_metric"]
+    thresholds = [float(t) for t in req["cascade_thresholds"]]
+
+    stages = []
+    i = 1
+    while callable(getattr(module, f"evaluate_stage{i}", None)):
+        stages.append((f"evaluate_stage{i}", getattr(module, f"evaluate_stage{i}")))
+        i += 1
+    cascade_note = None
+    if not stages:
+        fn = getattr(module, "evaluate", None)
+        if not callable(fn):
+            raise AttributeError(
+                f"{req['evaluator']} defines neither evaluate(program_path) nor "
+                "evaluate_stage1(program_path); define one of them"
+            )
+        stages = [("evaluate", fn)]
+
+    metrics: dict[str, float] = {}
+    invalid: dict[str, str] = {}
+    artifacts: dict[Any, Any] = {}
+    for n, (name, fn) in enumerate(stages, start=1):
+        where[0] = name
+        stage_metrics, stage_artifacts = _split_result(fn(program_path), name)
+        good, bad = _clean_metrics(stage_metrics)
+        metrics.update(good)
+        for k in good:
+            invalid.pop(k, None)
+        invalid.update(bad)
+        artifacts.update(stage_artifacts)
+        if name == "evaluate":
+            break
+        if invalid:
+            cascade_note = f"stopped after stage {n} of {len(stages)}: invalid metrics"
+            break
+        if n < len(stages) and n - 1 < len(thresholds):
+            score = _score_of(good, score_metric)
+            if score is None:
+                score = _score_of(metrics, score_metric)
+            if score is not None and score < thresholds[n - 1]:
+                cascade_note = (
+                    f"stopped after stage {n} of {len(stages)}: "
+                    f"score {score:g} < threshold {thresholds[n - 1]:g}"
+                )
+                break
+    else:
+        if stages[0][0] != "evaluate":
+            cascade_note = f"completed all {len(stages)} stages"
+
+    limit = int(req["artifact_chars"])
+    out: dict[str, str] = {}
+    for k, v in list(artifacts.items())[:_MAX_ARTIFACTS]:
+        out[_cap(_stringify(k), 100)] = _cap(_stringify(v), limit)
+    if len(artifacts) > _MAX_ARTIFACTS:
+        out["artifacts_dropped"] = f"{len(artifacts) - _MAX_ARTIFACTS} more artifacts dropped"
+    if cascade_note is not None:
+        out["cascade"] = cascade_note
+    return {"v": _PROTOCOL, "ok": True, "metrics": metrics, "invalid": invalid, "artifacts": out}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def main() -> None:
+    global _reserve
+    req = json.loads(sys.argv[1])
+    _set_limits(req.get("memory_mb"), req.get("cpu_seconds"))
+    sys.dont_write_bytecode = True
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
+
+    # Move the result pipe out of the way of the candidate: a high, close-on-exec fd, so
+    # grandchildren started with subprocess do not inherit it and writes to fd 3.. miss it.
+    fd = int(req["result_fd"])
+    try:
+        import fcntl
+
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
+        os.close(fd)
+        fd = high
+    except (ImportError, OSError):
+        pass
+
+    worker_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != worker_dir]
+    sys.path.insert(0, req["problem_dir"])
+    for p in req.get("extra_path", []):
+        if p not in sys.path:
+            sys.path.append(p)
+
+    where = ["start"]
+    reply: dict[str, Any]
+    try:
+        reply = _run(req, where)
+    except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
+        if isinstance(e, MemoryError):
+            _reserve = None
+        reply = {
+            "v": _PROTOCOL,
+            "ok": False,
+            "error_type": type(e).__name__,
+            "message": "",
+            "traceback": "",
+            "where": where[0],
+        }
+        try:
+            reply["message"] = _cap(_stringify(e), 2000)
+            tb_obj = e.__traceback__
+            while tb_obj is not None and tb_obj.tb_frame.f_code.co_filename == __file__:
+                tb_obj = tb_obj.tb_next  # hide the worker's own frames
+            tb = "".join(
+                traceback.format_exception(type(e), e, tb_obj or e.__traceback__, limit=-20)
+            )
+            reply["traceback"] = tb[-max(int(req.get("artifact_chars", 4000)), 0):]
+        except BaseException:  # noqa: BLE001 - out of memory again, or a hostile __str__
+            pass
+        del e
+    try:
+        data = json.dumps(reply, allow_nan=False).encode()
+    except BaseException as e:  # noqa: BLE001
+        data = json.dumps(
+            {"v": _PROTOCOL, "ok": False, "error_type": type(e).__name__,
+             "message": "the worker could not encode the evaluator's result", "traceback": "",
+             "where": "encoding"}
+        ).encode()
+    code = 0
+    try:
+        _write_all(fd, data)
+        os.close(fd)
+    except OSError as e:
+        sys.stderr.write(f"evoforge worker: cannot write the result: {e}\n")
+        code = 3
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001, S110 - closed or broken by the candidate
+            pass
+    os._exit(code)  # skip atexit hooks and non-daemon threads the candidate may have left
+
+
+if __name__ == "__main__":
+    main()

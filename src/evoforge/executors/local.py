@@ -1,0 +1,470 @@
+"""LocalExecutor: each evaluation in a fresh subprocess on this machine, N at a time.
+
+Per evaluation: a private scratch dir holding the candidate, a ``python -I _worker.py <request>``
+process started through a :class:`~evoforge.sandbox.Sandbox` (own process group, minimal
+environment, rlimits set by the worker), stdout/stderr read concurrently with a head+tail cap,
+the result read from a dedicated pipe (one JSON object, validated again here), a wall-clock
+deadline enforced from outside by killing the whole process group, and after every outcome
+the group killed and the scratch dir removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evoforge.errors import ConfigError, ProblemError
+from evoforge.executors.base import Executor
+from evoforge.program import EvalResult, Status
+from evoforge.sandbox import ProcessSandbox, Sandbox, minimal_env
+
+if TYPE_CHECKING:
+    from evoforge.config import EvaluationConfig
+
+__all__ = ["LocalExecutor"]
+
+_WORKER = Path(__file__).resolve().with_name("_worker.py")
+_SRC_ROOT = str(Path(__file__).resolve().parents[2])  # lets evaluators import evoforge.*
+_MAX_RESULT_BYTES = 16 * 1024 * 1024
+_GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
+_PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
+
+
+class _Capture(asyncio.Protocol):
+    """Reads a pipe to EOF keeping at most ``head`` + ``tail`` bytes; counts the rest."""
+
+    def __init__(self, head: int, tail: int, done: asyncio.Future[None]) -> None:
+        self._head_cap = head
+        self._tail_cap = tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        room = self._head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        if self._tail_cap <= 0:
+            self.dropped += len(data)
+            return
+        if len(data) >= self._tail_cap:
+            self.dropped += len(self.tail) + len(data) - self._tail_cap
+            self.tail = bytearray(data[-self._tail_cap:])
+            return
+        self.tail += data
+        excess = len(self.tail) - self._tail_cap
+        if excess > 0:
+            del self.tail[:excess]
+            self.dropped += excess
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"{head}\n... [{self.dropped} bytes dropped] ...\n{tail}"
+        return head + tail
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    dropped = len(text) - head - tail
+    return f"{text[:head]}\n... [{dropped} chars dropped] ...\n{text[len(text) - tail:]}"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} in the worker's result")
+
+
+class LocalExecutor(Executor):
+    """Runs evaluations as local subprocesses, at most ``workers`` at a time.
+
+    ``evaluate`` never raises for anything the candidate or evaluator does; it raises
+    :class:`~evoforge.errors.ConfigError` only when the interpreter cannot be started at all.
+    """
+
+    def __init__(
+        self,
+        problem_dir: Path,
+        *,
+        evaluator: str = "evaluator.py",
+        program_name: str = "program.py",
+        workers: int = 2,
+        timeout: float = 60.0,
+        memory_mb: int | None = 4096,
+        score_metric: str = "combined_score",
+        cascade_thresholds: Sequence[float] = (),
+        artifact_chars: int = 4000,
+        env_allow: Sequence[str] = ("PATH", "LANG", "LC_ALL", "TZ"),
+        python: str | None = None,
+        sandbox: Sandbox | None = None,
+        scratch_root: Path | None = None,
+    ) -> None:
+        self.problem_dir = Path(problem_dir).resolve()
+        evaluator_path = self.problem_dir / evaluator
+        if not evaluator_path.is_file():
+            raise ProblemError(
+                f"evaluator not found: {evaluator_path}; create it with a function "
+                "evaluate(program_path) -> dict[str, float]"
+            )
+        if not program_name or Path(program_name).name != program_name:
+            raise ConfigError(
+                f"program_name must be a plain file name such as 'program.py', got {program_name!r}"
+            )
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be positive (seconds), got {timeout}")
+        if memory_mb is not None and memory_mb < 16:
+            raise ConfigError(
+                f"memory_mb must be at least 16 (or null for no limit), got {memory_mb}"
+            )
+        if artifact_chars < 0:
+            raise ConfigError(f"artifact_chars must be >= 0, got {artifact_chars}")
+        self.evaluator = evaluator
+        self.program_name = program_name
+        self.workers = int(workers)
+        self.timeout = float(timeout)
+        self.memory_mb = memory_mb
+        self.score_metric = score_metric
+        self.cascade_thresholds = tuple(float(t) for t in cascade_thresholds)
+        self.artifact_chars = int(artifact_chars)
+        self.env_allow = tuple(env_allow)
+        self.python = python or sys.executable
+        self.scratch_root = Path(scratch_root) if scratch_root is not None else None
+        self._sandbox = sandbox if sandbox is not None else ProcessSandbox()
+        self._sem: asyncio.Semaphore | None = None
+        self._sem_loop: asyncio.AbstractEventLoop | None = None
+        self._running: dict[int, asyncio.subprocess.Process] = {}
+        self._scratch: set[Path] = set()
+        self._closed = False
+        self._seq = 0
+
+    @classmethod
+    def from_config(
+        cls, problem_dir: Path, cfg: EvaluationConfig, *, score_metric: str, program_name: str
+    ) -> LocalExecutor:
+        return cls(
+            problem_dir,
+            program_name=program_name,
+            workers=cfg.workers,
+            timeout=cfg.timeout,
+            memory_mb=cfg.memory_mb,
+            score_metric=score_metric,
+            cascade_thresholds=cfg.cascade_thresholds,
+            artifact_chars=cfg.artifact_chars,
+            env_allow=cfg.env_allow,
+            python=cfg.python,
+        )
+
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:
+            self._sem = asyncio.Semaphore(self.workers)
+            self._sem_loop = loop
+        return self._sem
+
+    async def evaluate(self, code: str, *, program_id: int = 0) -> EvalResult:
+        if self._closed:
+            return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
+        async with self._semaphore():
+            if self._closed:
+                return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
+            return await self._run_one(code, program_id)
+
+    async def aclose(self) -> None:
+        """Kill every running process tree and remove every scratch dir. Idempotent."""
+        self._closed = True
+        for proc in list(self._running.values()):
+            self._sandbox.kill_tree(proc)
+        for scratch in list(self._scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._scratch.discard(scratch)
+
+    # -- one evaluation ---------------------------------------------------------------------
+
+    async def _run_one(self, code: str, program_id: int) -> EvalResult:
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout
+        self._seq += 1
+        key = self._seq
+        if self.scratch_root is not None:
+            self.scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"evoforge-{program_id}-", dir=self.scratch_root))
+        self._scratch.add(scratch)
+        write_fds: list[int] = []
+        files: list[Any] = []
+        transports: list[asyncio.BaseTransport] = []
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            program_path = scratch / self.program_name
+            program_path.write_text(code, encoding="utf-8")
+
+            half = self.artifact_chars // 2
+            caps: list[_Capture] = []
+            for head, tail in (
+                (half, self.artifact_chars - half),
+                (half, self.artifact_chars - half),
+                (_MAX_RESULT_BYTES, 0),
+            ):
+                r, w = os.pipe()
+                write_fds.append(w)
+                f = os.fdopen(r, "rb", buffering=0)
+                files.append(f)
+                cap = _Capture(head, tail, loop.create_future())
+                transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
+                transports.append(transport)
+                caps.append(cap)
+            out_w, err_w, res_w = write_fds
+            out_cap, err_cap, res_cap = caps
+
+            request = {
+                "problem_dir": str(self.problem_dir),
+                "evaluator": self.evaluator,
+                "program_path": str(program_path),
+                "result_fd": res_w,
+                "memory_mb": self.memory_mb,
+                "cpu_seconds": math.ceil(self.timeout) + 1,
+                "score_metric": self.score_metric,
+                "cascade_thresholds": list(self.cascade_thresholds),
+                "artifact_chars": self.artifact_chars,
+                "extra_path": [_SRC_ROOT],
+            }
+            argv = [self.python, "-I", str(_WORKER), json.dumps(request)]
+            try:
+                proc = await self._sandbox.spawn(
+                    argv,
+                    cwd=scratch,
+                    env=minimal_env(self.env_allow, scratch),
+                    pass_fds=(res_w,),
+                    stdout=out_w,
+                    stderr=err_w,
+                )
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot start the evaluation interpreter {self.python!r}: {e}; "
+                    "set evaluation.python to a working Python 3 interpreter"
+                ) from e
+            self._running[key] = proc
+            for fd in write_fds:
+                os.close(fd)
+            write_fds.clear()
+
+            try:
+                await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0.0))
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+            self._sandbox.kill_tree(proc)  # stray children and threads never outlive an eval
+            try:
+                await asyncio.wait_for(proc.wait(), _GRACE)
+            except TimeoutError:
+                pass
+            # Pipes reach EOF once the whole group is dead; a process that escaped the group
+            # (setsid) may hold them open, so wait only briefly and then stop reading.
+            await asyncio.wait([c.done for c in caps], timeout=_PIPE_GRACE)
+            for tr in transports:
+                tr.close()
+
+            result = self._interpret(
+                returncode=proc.returncode,
+                timed_out=timed_out,
+                result=res_cap,
+                stdout=out_cap.text(),
+                stderr=err_cap.text(),
+            )
+            return EvalResult(
+                status=result[0],
+                reason=result[1],
+                metrics=result[2],
+                score=result[3],
+                artifacts=result[4],
+                eval_time=time.monotonic() - t0,
+            )
+        finally:
+            if proc is not None:
+                self._sandbox.kill_tree(proc)
+            self._running.pop(key, None)
+            for tr in transports:
+                tr.close()
+            for f in files:
+                f.close()
+            for fd in write_fds:
+                os.close(fd)
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._scratch.discard(scratch)
+
+    # -- turning what came back into an EvalResult ------------------------------------------
+
+    def _oom_reason(self) -> str:
+        if self.memory_mb is None:
+            return "out of memory"
+        return f"out of memory (memory_mb={self.memory_mb})"
+
+    def _interpret(
+        self,
+        *,
+        returncode: int | None,
+        timed_out: bool,
+        result: _Capture,
+        stdout: str,
+        stderr: str,
+    ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+        artifacts: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        if stdout:
+            extra["stdout"] = stdout
+        if stderr:
+            extra["stderr"] = stderr
+
+        def done(
+            status: Status,
+            reason: str,
+            metrics: dict[str, float] | None = None,
+            score: float | None = None,
+        ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+            for k, v in extra.items():
+                artifacts[k if k not in artifacts else f"evoforge_{k}"] = v
+            return status, reason, metrics or {}, score, artifacts
+
+        if timed_out:
+            return done(Status.TIMEOUT, f"exceeded {self.timeout} s; process tree killed")
+
+        raw = bytes(result.head)
+        if raw:
+            if result.dropped:
+                return done(
+                    Status.FAILED,
+                    f"the evaluation result exceeded {_MAX_RESULT_BYTES} bytes; "
+                    "return fewer or smaller metrics and artifacts",
+                )
+            try:
+                reply = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            except (ValueError, UnicodeDecodeError) as e:
+                return done(Status.FAILED, f"the evaluation result was not valid JSON: {e}")
+            if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+                return done(Status.FAILED, "the evaluation result had an unexpected shape")
+            return self._interpret_reply(reply, artifacts, extra, done)
+
+        if self._closed and returncode is not None and returncode < 0:
+            return done(Status.CRASHED, "interrupted: the executor was closed during evaluation")
+        if returncode is not None and returncode < 0:
+            sig = -returncode
+            if sig == signal.SIGXCPU:
+                return done(
+                    Status.TIMEOUT,
+                    f"exceeded the CPU-time limit of {math.ceil(self.timeout) + 1} s; "
+                    "process tree killed",
+                )
+            return done(Status.CRASHED, f"killed by {_signal_name(sig)}")
+        if "MemoryError" in stderr:
+            return done(Status.CRASHED, self._oom_reason())
+        return done(Status.CRASHED, f"exited with code {returncode} without a result")
+
+    def _interpret_reply(
+        self, reply: dict[str, Any], artifacts: dict[str, str], extra: dict[str, str], done: Any
+    ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+        limit = self.artifact_chars
+        raw_artifacts = reply.get("artifacts")
+        if isinstance(raw_artifacts, dict):
+            for k, v in list(raw_artifacts.items())[:100]:
+                artifacts[_cap(str(k), 100)] = _cap(v if isinstance(v, str) else repr(v), limit)
+
+        if not reply["ok"]:
+            etype = _cap(str(reply.get("error_type", "Error")), 100)
+            message = _cap(str(reply.get("message", "")), 1000)
+            tb = reply.get("traceback")
+            if isinstance(tb, str) and tb:
+                extra["traceback"] = tb[-limit:] if limit else ""
+                if not extra["traceback"]:
+                    del extra["traceback"]
+            if etype == "MemoryError":
+                return done(Status.CRASHED, self._oom_reason())
+            where = str(reply.get("where", ""))
+            reason = f"{etype}: {message}" if message else etype
+            if where.startswith("evaluate_stage"):
+                reason += f" (in {where})"
+            elif where.startswith("loading"):
+                reason = f"the evaluator failed to load: {reason}"
+            return done(Status.FAILED, reason)
+
+        raw_metrics = reply.get("metrics")
+        if not isinstance(raw_metrics, dict):
+            return done(Status.FAILED, "the evaluation result had no metrics dict")
+        metrics: dict[str, float] = {}
+        problems: list[str] = []
+        invalid = reply.get("invalid")
+        if isinstance(invalid, dict):
+            problems += [f"metric {str(k)!r} {_cap(str(v), 120)}" for k, v in invalid.items()]
+        for name, value in raw_metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"metric {name!r} is a {type(value).__name__}")
+                continue
+            try:
+                num = float(value)
+            except OverflowError:
+                num = math.inf
+            if not math.isfinite(num):
+                problems.append(f"metric {name!r} is not finite")
+                continue
+            metrics[name] = num
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return done(
+                Status.FAILED,
+                f"{problems[0]}{more}: evaluators must return finite numbers",
+                metrics,
+            )
+        if self.score_metric in metrics:
+            score = metrics[self.score_metric]
+        elif len(metrics) == 1:
+            score = next(iter(metrics.values()))
+        elif not metrics:
+            return done(
+                Status.FAILED,
+                f"the evaluator returned no metrics; return e.g. {{'{self.score_metric}': 0.5}}",
+            )
+        else:
+            names = ", ".join(repr(n) for n in list(metrics)[:10])
+            return done(
+                Status.FAILED,
+                f"no {self.score_metric!r} metric among {names}: return {self.score_metric!r} "
+                "from the evaluator or set objective.score_metric to the metric to optimise",
+                metrics,
+            )
+        return done(Status.OK, "", metrics, score)
