@@ -1,0 +1,462 @@
+"""Edits: EVOLVE blocks, SEARCH/REPLACE diffs and full rewrites, applied with marker protection.
+
+A program marks the regions the search may change with lines containing ``EVOLVE-BLOCK-START`` and
+``EVOLVE-BLOCK-END`` (inside the language's comment syntax: ``# ...``, ``// ...``, ``-- ...``).
+Everything outside the blocks, and the marker lines themselves, are the program's *fixed parts*:
+no edit in this module can change them, whatever an LLM reply says. A program without markers is
+one implicit block (the whole file is evolvable).
+
+Lines are split on ``"\\n"`` only and keep their line endings, so fixed parts stay byte-identical
+(``"\\r\\n"`` files included).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+from evoforge.errors import EditError
+
+MARKER_START = "EVOLVE-BLOCK-START"
+MARKER_END = "EVOLVE-BLOCK-END"
+
+__all__ = [
+    "MARKER_END",
+    "MARKER_START",
+    "Block",
+    "apply_diff",
+    "apply_rewrite",
+    "block_contents",
+    "check_fixed_parts",
+    "extract_code",
+    "find_blocks",
+    "parse_diff",
+    "python_syntax_error",
+    "replace_block_contents",
+]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One EVOLVE block: 0-based line indexes of its START and END marker lines."""
+
+    start: int
+    end: int
+
+
+# --------------------------------------------------------------------------- lines and blocks
+
+
+def _lines(text: str) -> list[str]:
+    """Split on ``\\n`` only, keeping the endings; ``"".join(_lines(t)) == t``."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+def _has_marker(text: str) -> bool:
+    return MARKER_START in text or MARKER_END in text
+
+
+def find_blocks(code: str) -> list[Block]:
+    """The EVOLVE blocks of ``code`` in order; ``[]`` when it has no markers.
+
+    Raises EditError naming the (1-based) line of an unbalanced or nested marker.
+    """
+    blocks: list[Block] = []
+    open_at: int | None = None
+    for i, line in enumerate(_lines(code)):
+        has_start, has_end = MARKER_START in line, MARKER_END in line
+        if has_start and has_end:
+            raise EditError(
+                f"line {i + 1} holds both {MARKER_START} and {MARKER_END}; "
+                "put each marker on its own line"
+            )
+        if has_start:
+            if open_at is not None:
+                raise EditError(
+                    f"line {i + 1}: nested {MARKER_START} (the block opened at line "
+                    f"{open_at + 1} is not closed); close it with {MARKER_END} first"
+                )
+            open_at = i
+        elif has_end:
+            if open_at is None:
+                raise EditError(
+                    f"line {i + 1}: {MARKER_END} without a matching {MARKER_START}; "
+                    "add the START marker above it or remove this line"
+                )
+            blocks.append(Block(open_at, i))
+            open_at = None
+    if open_at is not None:
+        raise EditError(
+            f"line {open_at + 1}: {MARKER_START} is never closed; add a {MARKER_END} line "
+            "after the block"
+        )
+    return blocks
+
+
+def block_contents(code: str) -> list[str]:
+    """Text strictly between each START/END pair; a program without markers is ``[code]``."""
+    blocks = find_blocks(code)
+    if not blocks:
+        return [code]
+    lines = _lines(code)
+    return ["".join(lines[b.start + 1 : b.end]) for b in blocks]
+
+
+def _fixed_segments(code: str) -> list[str]:
+    """The fixed parts: text before/between/after the blocks, marker lines included."""
+    blocks = find_blocks(code)
+    lines = _lines(code)
+    if not blocks:
+        return []
+    segs: list[str] = []
+    prev = 0
+    for b in blocks:
+        segs.append("".join(lines[prev : b.start + 1]))
+        prev = b.end
+    segs.append("".join(lines[prev:]))
+    return segs
+
+
+def replace_block_contents(code: str, contents: list[str]) -> str:
+    """Splice ``contents`` (one per block) into ``code``; fixed parts stay byte-identical.
+
+    A non-empty content that does not end with a newline gets one, so the END marker keeps its
+    own line. Without markers the whole file is the one block, so ``contents[0]`` is the result.
+    """
+    blocks = find_blocks(code)
+    n = max(len(blocks), 1)
+    if len(contents) != n:
+        raise EditError(
+            f"got {len(contents)} block contents for a program with {n} EVOLVE block(s); "
+            "give exactly one content per block"
+        )
+    for i, c in enumerate(contents):
+        if _has_marker(c):
+            raise EditError(
+                f"new content of EVOLVE block {i + 1} contains a marker string "
+                f"({MARKER_START}/{MARKER_END}); markers cannot be added, moved or removed"
+            )
+    if not blocks:
+        return contents[0]
+    lines = _lines(code)
+    out: list[str] = []
+    prev = 0
+    for b, c in zip(blocks, contents, strict=True):
+        out.extend(lines[prev : b.start + 1])
+        if c and not c.endswith("\n"):
+            c += "\n"
+        out.append(c)
+        prev = b.end
+    out.extend(lines[prev:])
+    return "".join(out)
+
+
+def check_fixed_parts(parent: str, child: str) -> None:
+    """Raise EditError if the child's marker lines or any text outside its blocks differ."""
+    pb, cb = find_blocks(parent), find_blocks(child)
+    if len(pb) != len(cb):
+        raise EditError(
+            f"the child has {len(cb)} EVOLVE block(s) but the parent has {len(pb)}; "
+            "markers must stay exactly as they are"
+        )
+    if not pb:
+        return
+    ps, cs = _fixed_segments(parent), _fixed_segments(child)
+    for i, (a, b) in enumerate(zip(ps, cs, strict=True)):
+        if a != b:
+            where = (
+                "before the first block" if i == 0
+                else "after the last block" if i == len(ps) - 1
+                else f"between blocks {i} and {i + 1}"
+            )
+            raise EditError(
+                f"the child changed fixed text {where} (outside the EVOLVE blocks or a marker "
+                "line); only text between the markers may change"
+            )
+
+
+# --------------------------------------------------------------------------- diffs
+
+_SEARCH_RE = re.compile(r"^\s*<{5,9}\s*SEARCH\b.*$")
+_DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
+_REPLACE_RE = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$")
+
+
+def parse_diff(text: str) -> list[tuple[str, str]]:
+    """The ``(search, replace)`` pairs of an OpenEvolve-style SEARCH/REPLACE reply, in order.
+
+    Format (5-9 angle/equals characters tolerated; prose and code fences around it ignored)::
+
+        <<<<<<< SEARCH
+        old lines
+        =======
+        new lines
+        >>>>>>> REPLACE
+
+    Texts carry no trailing newline. Incomplete blocks (no divider or no REPLACE line) are dropped.
+    """
+    pairs: list[tuple[str, str]] = []
+    state = "out"
+    search: list[str] = []
+    replace: list[str] = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        if state == "out":
+            if _SEARCH_RE.match(raw):
+                state, search, replace = "search", [], []
+        elif state == "search":
+            if _DIVIDER_RE.match(raw):
+                state = "replace"
+            elif _SEARCH_RE.match(raw):  # restarted: drop the unfinished one
+                search = []
+            else:
+                search.append(raw)
+        else:  # replace
+            if _REPLACE_RE.match(raw):
+                pairs.append(("\n".join(search), "\n".join(replace)))
+                state = "out"
+            else:
+                replace.append(raw)
+    return pairs
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _fuzzy_find(content: str, search: str) -> tuple[int, int, str, int] | None:
+    """Find ``search`` in ``content`` line by line, ignoring trailing whitespace and a uniform
+    indentation offset. Returns (first line, line count, added prefix, removed chars) or None."""
+    clines = [ln.rstrip("\n") for ln in _lines(content)]
+    slines = search.split("\n")
+    while slines and not slines[0].strip():
+        slines.pop(0)
+    while slines and not slines[-1].strip():
+        slines.pop()
+    if not slines:
+        return None
+    n = len(slines)
+    for i in range(len(clines) - n + 1):
+        c0, s0 = clines[i], slines[0]
+        if c0.strip() != s0.strip():
+            continue
+        ci, si = _indent_of(c0), _indent_of(s0)
+        if len(ci) >= len(si):
+            prefix, cut = ci[: len(ci) - len(si)], 0
+        else:
+            prefix, cut = "", len(si) - len(ci)
+        ok = True
+        for c, s in zip(clines[i : i + n], slines, strict=True):
+            c, s = c.rstrip(), s.rstrip()
+            if not s:
+                if c:
+                    ok = False
+                    break
+                continue
+            adjusted = prefix + s if not cut else (s[cut:] if not s[:cut].strip() else None)
+            if adjusted is None or c != adjusted:
+                ok = False
+                break
+        if ok:
+            return i, n, prefix, cut
+    return None
+
+
+def _reindent(text: str, prefix: str, cut: int) -> list[str]:
+    out = []
+    for line in text.split("\n"):
+        if not line.strip():
+            out.append(line.rstrip())
+        elif cut:
+            lead = len(line) - len(line.lstrip(" \t"))
+            out.append(line[min(cut, lead) :])
+        else:
+            out.append(prefix + line)
+    return out
+
+
+def _apply_one(content: str, search: str, replace: str) -> str | None:
+    """Apply one SEARCH/REPLACE to one block content; None when the SEARCH is not there."""
+    if search in content:
+        # Prefer an occurrence that covers whole lines.
+        pos = content.find(search)
+        chosen, whole_lines = pos, False
+        while pos != -1:
+            end = pos + len(search)
+            if (pos == 0 or content[pos - 1] == "\n") and (
+                end == len(content) or content[end] == "\n"
+            ):
+                chosen, whole_lines = pos, True
+                break
+            pos = content.find(search, pos + 1)
+        end = chosen + len(search)
+        if whole_lines and not replace and content[end : end + 1] == "\n":
+            end += 1  # deleting whole lines: do not leave an empty line behind
+        return content[:chosen] + replace + content[end:]
+    found = _fuzzy_find(content, search)
+    if found is None:
+        return None
+    i, n, prefix, cut = found
+    lines = _lines(content)
+    had_nl = lines[i + n - 1].endswith("\n")
+    new_lines = _reindent(replace, prefix, cut) if replace else []
+    new_text = "\n".join(new_lines)
+    if new_lines and had_nl:
+        new_text += "\n"
+    return "".join(lines[:i]) + new_text + "".join(lines[i + n :])
+
+
+def _short(text: str, limit: int = 60) -> str:
+    first = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def apply_diff(code: str, reply: str) -> str:
+    """Apply every SEARCH/REPLACE of ``reply`` to ``code``, in order, inside the EVOLVE blocks.
+
+    Each SEARCH is matched exactly within one block's content first, then line by line ignoring
+    trailing whitespace and a uniform indentation offset (the replacement is re-indented by the
+    same offset). Raises EditError with the reason when the reply has no SEARCH/REPLACE blocks,
+    a SEARCH is empty or not in any block, or a SEARCH/REPLACE touches a marker line.
+    """
+    pairs = parse_diff(reply)
+    if not pairs:
+        raise EditError(
+            "no SEARCH/REPLACE blocks found in the reply; expected '<<<<<<< SEARCH', the old "
+            "lines, '=======', the new lines, '>>>>>>> REPLACE'"
+        )
+    contents = block_contents(code)
+    for k, (search, replace) in enumerate(pairs, start=1):
+        label = f"SEARCH/REPLACE #{k}"
+        if not search.strip():
+            raise EditError(f"{label}: the SEARCH text is empty; quote the exact lines to change")
+        if _has_marker(search) or _has_marker(replace):
+            part = "SEARCH" if _has_marker(search) else "REPLACE"
+            raise EditError(
+                f"{label}: the {part} text contains an EVOLVE-BLOCK marker line; markers "
+                "cannot be edited, change only the code between them"
+            )
+        for j, content in enumerate(contents):
+            new = _apply_one(content, search, replace)
+            if new is not None:
+                contents[j] = new
+                break
+        else:
+            current = replace_block_contents(code, contents)
+            outside = search in current or _fuzzy_find(current, search) is not None
+            msg = f"{label}: SEARCH text not found in any EVOLVE block ('{_short(search)}')"
+            if outside and find_blocks(code):
+                msg += (
+                    "; it was found outside the EVOLVE blocks, where code is fixed and cannot "
+                    "be changed"
+                )
+            else:
+                msg += "; it must match the current code exactly (whitespace aside)"
+            raise EditError(msg)
+    child = replace_block_contents(code, contents)
+    check_fixed_parts(code, child)
+    return child
+
+
+# --------------------------------------------------------------------------- rewrites
+
+_FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+#.-]*)[^`]*$")
+
+_ALIASES = {"python": {"python", "py", "python3", "py3"}}
+
+
+def _closes(line: str, fence: str) -> bool:
+    t = line.strip()
+    return len(t) >= len(fence) and set(t) == {fence[0]}
+
+
+def extract_code(reply: str, language: str = "python") -> str | None:
+    """The largest fenced code block tagged ``language`` (or an alias such as ``py``) or untagged.
+
+    A fence left open at the end of the reply (a truncated answer) counts up to the end.
+    None when there is no such block.
+    """
+    lang = language.lower()
+    accepted = {"", lang} | _ALIASES.get(lang, set())
+    best: str | None = None
+    lines = reply.replace("\r\n", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        m = _FENCE_OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, tag = m.group(1), m.group(2).lower()
+        j = i + 1
+        while j < len(lines) and not _closes(lines[j], fence):
+            j += 1
+        body = "\n".join(lines[i + 1 : j])
+        if body and not body.endswith("\n"):
+            body += "\n"
+        if tag in accepted and (best is None or len(body) > len(best)):
+            best = body
+        i = j + 1
+    return best
+
+
+def apply_rewrite(code: str, reply: str, language: str = "python") -> str:
+    """Apply a full-rewrite reply: only the EVOLVE blocks of the parent change.
+
+    The new program is the reply's largest code block (or the whole reply if it has no fence).
+    With markers, its block count must match the parent's and its block contents are spliced into
+    the parent's fixed parts. Without markers, it becomes the content of the parent's only block
+    (or the whole program when the parent has no markers). Anything else raises EditError.
+    """
+    new = extract_code(reply, language)
+    if new is None:
+        new = reply
+    if not new.strip():
+        raise EditError("the rewrite is empty; reply with the complete program in a code block")
+    parent_blocks = find_blocks(code)
+    try:
+        new_blocks = find_blocks(new)
+    except EditError as e:
+        raise EditError(f"the rewritten program has broken EVOLVE markers: {e}") from e
+    if new_blocks:
+        if not parent_blocks:
+            raise EditError(
+                "the rewrite adds EVOLVE-BLOCK markers but the parent has none; "
+                "reply with the program without markers"
+            )
+        if len(new_blocks) != len(parent_blocks):
+            raise EditError(
+                f"the rewrite has {len(new_blocks)} EVOLVE block(s) but the program has "
+                f"{len(parent_blocks)}; keep every marker line exactly as it is"
+            )
+        child = replace_block_contents(code, block_contents(new))
+    elif not parent_blocks:
+        child = new
+    elif len(parent_blocks) == 1:
+        child = replace_block_contents(code, [new])
+    else:
+        raise EditError(
+            f"the rewrite has no EVOLVE-BLOCK markers but the program has {len(parent_blocks)} "
+            "blocks; reply with the complete program, marker lines included"
+        )
+    check_fixed_parts(code, child)
+    return child
+
+
+# --------------------------------------------------------------------------- syntax
+
+
+def python_syntax_error(code: str) -> str | None:
+    """``"line N: message"`` when ``code`` is not valid Python, else None (nothing is run)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(code, "<candidate>", "exec", dont_inherit=True)
+    except SyntaxError as e:  # IndentationError and TabError included
+        return f"line {e.lineno}: {e.msg}"
+    except (ValueError, OverflowError, RecursionError, MemoryError) as e:
+        return f"line ?: {type(e).__name__}: {e}"
+    return None

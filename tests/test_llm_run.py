@@ -1,0 +1,128 @@
+"""Whole runs through the LLM path against a real OpenAI-compatible server on 127.0.0.1 with
+scripted replies and injected faults. No mocks of the client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from evoforge import api
+from evoforge.config import build_config
+from evoforge.problem import Problem
+from evoforge.program import Status
+from evoforge.storages import SQLiteStorage
+from evoforge.testing.openai_server import (
+    OpenAITestServer,
+    empty,
+    error,
+    hang,
+    malformed,
+    reply,
+)
+
+QUAD = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
+GOOD = ("I will raise the value a little.\n<<<<<<< SEARCH\na * b\n=======\n"
+        "a * b + 0.5\n>>>>>>> REPLACE\n")
+MISSING = "<<<<<<< SEARCH\nthis line does not exist\n=======\nx = 1\n>>>>>>> REPLACE\n"
+
+
+def _config(server: OpenAITestServer, **over):
+    base = {
+        "max_programs": 12, "seed": 1,
+        "llm": {"base_url": server.base_url, "models": [
+            {"name": "test-model", "input_price": 1.0, "output_price": 2.0}],
+            "concurrency": 1, "retries": 1, "request_timeout": 0.5, "backoff_base": 0.01,
+            "backoff_max": 0.05, "proposal_deadline": 5, "api_key_env": "EVOFORGE_TEST_KEY"},
+        "evaluation": {"workers": 2, "timeout": 10},
+        # one island, always exploit: the parent is the best, so each good diff climbs
+        "selector": {"num_islands": 1, "exploitation_ratio": 1.0, "exploration_ratio": 0.0,
+                     "crossover_rate": 0.0},
+    }
+    return build_config(Problem.load(QUAD).config, base, over)
+
+
+def test_llm_run_survives_every_fault_and_finishes_its_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    script = [
+        error(429, retry_after=0.2), reply(GOOD),  # proposal 1: rate limited, then ok
+        error(500), error(500),                    # proposal 2: fails after its retry
+        hang(), malformed(),                       # proposal 3: timeout, then garbage
+        empty(), reply(GOOD),                      # proposal 4: empty, then ok
+        reply("The code looks fine to me.", prompt_tokens=50, completion_tokens=7),  # no diff
+        reply(MISSING, prompt_tokens=60, completion_tokens=9),  # diff that does not apply
+    ]
+    with OpenAITestServer(script, default=reply(GOOD)) as srv:
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_config(srv))
+        records = srv.records
+    assert outcome.ok and outcome.reason == "max_programs", outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = {p.id: p for p in s.programs()}
+        assert s.check() == []
+    assert len(progs) == 12 and all(p.status is not Status.PENDING for p in progs.values())
+    # the 429 was honoured: the retry came after Retry-After
+    assert records[1].received_at - records[0].received_at >= 0.2 - 0.02
+    assert progs[1].status is Status.OK and progs[1].mutation.attempts == 2
+    assert progs[2].status is Status.INVALID and progs[2].reason.startswith("llm:")
+    assert progs[3].status is Status.INVALID and progs[3].reason.startswith("llm:")
+    assert progs[4].status is Status.OK
+    assert progs[5].status is Status.INVALID and "SEARCH" in progs[5].reason
+    assert progs[6].status is Status.INVALID and "not found" in progs[6].reason
+    # tokens of replies that did not apply still count, with their cost
+    assert progs[5].mutation.prompt_tokens == 50 and progs[5].mutation.completion_tokens == 7
+    assert progs[6].mutation.cost == (60 * 1.0 + 9 * 2.0) / 1e6
+    # the good diffs climbed: the best beats the initial program
+    assert outcome.best is not None and outcome.best.score > progs[0].score
+    assert outcome.best.mutation.model == "test-model"
+    # the API key went to the server, and the prompt carried the parent's code
+    assert records[0].headers.get("authorization", records[0].headers.get("Authorization")) \
+        == "Bearer sk-test-key"
+    prompt = records[-1].body["messages"][-1]["content"]
+    assert "EVOLVE-BLOCK-START" in prompt and "a * b" in prompt
+
+
+def test_every_llm_call_failing_stops_the_run_with_a_reason(tmp_path):
+    with OpenAITestServer(default=error(500)) as srv:
+        cfg = _config(srv, max_programs=100, llm={"retries": 0, "max_consecutive_failures": 4})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+    assert not outcome.ok and outcome.reason == "llm_failures"
+    assert "500" in outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        stats = s.stats()
+    assert stats["counts"]["invalid"] == 4 and stats["done"] == 5
+
+
+def test_auth_error_stops_at_once_and_cli_exits_nonzero(tmp_path):
+    with OpenAITestServer(default=error(401)) as srv:
+        r = subprocess.run(
+            [sys.executable, "-m", "evoforge.cli", "run", str(QUAD), "--out", str(tmp_path / "r"),
+             "-q", "--set", f"llm.base_url={srv.base_url}", "--set", "llm.models=[m]",
+             "--set", "llm.retries=3", "--set", "llm.concurrency=1"],
+            capture_output=True, text=True, timeout=60)
+        assert srv.request_count == 1  # 401 is not retried
+    assert r.returncode == 3, r.stderr
+    assert "API key" in r.stderr
+
+
+def test_pending_llm_children_are_evaluated_on_resume_without_new_llm_calls(tmp_path):
+    """A child stored as pending (LLM tokens spent) is evaluated on resume, not asked again."""
+    with OpenAITestServer(default=reply(GOOD)) as srv:
+        cfg = _config(srv, max_programs=4)
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+        assert outcome.ok
+        calls = srv.request_count
+    # simulate a kill between storing a child and committing its result
+    db = tmp_path / "r" / "evoforge.db"
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("UPDATE programs SET status='pending', done_seq=NULL, score=NULL, "
+                "evaluated_at=NULL WHERE id=(SELECT max(id) FROM programs)")
+    con.commit()
+    con.close()
+    with OpenAITestServer(default=reply(GOOD)) as srv2:
+        res = api.resume(tmp_path / "r", overrides=[f"llm.base_url={srv2.base_url}"])
+        assert res.ok and srv2.request_count == 0
+    assert calls == 3
+    with SQLiteStorage(db, readonly=True) as s:
+        assert s.stats()["pending"] == 0 and s.stats()["done"] == 4
