@@ -8,14 +8,16 @@ N = 26
 # EVOLVE-BLOCK-START
 def construct_packing():
     """Return (centers, radii): 26 (x, y) centers and 26 radii inside the unit square."""
-    centers = [(0.5, 0.5)]
-    for i in range(8):
-        angle = 2 * math.pi * i / 8
-        centers.append((0.5 + 0.3 * math.cos(angle), 0.5 + 0.3 * math.sin(angle)))
-    for i in range(17):
-        angle = 2 * math.pi * i / 17
-        centers.append((0.5 + 0.45 * math.cos(angle), 0.5 + 0.45 * math.sin(angle)))
-    centers = [(min(max(x, 0.02), 0.98), min(max(y, 0.02), 0.98)) for x, y in centers]
+    # a centre circle, an inner ring of 8 and an outer ring of 17
+    centers = [
+        (0.500, 0.500), (0.800, 0.500), (0.712, 0.712), (0.500, 0.800),
+        (0.288, 0.712), (0.200, 0.500), (0.288, 0.288), (0.500, 0.200),
+        (0.712, 0.288), (0.950, 0.500), (0.920, 0.663), (0.833, 0.803),
+        (0.701, 0.903), (0.542, 0.948), (0.377, 0.933), (0.229, 0.859),
+        (0.117, 0.737), (0.058, 0.583), (0.058, 0.417), (0.117, 0.263),
+        (0.229, 0.141), (0.377, 0.067), (0.542, 0.052), (0.701, 0.097),
+        (0.833, 0.197), (0.920, 0.337),
+    ]
     radii = compute_max_radii(centers)
     return centers, radii
 # EVOLVE-BLOCK-END
