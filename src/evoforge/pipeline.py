@@ -14,11 +14,12 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from evoforge.errors import LLMError
 from evoforge.executors.base import Executor
 from evoforge.mutators.base import MutationOutcome, Mutator
-from evoforge.program import EvalResult, Program, Status
+from evoforge.program import Program, Status
 from evoforge.run import Proposal, Run
 
 log = logging.getLogger("evoforge")
@@ -59,8 +60,8 @@ class Pipeline:
         self.capacity = cfg.in_flight(mutator.uses_llm)
         self.llm_slots = cfg.llm.concurrency if mutator.uses_llm else self.capacity
         self.ready: deque[Program] = deque()
-        self.mut_tasks: dict[asyncio.Task[MutationOutcome], Proposal] = {}
-        self.eval_tasks: dict[asyncio.Task[EvalResult], Program] = {}
+        self.mut_tasks: dict[asyncio.Task[Any], Proposal] = {}
+        self.eval_tasks: dict[asyncio.Task[Any], Program] = {}
 
     def in_flight(self) -> int:
         return len(self.mut_tasks) + len(self.ready) + len(self.eval_tasks)
@@ -143,24 +144,24 @@ class Pipeline:
                     timeout = max(0.01, run.config.max_time - run.elapsed())
                 done, _ = await asyncio.wait([*waiting, stop_task], timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
-                for t in sorted((t for t in done if t in self.mut_tasks),
-                                key=lambda t: self.mut_tasks[t].id):
-                    proposal = self.mut_tasks.pop(t)
-                    if t.cancelled():
+                for mt in sorted((t for t in done if t in self.mut_tasks),
+                                 key=lambda t: self.mut_tasks[t].id):
+                    proposal = self.mut_tasks.pop(mt)
+                    if mt.cancelled():
                         continue
-                    exc = t.exception()
+                    exc = mt.exception()
                     if isinstance(exc, LLMError):
                         fatal, self._fatal_msg = "llm_error", f"LLM error: {exc}"
                         continue
                     if exc is not None:
                         raise exc
-                    self._child(proposal, t.result())
-                for t in sorted((t for t in done if t in self.eval_tasks),
-                                key=lambda t: self.eval_tasks[t].id):
-                    program = self.eval_tasks.pop(t)
-                    if t.cancelled():
+                    self._child(proposal, mt.result())
+                for et in sorted((t for t in done if t in self.eval_tasks),
+                                 key=lambda t: self.eval_tasks[t].id):
+                    program = self.eval_tasks.pop(et)
+                    if et.cancelled():
                         continue
-                    self.on_event(run.tell(program, t.result()))
+                    self.on_event(run.tell(program, et.result()))
         finally:
             stop_task.cancel()
 
@@ -173,8 +174,8 @@ class Pipeline:
             proposal = run.ask()
             request = run.mutation_request(proposal)
             if self.mutator.uses_llm:
-                task = asyncio.ensure_future(self.mutator.mutate(request))
-                self.mut_tasks[task] = proposal
+                mtask = asyncio.create_task(self.mutator.mutate(request))
+                self.mut_tasks[mtask] = proposal
             else:
                 # Model-free mutation is instant: do it inline, which keeps the run deterministic.
                 self._child(proposal, await self.mutator.mutate(request))
@@ -189,5 +190,5 @@ class Pipeline:
     def _dispatch(self, stopping: bool) -> None:
         while not stopping and self.ready and len(self.eval_tasks) < self.executor.slots:
             program = self.ready.popleft()
-            task = asyncio.ensure_future(self.executor.evaluate(program.code, program_id=program.id))
-            self.eval_tasks[task] = program
+            etask = asyncio.create_task(self.executor.evaluate(program.code, program_id=program.id))
+            self.eval_tasks[etask] = program

@@ -44,7 +44,7 @@ def check_packing(centers, radii):
             raise ValueError(f"center {i} has {len(c)} coordinates, expected 2")
         pts.append((_number(c[0], f"center {i} x"), _number(c[1], f"center {i} y")))
     rs = [_number(r, f"radius {i}") for i, r in enumerate(radii)]
-    for i, ((x, y), r) in enumerate(zip(pts, rs)):
+    for i, ((x, y), r) in enumerate(zip(pts, rs, strict=True)):
         if r < 0:
             raise ValueError(f"radius {i} is negative ({r})")
         if x - r < 0 or x + r > 1 or y - r < 0 or y + r > 1:

@@ -16,6 +16,7 @@ from evoforge.evaluation_result import EvaluationResult
 
 def evaluate(program_path: str) -> EvaluationResult:
     spec = importlib.util.spec_from_file_location("candidate", program_path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     x, y = module.search()

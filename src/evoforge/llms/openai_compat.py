@@ -1,0 +1,303 @@
+"""A client for any OpenAI-compatible chat endpoint (OpenAI, vLLM, SGLang, Ollama, llama.cpp
+server, OpenRouter, ...) with our own retry loop, an outer deadline, and token/cost accounting.
+
+The openai SDK's own retries are off (``max_retries=0``); this module decides what to retry:
+
+- retried (up to ``retries`` extra attempts): 429 (honouring ``retry-after-ms`` /
+  ``Retry-After`` seconds or HTTP-date), 408/409, 5xx, timeouts, connection errors, malformed
+  replies, empty replies (no choices or empty content);
+- not retried: 400/401/403/404/422 (and other 4xx): ``LLMError(retryable=False)`` naming the fix.
+
+``proposal_deadline`` bounds the whole call, retries and back-off sleeps included, so a stalled
+endpoint cannot freeze the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+import openai
+
+from evoforge.config import LLMConfig, ModelConfig
+from evoforge.errors import ConfigError, LLMError
+from evoforge.llms.base import LLM, LLMReply
+
+__all__ = ["OpenAICompatLLM", "parse_retry_after"]
+
+log = logging.getLogger(__name__)
+
+NO_KEY_PLACEHOLDER = "evoforge-no-key"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class _Retry(Exception):
+    """One failed attempt that may be retried. ``wait`` is a server-requested delay."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def parse_retry_after(headers: Mapping[str, str] | Any, *,
+                      now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP-date).
+    None when absent or unparsable."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            v = float(ms) / 1000.0
+            if v >= 0:
+                return v
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if ra is None:
+        return None
+    try:
+        v = float(ra)
+        return v if v >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class OpenAICompatLLM(LLM):
+    """Chat client for an OpenAI-compatible endpoint. The model is drawn per call by weight
+    with the caller's rng. The HTTP client is created lazily and closed by :meth:`aclose`."""
+
+    def __init__(
+        self,
+        models: Sequence[ModelConfig | str],
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        request_timeout: float = 120.0,
+        retries: int = 3,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        proposal_deadline: float = 600.0,
+        temperature: float | None = 0.7,
+        top_p: float | None = None,
+        max_tokens: int | None = 8192,
+    ) -> None:
+        self.models = [ModelConfig.model_validate({"name": m}) if isinstance(m, str) else m
+                       for m in models]
+        if not self.models:
+            raise ConfigError("no LLM model configured: set llm.models, e.g. "
+                              "`--set llm.models=[gpt-4o-mini]` (or use the model-free mutator)")
+        self.base_url = base_url or DEFAULT_BASE_URL
+        self.api_key_env = api_key_env
+        if not api_key:
+            log.warning("$%s is not set: sending a placeholder API key (fine for local vLLM/"
+                        "Ollama servers; hosted APIs will answer 401)", api_key_env)
+            api_key = NO_KEY_PLACEHOLDER
+        self._api_key = api_key
+        self.request_timeout = float(request_timeout)
+        self.retries = int(retries)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.proposal_deadline = float(proposal_deadline)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_tokens = max_tokens
+        self._weights = [m.weight for m in self.models]
+        self._client: openai.AsyncOpenAI | None = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig, env: Mapping[str, str] = os.environ) -> OpenAICompatLLM:
+        return cls(
+            cfg.models,
+            base_url=cfg.base_url or env.get("OPENAI_BASE_URL") or None,
+            api_key=env.get(cfg.api_key_env) or None,
+            api_key_env=cfg.api_key_env,
+            request_timeout=cfg.request_timeout,
+            retries=cfg.retries,
+            backoff_base=cfg.backoff_base,
+            backoff_max=cfg.backoff_max,
+            proposal_deadline=cfg.proposal_deadline,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._closed:
+            raise LLMError("this LLM client was closed (aclose()); create a new one",
+                           retryable=False, attempts=0)
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                              max_retries=0, timeout=self.request_timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    # ------------------------------------------------------------------ chat
+    def pick_model(self, rng: random.Random) -> ModelConfig:
+        if len(self.models) == 1:
+            return self.models[0]
+        return rng.choices(self.models, weights=self._weights, k=1)[0]
+
+    def _backoff(self, k: int, rng: random.Random) -> float:
+        base = min(self.backoff_max, self.backoff_base * (2.0 ** k))
+        return base * (0.5 + 0.5 * rng.random())  # "equal jitter": between base/2 and base
+
+    async def chat(self, messages: list[dict[str, str]], *, rng: random.Random) -> LLMReply:
+        model = self.pick_model(rng)
+        client = self._get_client()
+        start = time.monotonic()
+        deadline = start + self.proposal_deadline
+        attempts = 0
+        last = "no attempt made"
+        try:
+            async with asyncio.timeout(self.proposal_deadline):
+                for k in range(self.retries + 1):
+                    attempts += 1
+                    try:
+                        text, pt, ct = await self._attempt(client, model, messages)
+                    except LLMError as e:
+                        e.attempts = attempts
+                        raise
+                    except _Retry as r:
+                        last = str(r)
+                        if k >= self.retries:
+                            break
+                        wait = self._backoff(k, rng)
+                        if r.wait is not None:
+                            wait = r.wait + 0.1 * r.wait * rng.random()
+                        if time.monotonic() + wait > deadline:
+                            raise LLMError(
+                                f"{last}; the next attempt (in {wait:.1f}s) would pass "
+                                f"llm.proposal_deadline={self.proposal_deadline:g}s",
+                                retryable=True, attempts=attempts) from r
+                        log.debug("LLM attempt %d on %s failed (%s); retrying in %.2fs",
+                                  attempts, model.name, last, wait)
+                        await asyncio.sleep(wait)
+                        continue
+                    cost = (pt * model.input_price + ct * model.output_price) / 1e6
+                    return LLMReply(text=text, model=model.name, prompt_tokens=pt,
+                                    completion_tokens=ct, cost=cost,
+                                    latency=time.monotonic() - start, attempts=attempts)
+        except TimeoutError as e:
+            raise LLMError(
+                f"no usable reply from model {model.name!r} at {self.base_url} within "
+                f"llm.proposal_deadline={self.proposal_deadline:g}s ({attempts} attempt(s); "
+                f"last: {last}); check the endpoint or raise the deadline",
+                retryable=True, attempts=attempts) from e
+        raise LLMError(
+            f"model {model.name!r} at {self.base_url} gave no usable reply after {attempts} "
+            f"attempt(s); last error: {last}", retryable=True, attempts=attempts)
+
+    async def _attempt(self, client: openai.AsyncOpenAI, model: ModelConfig,
+                       messages: list[dict[str, str]]) -> tuple[str, int, int]:
+        kwargs: dict[str, Any] = {"model": model.name, "messages": messages}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.max_tokens is not None:
+            kwargs["max_tokens"] = self.max_tokens
+        try:
+            # httpx's timeout is per read; this bounds the whole attempt as well
+            async with asyncio.timeout(self.request_timeout):
+                resp = await client.chat.completions.create(**kwargs)
+        except TimeoutError as e:
+            raise _Retry(f"request timed out after {self.request_timeout:g}s "
+                         "(llm.request_timeout)") from e
+        except openai.APITimeoutError as e:
+            raise _Retry(f"request timed out after {self.request_timeout:g}s "
+                         "(llm.request_timeout)") from e
+        except openai.APIConnectionError as e:
+            raise _Retry(f"cannot connect to {self.base_url}: {e.__cause__ or e}") from e
+        except openai.APIStatusError as e:
+            self._raise_for_status(e, model)
+        except (ValueError, openai.APIResponseValidationError) as e:
+            raise _Retry(f"malformed reply (not a chat completion): {e}") from e
+        return self._parse(resp)
+
+    def _raise_for_status(self, e: openai.APIStatusError, model: ModelConfig) -> NoReturn:
+        status = e.status_code
+        detail = _detail(e)
+        where = f"{self.base_url} (model {model.name!r})"
+        if status == 429:
+            raise _Retry(f"rate limited (HTTP 429): {detail}",
+                         wait=parse_retry_after(e.response.headers)) from e
+        if status in (408, 409) or status >= 500:
+            raise _Retry(f"server error (HTTP {status}): {detail}",
+                         wait=parse_retry_after(e.response.headers)) from e
+        if status == 401:
+            msg = (f"authentication failed at {where} (HTTP 401): {detail}; check the API key "
+                   f"in ${self.api_key_env}")
+        elif status == 403:
+            msg = (f"permission denied at {where} (HTTP 403): {detail}; the key in "
+                   f"${self.api_key_env} has no access to this model or project")
+        elif status == 404:
+            msg = (f"not found at {where} (HTTP 404): {detail}; unknown model or wrong base_url "
+                   "(llm.base_url usually ends in /v1; check llm.models)")
+        else:
+            msg = (f"the endpoint rejected the request at {where} (HTTP {status}): {detail}; "
+                   "check llm.models, llm.max_tokens, llm.temperature and llm.top_p for this "
+                   "endpoint")
+        raise LLMError(msg, retryable=False, attempts=1) from e
+
+    @staticmethod
+    def _parse(resp: Any) -> tuple[str, int, int]:
+        try:
+            choices = resp.choices
+            usage = getattr(resp, "usage", None)
+        except AttributeError as e:
+            raise _Retry(f"malformed reply (not a chat completion): {type(resp).__name__}") from e
+        pt = _int(getattr(usage, "prompt_tokens", 0)) if usage is not None else 0
+        ct = _int(getattr(usage, "completion_tokens", 0)) if usage is not None else 0
+        if choices is None:
+            raise _Retry("malformed reply: no 'choices' field")
+        if not choices:
+            raise _Retry("empty reply (no choices)")
+        try:
+            content = choices[0].message.content
+        except (AttributeError, IndexError, TypeError) as e:
+            raise _Retry("malformed reply: choice without a message") from e
+        if not isinstance(content, str) or not content.strip():
+            raise _Retry("empty reply (empty message content)")
+        return content, pt, ct
+
+
+def _int(v: Any) -> int:
+    try:
+        return max(0, int(v or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _detail(e: openai.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+        if isinstance(body.get("message"), str):
+            return str(body["message"])[:300]
+    text = getattr(e, "message", None) or str(e)
+    return str(text)[:300]

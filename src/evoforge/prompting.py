@@ -1,0 +1,192 @@
+"""Prompts: Jinja2 templates ``prompts/system.j2`` and ``prompts/user.j2`` rendered from a
+:class:`~evoforge.mutators.base.MutationRequest`.
+
+A ``template_dir`` overrides the built-in templates by file name (a directory holding only
+``user.j2`` keeps the built-in system prompt). Templates are rendered with ``StrictUndefined``,
+so a misspelt variable is an error, not an empty string. Variables available to templates:
+
+- ``task`` (str), ``language`` (str), ``edit_mode`` ("diff" | "rewrite"), ``score_metric`` (str),
+  ``minimize`` (bool), ``better`` ("higher" | "lower"), ``system_message`` (str | None),
+  ``include_code_of_context`` (bool);
+- ``has_markers`` (bool): the parent has EVOLVE blocks (without them the whole program may change);
+- ``parent`` (a program view), ``context`` and ``partners`` (lists of program views).
+
+A program view has ``id``, ``generation``, ``code``, ``score`` (formatted str: the primary score,
+else the score metric, else "n/a"), ``metrics`` (list of (name, formatted value)), ``status``
+(str), ``ok`` (bool), ``reason`` (str, capped) and ``feedback`` (list of (name, capped text)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from evoforge.edit import MARKER_START
+from evoforge.errors import ConfigError
+from evoforge.program import Program, Status
+
+if TYPE_CHECKING:
+    from evoforge.config import Config
+    from evoforge.mutators.base import MutationRequest
+
+__all__ = ["PromptBuilder", "cap_text", "format_number"]
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "prompts"
+EDIT_MODES = ("diff", "rewrite")
+
+
+def format_number(v: Any) -> str:
+    """Compact, stable formatting for scores and metrics in prompts."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.6g}"
+    return str(v)
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its head and tail around a note saying
+    how much was left out (the tail of a traceback is usually the useful part)."""
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    head = limit // 3
+    tail = limit - head
+    omitted = len(text) - head - tail
+    return f"{text[:head]}\n... [{omitted} characters omitted] ...\n{text[len(text) - tail:]}"
+
+
+@dataclass(frozen=True)
+class _ProgramView:
+    id: int
+    generation: int
+    code: str
+    score: str
+    metrics: list[tuple[str, str]]
+    status: str
+    ok: bool
+    reason: str
+    feedback: list[tuple[str, str]]
+
+
+class PromptBuilder:
+    """Builds the chat messages (system + user) for one mutation request."""
+
+    def __init__(
+        self,
+        template_dir: str | Path | None = None,
+        system_message: str | None = None,
+        feedback_chars: int = 2000,
+        edit_mode: str = "diff",
+        include_code_of_context: bool = True,
+        score_metric: str = "combined_score",
+        minimize: bool = False,
+    ) -> None:
+        if edit_mode not in EDIT_MODES:
+            raise ConfigError(f"unknown edit mode {edit_mode!r}; valid: {', '.join(EDIT_MODES)}")
+        self.template_dir = Path(template_dir) if template_dir is not None else None
+        self.system_message = system_message
+        self.feedback_chars = int(feedback_chars)
+        self.edit_mode = edit_mode
+        self.include_code_of_context = include_code_of_context
+        self.score_metric = score_metric
+        self.minimize = minimize
+        loaders: list[jinja2.BaseLoader] = []
+        if self.template_dir is not None:
+            if not self.template_dir.is_dir():
+                raise ConfigError(f"prompt.template_dir {str(self.template_dir)!r} is not a "
+                                  "directory; point it at a folder with system.j2 and/or user.j2")
+            loaders.append(jinja2.FileSystemLoader(str(self.template_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        self._env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        try:
+            self._system = self._env.get_template("system.j2")
+            self._user = self._env.get_template("user.j2")
+        except jinja2.TemplateError as e:
+            raise ConfigError(f"cannot load prompt templates: {e}; check the Jinja2 syntax of "
+                              f"the templates in {self.template_dir}") from e
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PromptBuilder:
+        p = cfg.prompt
+        return cls(
+            template_dir=p.template_dir,
+            system_message=p.system_message,
+            feedback_chars=p.feedback_chars,
+            edit_mode=cfg.mutator.edit_mode,
+            include_code_of_context=p.include_code_of_context,
+            score_metric=cfg.objective.score_metric,
+            minimize=cfg.minimize,
+        )
+
+    # ---------------------------------------------------------------- rendering
+    def _view(self, p: Program) -> _ProgramView:
+        cap = self.feedback_chars
+        feedback: list[tuple[str, str]] = []
+        if cap > 0:
+            for name in sorted(p.artifacts):
+                text = str(p.artifacts[name]).strip("\n")
+                if text.strip():
+                    feedback.append((name, cap_text(text, cap)))
+        ok = p.status in (Status.OK, Status.PENDING)
+        return _ProgramView(
+            id=p.id,
+            generation=p.generation,
+            code=p.code,
+            score=format_number(p.score if p.score is not None
+                                else p.metrics.get(self.score_metric)),
+            metrics=[(k, format_number(p.metrics[k])) for k in sorted(p.metrics)],
+            status=p.status.value,
+            ok=ok,
+            reason=cap_text(p.reason.strip(), max(cap, 200)) if not ok else "",
+            feedback=feedback,
+        )
+
+    def variables(self, request: MutationRequest, edit_mode: str | None = None) -> dict[str, Any]:
+        mode = edit_mode or self.edit_mode
+        if mode not in EDIT_MODES:
+            raise ConfigError(f"unknown edit mode {mode!r}; valid: {', '.join(EDIT_MODES)}")
+        return {
+            "task": request.task.strip(),
+            "language": request.language,
+            "edit_mode": mode,
+            "score_metric": self.score_metric,
+            "minimize": self.minimize,
+            "better": "lower" if self.minimize else "higher",
+            "system_message": self.system_message.strip() if self.system_message else None,
+            "include_code_of_context": self.include_code_of_context,
+            "has_markers": MARKER_START in request.parent.code,
+            "parent": self._view(request.parent),
+            "context": [self._view(p) for p in request.context],
+            "partners": [self._view(p) for p in request.others],
+        }
+
+    def build(self, request: MutationRequest, *,
+              edit_mode: str | None = None) -> list[dict[str, str]]:
+        """System and user messages for ``request``. ``edit_mode`` overrides the builder's."""
+        variables = self.variables(request, edit_mode)
+        try:
+            system = self._system.render(**variables).strip() + "\n"
+            user = self._user.render(**variables).strip() + "\n"
+        except jinja2.TemplateError as e:
+            raise ConfigError(f"prompt template failed to render: {e}; see the variables "
+                              "listed in evoforge/prompting.py") from e
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
