@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, ProblemError
+from evoforge.executors._worker import _cap  # one capping rule, worker and parent
 from evoforge.executors.base import Executor
 from evoforge.program import EvalResult, Status
 from evoforge.sandbox import ProcessSandbox, Sandbox, minimal_env
@@ -84,15 +85,6 @@ class _Capture(asyncio.Protocol):
         if self.dropped:
             return f"{head}\n... [{self.dropped} bytes dropped] ...\n{tail}"
         return head + tail
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    head = limit // 2
-    tail = limit - head
-    dropped = len(text) - head - tail
-    return f"{text[:head]}\n... [{dropped} chars dropped] ...\n{text[len(text) - tail:]}"
 
 
 def _signal_name(signum: int) -> str:
