@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,7 @@ class Run:
         """Commit a result (one transaction), then index it. Returns the committed program."""
         done = program.with_result(result, done_seq=self._next_done, evaluated_at=time.time())
         if done.status is Status.OK:
-            done = program.with_result(result, done_seq=self._next_done, evaluated_at=time.time(),
-                                       features=self.selector.features(done))
+            done = replace(done, features=self.selector.features(done))
         if stored:
             self.storage.record_result(done)
         else:
