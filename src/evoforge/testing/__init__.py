@@ -1,23 +1,14 @@
 """Test helpers that ship with evoforge: real components on loopback, no mocks.
 
 ``evoforge.testing.openai_server`` is a scripted OpenAI-compatible chat server used by the
-test suite and the throughput benchmarks.
+test suite and the throughput benchmarks. Names are imported lazily so that
+``python -m evoforge.testing.openai_server`` runs the module only once.
 """
 
 from __future__ import annotations
 
-from evoforge.testing.openai_server import (
-    Action,
-    ChatRequest,
-    OpenAITestServer,
-    RecordedRequest,
-    empty,
-    empty_content,
-    error,
-    hang,
-    malformed,
-    reply,
-)
+import importlib
+from typing import Any
 
 __all__ = [
     "Action",
@@ -31,3 +22,13 @@ __all__ = [
     "malformed",
     "reply",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("evoforge.testing.openai_server"), name)
+    raise AttributeError(f"module 'evoforge.testing' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

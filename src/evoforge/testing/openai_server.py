@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import threading
 import time
@@ -145,6 +146,7 @@ Script = Callable[[ChatRequest], Action] | Sequence[Action] | None
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # the benchmark opens many connections at once
     owner: OpenAITestServer
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -400,12 +402,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     srv = OpenAITestServer(latency=args.latency, port=args.port, host=args.host,
                            default=reply(text, prompt_tokens=args.prompt_tokens,
                                          completion_tokens=args.completion_tokens))
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     srv.start()
     print(f"serving on http://{args.host}:{srv.port}/v1 (Ctrl-C to stop)", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not done.wait(0.5):
+            pass
     finally:
         srv.stop()
 
