@@ -126,3 +126,16 @@ def test_pending_llm_children_are_evaluated_on_resume_without_new_llm_calls(tmp_
     assert calls == 3
     with SQLiteStorage(db, readonly=True) as s:
         assert s.stats()["pending"] == 0 and s.stats()["done"] == 4
+
+
+def test_max_cost_stops_the_run_at_its_budget(tmp_path):
+    # each reply costs (1000 * 1.0 + 500 * 2.0) / 1e6 = 0.002 USD
+    with OpenAITestServer(default=reply(GOOD, prompt_tokens=1000, completion_tokens=500)) as srv:
+        cfg = _config(srv, max_programs=1000, max_cost=0.01)
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.ok and outcome.reason == "max_cost"
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        stats = s.stats()
+    # stops once the budget is reached: at most the in-flight requests overshoot it
+    assert 0.01 <= stats["cost"] <= 0.01 + 0.002 * cfg.llm.concurrency + 1e-12
+    assert stats["done"] < 1000

@@ -213,3 +213,13 @@ def test_a_run_directory_has_one_writer(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+
+
+def test_target_score_stops_the_run(tmp_path):
+    # greedy climbing on f() toward 7.3; the initial program scores -16.4
+    outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_cfg(
+        max_programs=5000, target_score=-4.0, selector={"name": "greedy"}))
+    assert outcome.ok and outcome.reason == "target_score"
+    assert outcome.best is not None and outcome.best.score >= -4.0
+    _, _, stats = _programs(tmp_path / "r")
+    assert stats["done"] < 5000
