@@ -86,6 +86,12 @@ class EvaluationConfig(_Strict):
     artifact_chars: int = Field(4000, ge=0)
     env_allow: list[str] = Field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
     python: str | None = None  # interpreter for the evaluator; default: the one running evoforge
+    sandbox: Literal["auto", "bubblewrap", "process"] = "auto"
+    scratch_mb: int = Field(256, ge=1)
+    max_processes: int | None = Field(64, ge=1)
+    max_open_files: int = Field(256, ge=16)
+    reverify: int = Field(1, ge=0)
+    reverify_tolerance: float = Field(1e-6, ge=0)
 
 
 class FeatureConfig(_Strict):
