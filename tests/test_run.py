@@ -223,3 +223,41 @@ def test_target_score_stops_the_run(tmp_path):
     assert outcome.best is not None and outcome.best.score >= -4.0
     _, _, stats = _programs(tmp_path / "r")
     assert stats["done"] < 5000
+
+
+def _flaky_problem(tmp_path: Path) -> Path:
+    prob = tmp_path / "flaky"
+    prob.mkdir()
+    (prob / "initial_program.py").write_text("# EVOLVE-BLOCK-START\nx = 1.5\n# EVOLVE-BLOCK-END\n")
+    (prob / "evaluator.py").write_text(
+        "import random\n"
+        "def evaluate(p):\n"
+        "    # a score that is not a function of the program: it cannot be reproduced\n"
+        "    return {'combined_score': random.random()}\n")
+    return prob
+
+
+def test_new_bests_that_do_not_reproduce_are_flagged_and_kept_out(tmp_path):
+    prob = _flaky_problem(tmp_path)
+    outcome = api.evolve(prob, run_dir=tmp_path / "r", config=build_config(
+        {"max_programs": 30, "selector": {"name": "greedy"}}))
+    assert outcome.ok
+    programs, problems, _ = _programs(tmp_path / "r")
+    assert problems == []
+    flagged = [p for p in programs if p.reason.startswith("not reproducible")]
+    assert flagged and all(p.status is Status.FAILED and p.score is None for p in flagged)
+    # nothing that failed to reproduce became the best: the best is the (unverified) initial
+    # program or a child whose score was reproduced
+    best = outcome.best
+    assert best is not None and (best.id == 0 or "reverify" in best.artifacts)
+
+
+def test_reproduced_bests_carry_the_verification_and_reverify_can_be_off(tmp_path):
+    outcome = api.evolve(QUAD, run_dir=tmp_path / "a", config=_cfg(max_programs=20))
+    assert outcome.best is not None and outcome.best.id != 0
+    assert outcome.best.artifacts["reverify"].startswith("reproduced 1x")
+    off = api.evolve(_flaky_problem(tmp_path), run_dir=tmp_path / "b", config=build_config(
+        {"max_programs": 30, "selector": {"name": "greedy"}, "evaluation": {"reverify": 0}}))
+    programs, _, _ = _programs(tmp_path / "b")
+    assert not any(p.reason.startswith("not reproducible") for p in programs)
+    assert off.best is not None and off.best.id != 0

@@ -157,6 +157,9 @@ class Run:
     def best(self) -> Program | None:
         return self._best
 
+    def would_be_best(self, score: float) -> bool:
+        return self._best is None or self.better(score, self._best.score)  # type: ignore[arg-type]
+
     def better(self, a: float, b: float) -> bool:
         return a < b if self.config.minimize else a > b
 
