@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import itertools
 import os
 import select
 import textwrap
@@ -15,8 +17,19 @@ from evoforge.config import EvaluationConfig
 from evoforge.errors import ConfigError, ProblemError
 from evoforge.executors.local import LocalExecutor
 from evoforge.program import EvalResult, Status
+from evoforge.sandbox import BubblewrapSandbox, ProcessSandbox, bubblewrap_problem
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evaluators"
+BWRAP_PROBLEM = bubblewrap_problem()
+SANDBOXES = [
+    pytest.param("process", id="process"),
+    pytest.param(
+        "bubblewrap",
+        id="bubblewrap",
+        marks=pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=str(BWRAP_PROBLEM)),
+    ),
+]
+_ids = itertools.count(8_000_000_000 + os.getpid() * 1000)
 
 
 @pytest.fixture
@@ -28,18 +41,33 @@ def scratch(tmp_path: Path) -> Any:
 
 
 def make(scratch: Path, evaluator: str = "evaluator.py", **kw: Any) -> LocalExecutor:
+    """An executor with the default sandbox (bubblewrap where it works) unless told."""
     kw.setdefault("timeout", 20.0)
     return LocalExecutor(FIXTURES, evaluator=evaluator, scratch_root=scratch, **kw)
 
 
-def run(ex: LocalExecutor, code: str) -> EvalResult:
+def run(ex: LocalExecutor, code: str, program_id: int = 0) -> EvalResult:
     async def go() -> EvalResult:
         try:
-            return await ex.evaluate(textwrap.dedent(code))
+            return await ex.evaluate(textwrap.dedent(code), program_id=program_id)
         finally:
             await ex.aclose()
 
     return asyncio.run(go())
+
+
+def procs_with(marker: bytes) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
 
 
 def wait_dead(pid: int, timeout: float = 10.0) -> bool:
@@ -176,52 +204,76 @@ def test_cascade_runs_all_stages_above_thresholds(scratch: Path) -> None:
 # -- hostile candidates ----------------------------------------------------------------------
 
 
-def test_timeout_kills_the_whole_process_tree(scratch: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "grandchild.pid"
-    code = f"""
-    import subprocess, sys, time
-    def run():
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        with open({str(pid_file)!r}, "w") as f:
-            f.write(str(child.pid))
-        time.sleep(600)
-    """
-    r = run(make(scratch, timeout=1.5), code)
+# The grandchild's command line carries the scratch dir's name, which holds the program id, so
+# it can be found in /proc from outside whatever PID namespace it runs in.
+TREE_CODE = """
+import os, subprocess, sys, time
+def run():
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", os.getcwd()])
+    print("grandchild started", flush=True)
+    {tail}
+"""
+
+
+@pytest.mark.parametrize("kind", SANDBOXES)
+def test_timeout_kills_the_whole_process_tree(scratch: Path, kind: str) -> None:
+    pid = next(_ids)
+    r = run(make(scratch, timeout=1.5, sandbox=kind), TREE_CODE.format(tail="time.sleep(600)"), pid)
     assert r.status is Status.TIMEOUT
     assert r.reason == "exceeded 1.5 s; process tree killed"
-    grandchild = int(pid_file.read_text())
-    assert wait_dead(grandchild), "the grandchild survived the timeout"
+    assert r.artifacts["stdout"] == "grandchild started\n"
+    survivors = procs_with(f"evoforge-{pid}-".encode())
+    assert all(wait_dead(p) for p in survivors), "the grandchild survived the timeout"
 
 
-def test_stray_child_is_killed_after_a_successful_evaluation(scratch: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "stray.pid"
-    code = f"""
-    import subprocess, sys
+@pytest.mark.parametrize("kind", SANDBOXES)
+def test_stray_child_is_killed_after_a_successful_evaluation(scratch: Path, kind: str) -> None:
+    pid = next(_ids)
+    tail = "return {'combined_score': 1.0}"
+    r = run(make(scratch, sandbox=kind), TREE_CODE.format(tail=tail), pid)
+    assert r.status is Status.OK, r.reason
+    assert r.artifacts["stdout"] == "grandchild started\n"
+    assert all(wait_dead(p) for p in procs_with(f"evoforge-{pid}-".encode()))
+
+
+def test_setsid_daemon_does_not_survive_bubblewrap(scratch: Path) -> None:
+    if BWRAP_PROBLEM is not None:
+        pytest.skip(BWRAP_PROBLEM)
+    pid = next(_ids)
+    code = """
+    import os, subprocess, sys, time
     def run():
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        with open({str(pid_file)!r}, "w") as f:
-            f.write(str(child.pid))
-        return {{"combined_score": 1.0}}
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(600)
+            os._exit(0)
+        os.wait()
+        subprocess.Popen([sys.executable, "-c", "import os, time; os.setsid(); time.sleep(600)",
+                          os.getcwd()], start_new_session=True)
+        return {"combined_score": 1.0}
     """
-    r = run(make(scratch), code)
-    assert r.status is Status.OK
-    assert wait_dead(int(pid_file.read_text()))
+    r = run(make(scratch, sandbox="bubblewrap"), code, pid)
+    assert r.status is Status.OK, r.reason
+    assert all(wait_dead(p) for p in procs_with(f"evoforge-{pid}-".encode()))
 
 
-def test_segfault_is_crashed(scratch: Path) -> None:
-    r = run(make(scratch), "import ctypes\ndef run():\n    ctypes.string_at(0)\n")
+@pytest.mark.parametrize("kind", SANDBOXES)
+def test_segfault_is_crashed(scratch: Path, kind: str) -> None:
+    r = run(make(scratch, sandbox=kind), "import ctypes\ndef run():\n    ctypes.string_at(0)\n")
     assert r.status is Status.CRASHED
     assert r.reason == "killed by SIGSEGV"
 
 
-def test_memory_bomb_is_crashed_out_of_memory(scratch: Path) -> None:
+@pytest.mark.parametrize("kind", SANDBOXES)
+def test_memory_bomb_is_crashed_out_of_memory(scratch: Path, kind: str) -> None:
     code = """
     def run():
         hog = []
         while True:
             hog.append(bytearray(32 * 1024 * 1024))
     """
-    r = run(make(scratch, memory_mb=256), code)
+    r = run(make(scratch, memory_mb=256, sandbox=kind), code)
     assert r.status is Status.CRASHED
     assert r.reason == "out of memory (memory_mb=256)"
 
@@ -291,7 +343,7 @@ def test_output_flood_is_capped(scratch: Path) -> None:
 def test_concurrency_never_exceeds_workers(scratch: Path, tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    ex = make(scratch, "concurrency.py", workers=2)
+    ex = make(scratch, "concurrency.py", workers=2, sandbox=ProcessSandbox())  # writes markers
     code = f"MARKER_DIR = {str(markers)!r}\n"
 
     async def go() -> list[EvalResult]:
@@ -316,7 +368,7 @@ def test_aclose_kills_a_running_evaluation(scratch: Path, tmp_path: Path) -> Non
             f.write(str(os.getpid()) + "\\n")
         time.sleep(600)
     """
-    ex = make(scratch, timeout=600)
+    ex = make(scratch, timeout=600, sandbox=ProcessSandbox())  # the fifo is outside scratch
 
     async def go() -> tuple[EvalResult, EvalResult, int]:
         fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # RDWR: no EOF before the writer comes
@@ -346,10 +398,21 @@ def test_aclose_kills_a_running_evaluation(scratch: Path, tmp_path: Path) -> Non
 
 
 def test_from_config_and_validation(tmp_path: Path) -> None:
-    cfg = EvaluationConfig(workers=3, timeout=5, memory_mb=512, cascade_thresholds=[0.1])
+    cfg = EvaluationConfig(
+        workers=3, timeout=5, memory_mb=512, cascade_thresholds=[0.1], sandbox="process",
+        scratch_mb=32, max_processes=7, max_open_files=99,
+    )
     ex = LocalExecutor.from_config(FIXTURES, cfg, score_metric="acc", program_name="p.py")
     assert (ex.slots, ex.timeout, ex.memory_mb, ex.score_metric) == (3, 5.0, 512, "acc")
     assert ex.cascade_thresholds == (0.1,) and ex.program_name == "p.py"
+    assert (ex.scratch_mb, ex.max_processes, ex.max_open_files) == (32, 7, 99)
+    assert type(ex.sandbox) is ProcessSandbox
+    auto = LocalExecutor.from_config(
+        FIXTURES, EvaluationConfig(), score_metric="acc", program_name="p.py"
+    )
+    assert isinstance(auto.sandbox, ProcessSandbox if BWRAP_PROBLEM else BubblewrapSandbox)
+    with pytest.raises(ConfigError, match="max_open_files"):
+        LocalExecutor(FIXTURES, max_open_files=3)
     with pytest.raises(ProblemError, match="evaluate"):
         LocalExecutor(tmp_path)
     with pytest.raises(ConfigError, match="plain file name"):
@@ -360,3 +423,22 @@ def test_missing_interpreter_is_a_config_error(scratch: Path) -> None:
     ex = make(scratch, python=str(scratch.parent / "no-such-python"))
     with pytest.raises(ConfigError, match="evaluation.python"):
         run(ex, "x = 1\n")
+
+
+def test_scratch_of_a_dead_controller_is_removed(tmp_path: Path) -> None:
+    # A controller killed mid-run leaves its evoforge-run-* dir; its owner flock died with it.
+    root = tmp_path / "scratch"
+    dead, alive = root / "evoforge-run-dead", root / "evoforge-run-alive"
+    for d in (dead, alive):
+        (d / "evoforge-1-x").mkdir(parents=True)
+        (d / ".owner.lock").touch()
+    held = os.open(alive / ".owner.lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another live executor
+        r = run(make(root), "def run():\n    return {'combined_score': 1.0}\n")
+        assert r.status is Status.OK, r.reason
+        assert not dead.exists()
+        assert alive.exists()
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in root.iterdir()) == ["evoforge-run-alive"]  # ours is gone

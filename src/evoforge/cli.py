@@ -284,6 +284,17 @@ def init(
     out.print(f"try it: evoforge run {name} --max-programs 50")
 
 
+@app.command()
+def doctor() -> None:
+    """Report what this machine supports: sandbox, isolation, resource limits."""
+    from evoforge import doctor as doc
+
+    checks = doc.checks()
+    out.print(doc.render(checks), markup=False, highlight=False)
+    if not all(c.ok for c in checks):
+        out.print("some protections are missing on this machine (see above); evoforge still runs")
+
+
 @problems_app.command("list")
 def problems_list() -> None:
     """List the built-in problems."""

@@ -2,41 +2,72 @@
 
 An Executor builds the argv, the working directory (a private scratch dir), the environment and
 the pipes; a ``Sandbox`` only decides *how* the process is started and how its whole tree is
-killed. ``ProcessSandbox`` is today's default; a bubblewrap sandbox (no network, read-only
-filesystem, PID namespace) will implement the same two methods.
+killed. Pick one with :func:`make_sandbox` (``evaluation.sandbox`` in the config).
 
-What ``ProcessSandbox`` protects today:
+Always, whichever sandbox (set by the executor and its worker, not here): rlimits (address
+space, CPU time, file size, open files, processes, no core files), a wall-clock deadline
+enforced from outside, stdin from /dev/null, output captured with a cap, an allow-listed
+environment (see :func:`minimal_env`), the result on a private pipe instead of stdout.
 
-- **secrets**: the environment is exactly what the executor passes (see :func:`minimal_env`:
-  an allow-list such as PATH/LANG plus HOME=TMPDIR=scratch), so API keys in the parent's
-  environment are not inherited;
-- **runaway processes**: the candidate runs in its own session / process group, and
-  ``kill_tree`` SIGKILLs the whole group (grandchildren included) on timeout and after every
-  evaluation; the worker also sets rlimits (address space, CPU time, no core files);
-- **stdin / result forgery via stdout**: stdin is /dev/null and the result travels on a
-  dedicated pipe, so printing a fake result to stdout changes nothing.
+:class:`BubblewrapSandbox` (the default where ``bwrap`` works) adds:
 
-What it does NOT protect yet (use the bubblewrap sandbox, or run untrusted code in a VM):
+- **no network**: a new, empty network namespace (not even loopback to the host);
+- **read-only system**: ``/`` is bound read-only; ``/tmp`` is a fresh tmpfs; ``/root`` and
+  ``/home`` are hidden behind empty tmpfs (only the interpreter and problem dir stay visible,
+  read-only), so dotfiles with credentials cannot be read; the scratch dir is a size-capped
+  tmpfs (``scratch_mb``) that is the only writable place and vanishes with the sandbox;
+- **own PID namespace**: the candidate sees only its own processes; ``kill(-1)`` hits only them;
+  killing the namespace's init kills every process of the evaluation, ``setsid`` daemons and
+  double forks included; ``--die-with-parent`` kills it if the controller dies;
+- a new session (no terminal injection), its own IPC and UTS namespaces.
 
-- the network is reachable;
-- the filesystem is the user's: a candidate can read and write anything the user can
-  (scratch is private by convention only);
-- a process that calls ``setsid()`` / double-forks into a new session escapes ``kill_tree``;
-- the candidate runs inside the evaluator's process, so it can tamper with the evaluator or
-  write to the result pipe (it can find the fd in /proc/self/fd); only the "hardened" evaluator
-  form of the design (candidate called through the sandbox) prevents score forgery.
+:class:`ProcessSandbox` (fallback) is a plain child process in a new session whose process group
+is SIGKILLed. It does NOT protect: the network is reachable; the filesystem is the user's (a
+candidate can read and write anything the user can); a process that calls ``setsid()`` escapes
+``kill_tree``; the scratch size is capped per file only.
+
+Neither protects score integrity for evaluators in the plain form (the candidate runs inside the
+evaluator's process and can tamper with it). As root, ``RLIMIT_NPROC`` is not enforced by the
+kernel, so a fork bomb is bounded only by the deadline and memory (and, with bubblewrap, dies
+with the PID namespace).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
+import logging
 import os
+import shutil
 import signal
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ProcessSandbox", "Sandbox", "minimal_env"]
+from evoforge.errors import ConfigError
+
+__all__ = [
+    "BubblewrapSandbox",
+    "ProcessSandbox",
+    "Sandbox",
+    "bubblewrap_problem",
+    "make_sandbox",
+    "minimal_env",
+    "reap_orphaned_sandboxes",
+]
+
+log = logging.getLogger("evoforge.sandbox")
+
+MISSING_WITHOUT_BUBBLEWRAP = (
+    "network isolation (candidates can open connections)",
+    "filesystem isolation (candidates can read and write anything this user can, "
+    "credentials in dotfiles included)",
+    "PID namespace (a setsid/double-fork daemon escapes the process-tree kill)",
+    "a total cap on scratch size (only each file is capped)",
+)
 
 
 def minimal_env(
@@ -58,6 +89,9 @@ def minimal_env(
 class Sandbox(ABC):
     """Starts a process (tree) for one evaluation and can kill that whole tree."""
 
+    #: short name shown in logs, doctor output and results
+    name = "sandbox"
+
     @abstractmethod
     async def spawn(
         self,
@@ -68,14 +102,36 @@ class Sandbox(ABC):
         pass_fds: Sequence[int],
         stdout: int,
         stderr: int,
+        readable: Sequence[Path] = (),
+        scratch_mb: int | None = None,
     ) -> asyncio.subprocess.Process:
         """Start ``argv`` in ``cwd`` with exactly ``env`` (nothing inherited), stdin from
         /dev/null, ``stdout``/``stderr`` going to the given file descriptors and ``pass_fds``
-        kept open (same numbers) in the child. Raise ``OSError`` if it cannot start."""
+        kept open (same numbers) in the child. ``cwd`` is the evaluation's scratch dir: the
+        files in it are visible at the same paths inside. ``readable`` lists paths the process
+        must be able to read (problem dir, interpreter): a sandbox that hides parts of the
+        filesystem keeps these visible, read-only. ``scratch_mb`` caps the scratch dir's total
+        size where the sandbox can. Raise ``OSError`` if it cannot start."""
 
     @abstractmethod
     def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
         """Kill ``proc`` and everything it started. Idempotent; never raises."""
+
+    async def wait_gone(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+        """After :meth:`kill_tree`: wait up to ``timeout`` s until the tree is gone (as far
+        as this sandbox can tell). True if it is."""
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def release(self, proc: asyncio.subprocess.Process) -> None:  # noqa: B027 - optional hook
+        """Forget ``proc`` (free bookkeeping). Call once, after the last :meth:`kill_tree`."""
+
+    def exit_status(self, returncode: int | None) -> int | None:
+        """``proc.returncode`` as the evaluated command's status: negative = killed by signal."""
+        return returncode
 
 
 class ProcessSandbox(Sandbox):
@@ -84,6 +140,8 @@ class ProcessSandbox(Sandbox):
     See the module docstring for what this does and does not protect against.
     """
 
+    name = "process"
+
     async def spawn(
         self,
         argv: Sequence[str],
@@ -93,6 +151,8 @@ class ProcessSandbox(Sandbox):
         pass_fds: Sequence[int],
         stdout: int,
         stderr: int,
+        readable: Sequence[Path] = (),
+        scratch_mb: int | None = None,
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *argv,
@@ -107,15 +167,337 @@ class ProcessSandbox(Sandbox):
         )
 
     def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
-        # The child is a session and group leader (start_new_session), so its pid is the pgid.
-        # Linux does not reuse a pid while a group with that id still has members, so this
-        # cannot hit an unrelated group; ESRCH just means everything is already gone.
+        _kill_group(proc)
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # The child is a session and group leader (start_new_session), so its pid is the pgid.
+    # Linux does not reuse a pid while a group with that id still has members, so this
+    # cannot hit an unrelated group; ESRCH just means everything is already gone.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.returncode is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        except ProcessLookupError:
             pass
-        if proc.returncode is None:
+
+
+# -- bubblewrap ---------------------------------------------------------------------------------
+
+_HIDDEN = ("/root", "/home")
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+class BubblewrapSandbox(Sandbox):
+    """Runs the process tree inside ``bwrap``: no network, read-only system, private
+    size-capped scratch, own PID namespace, new session, dies with its parent.
+
+    ``kill_tree`` SIGKILLs bwrap's process group and the PID namespace's init (found through
+    ``--info-fd``, held as a pidfd so a reused pid is never hit); the kernel then kills every
+    process in the namespace, whatever session it is in. ``wait_gone`` waits until that init
+    has exited, which happens only once the whole namespace is empty.
+    """
+
+    name = "bubblewrap"
+
+    def __init__(self, bwrap: str | None = None, *, hide: Sequence[str] = _HIDDEN) -> None:
+        found = bwrap or shutil.which("bwrap")
+        if not found:
+            raise ConfigError(
+                "bubblewrap (bwrap) is not installed: run `apt-get install bubblewrap`, "
+                "or set evaluation.sandbox=process to run without it"
+            )
+        self.bwrap = found
+        self.hide = tuple(hide)
+        self._inits: dict[int, int] = {}  # bwrap pid -> pidfd of the namespace's init
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        readable: Sequence[Path] = (),
+        scratch_mb: int | None = None,
+        files: Mapping[str, int] | None = None,
+        info_fd: int | None = None,
+    ) -> list[str]:
+        """The full bwrap argv. ``files`` maps a file name in ``cwd`` to an open fd whose
+        content bwrap copies into the (tmpfs) scratch dir."""
+        scratch = os.path.abspath(cwd)
+        cmd = [
+            self.bwrap,
+            "--unshare-all",  # net, pid, ipc, uts, cgroup, user where possible
+            "--die-with-parent",
+            "--new-session",
+            "--ro-bind", "/", "/",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--tmpfs", "/tmp",
+        ]
+        for hidden in self.hide:
+            if os.path.isdir(hidden):
+                cmd += ["--tmpfs", hidden]
+        shown: list[str] = []
+        covered = ("/tmp", *self.hide)  # paths inside these must be bound back in
+        for p in readable:
+            path = os.path.abspath(p)
+            if any(_under(path, h) for h in covered) and os.path.exists(path):
+                if not any(_under(path, s) for s in shown):
+                    shown.append(path)
+                    cmd += ["--ro-bind", path, path]
+        if files is not None:
+            if scratch_mb is not None:
+                cmd += ["--size", str(int(scratch_mb) * 1024 * 1024)]
+            cmd += ["--perms", "0700", "--tmpfs", scratch]
+            for name, fd in files.items():
+                cmd += ["--file", str(fd), os.path.join(scratch, name)]
+        else:
+            cmd += ["--bind", scratch, scratch]
+        cmd += ["--chdir", scratch, "--clearenv"]
+        for key, value in env.items():
+            cmd += ["--setenv", key, value]
+        if info_fd is not None:
+            cmd += ["--info-fd", str(info_fd)]
+        cmd += ["--", *argv]
+        return cmd
+
+    async def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        pass_fds: Sequence[int],
+        stdout: int,
+        stderr: int,
+        readable: Sequence[Path] = (),
+        scratch_mb: int | None = None,
+    ) -> asyncio.subprocess.Process:
+        # The scratch dir becomes a size-capped tmpfs inside; its (top-level) files are copied
+        # in by bwrap. Anything else in it is not visible inside.
+        opened: dict[str, int] = {}
+        info_r, info_w = os.pipe()
+        try:
+            for entry in sorted(os.listdir(cwd)):
+                full = os.path.join(cwd, entry)
+                if os.path.isfile(full) and not os.path.islink(full):
+                    opened[entry] = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+            cmd = self.command(
+                argv, cwd=cwd, env=env, readable=readable, scratch_mb=scratch_mb,
+                files=opened, info_fd=info_w,
+            )
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd="/",
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(*pass_fds, *opened.values(), info_w),
+                close_fds=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(info_r)
+            raise
+        finally:
+            os.close(info_w)
+            for fd in opened.values():
+                os.close(fd)
+        try:
+            info = await asyncio.wait_for(_read_all(info_r), 10.0)
+        except TimeoutError:
+            info = b""
+        except BaseException:  # cancelled: the caller never sees proc, so kill it here
+            _kill_group(proc)
+            raise
+        finally:
+            os.close(info_r)
+        try:
+            child = int(json.loads(info)["child-pid"])
+            self._inits[proc.pid] = os.pidfd_open(child)
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # bwrap failed before starting the namespace: it exits with an error
+        return proc
+
+    def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
+        pidfd = self._inits.get(proc.pid)
+        if pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _kill_group(proc)
+
+    async def wait_gone(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pidfd = self._inits.get(proc.pid)
+        if pidfd is not None:
+            gone: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(pidfd, _settle, gone)
             try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
+                await asyncio.wait_for(gone, timeout)
+            except TimeoutError:
+                return False
+            finally:
+                loop.remove_reader(pidfd)
+        return await super().wait_gone(proc, max(deadline - loop.time(), 0.0))
+
+    def exit_status(self, returncode: int | None) -> int | None:
+        # bwrap exits with 128 + N when the command was killed by signal N
+        if returncode is not None and 128 < returncode < 128 + 65:
+            return -(returncode - 128)
+        return returncode
+
+    def release(self, proc: asyncio.subprocess.Process) -> None:
+        pidfd = self._inits.pop(proc.pid, None)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _read_all(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    while True:
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _settle, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def reap_orphaned_sandboxes(marker: str) -> list[int]:
+    """SIGKILL bubblewrap sandboxes left behind by a controller that died, and return their pids.
+
+    bwrap 0.8 has a window between creating the sandbox's init and releasing it (after writing
+    the uid map) in which the death of the controller leaves that init blocked forever, before
+    any candidate code runs and before ``--die-with-parent`` is armed. Such an orphan is a PID
+    namespace init (``NSpid`` ends in 1) whose command line contains ``marker`` and whose
+    parent is no longer a bwrap process. Live sandboxes (parent = their bwrap) are not touched.
+    """
+    killed: list[int] = []
+    needle = marker.encode()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return killed
+    for pid in pids:
+        try:
+            argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
+            if os.path.basename(argv[0]) != b"bwrap" or needle not in b"\0".join(argv):
+                continue
+            status = _read(f"/proc/{pid}/status").decode("utf-8", "replace")
+            fields = dict(
+                line.split(":", 1) for line in status.splitlines() if ":" in line
+            )
+            nspid = fields.get("NSpid", "").split()
+            if len(nspid) < 2 or nspid[-1] != "1":
+                continue  # not a namespace init: an outer bwrap, owned by a live controller
+            ppid = int(fields.get("PPid", "0").strip())
+            parent = _read(f"/proc/{ppid}/cmdline").split(b"\0")[0] if ppid > 0 else b""
+            if os.path.basename(parent) == b"bwrap":
+                continue  # its bwrap is alive: a running evaluation
+            pidfd = os.pidfd_open(pid)
+        except (OSError, ValueError):
+            continue
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            killed.append(pid)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    if killed:
+        log.warning("killed %d sandbox(es) orphaned by a controller that died: %s",
+                    len(killed), killed)
+    return killed
+
+
+def _probe_argv(bwrap: str) -> list[str]:
+    true = shutil.which("true") or "/bin/true"
+    return [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+        "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        "--size", str(1024 * 1024), "--tmpfs", "/tmp/probe", "--", true,
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def bubblewrap_problem() -> str | None:
+    """None if bubblewrap is installed and works here (probed once per process), else why not
+    and how to fix it."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed; install it with `apt-get install bubblewrap`"
+    try:
+        done = subprocess.run(
+            _probe_argv(bwrap), stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{bwrap} cannot be run: {e}"
+    if done.returncode != 0:
+        err = done.stderr.decode("utf-8", errors="replace").strip()[:300]
+        return (
+            f"{bwrap} is installed but cannot create namespaces here (exit {done.returncode}: "
+            f"{err}); enable unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1) or run as root"
+        )
+    return None
+
+
+_warned = False
+
+
+def make_sandbox(kind: str = "auto") -> Sandbox:
+    """``"bubblewrap"``, ``"process"``, or ``"auto"``: bubblewrap if it works here, else the
+    process sandbox with one loud warning naming the protections that are missing."""
+    global _warned
+    if kind == "process":
+        return ProcessSandbox()
+    if kind not in ("auto", "bubblewrap"):
+        raise ConfigError(
+            f"unknown sandbox {kind!r}; set evaluation.sandbox to one of auto, bubblewrap, process"
+        )
+    problem = bubblewrap_problem()
+    if problem is None:
+        return BubblewrapSandbox()
+    if kind == "bubblewrap":
+        raise ConfigError(
+            f"evaluation.sandbox=bubblewrap but {problem}; or set evaluation.sandbox=process "
+            "to run candidates without it"
+        )
+    if not _warned:
+        _warned = True
+        log.warning(
+            "SANDBOX WEAKENED: %s. Candidates run with the process sandbox, WITHOUT: %s. "
+            "Run `evoforge doctor` for details; do not evaluate untrusted code on this machine.",
+            problem,
+            "; ".join(MISSING_WITHOUT_BUBBLEWRAP),
+        )
+    return ProcessSandbox()

@@ -6,7 +6,8 @@ imports nothing from evoforge (start-up stays fast), and is spawned by
 
 Request (``argv[1]``, JSON): ``problem_dir``, ``evaluator`` (file name in problem_dir),
 ``program_path``, ``result_fd`` (write end of the result pipe, passed with ``pass_fds``),
-``memory_mb`` (int or null), ``cpu_seconds`` (int or null), ``score_metric``,
+``memory_mb``, ``cpu_seconds``, ``file_mb``, ``open_files``, ``max_processes`` (rlimits; int or
+null, the last three optional), ``score_metric``,
 ``cascade_thresholds`` (list of floats), ``artifact_chars``, ``extra_path`` (appended to sys.path).
 
 Reply (written to the result pipe, never to stdout; ``json.dumps(allow_nan=False)``):
@@ -31,7 +32,30 @@ _MAX_ARTIFACTS = 64
 _reserve: bytearray | None = bytearray(1 << 20)  # freed on MemoryError so we can still report
 
 
-def _set_limits(memory_mb: int | None, cpu_seconds: int | None) -> None:
+def _own_tasks() -> int:
+    """Processes + threads of this real uid visible in /proc (RLIMIT_NPROC counts these)."""
+    uid = os.getuid()
+    count = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
+    return count
+
+
+def _set_limits(
+    memory_mb: int | None,
+    cpu_seconds: int | None,
+    file_mb: int | None = None,
+    open_files: int | None = None,
+    max_processes: int | None = None,
+) -> None:
     try:
         import resource
     except ImportError:  # not POSIX: no rlimits
@@ -53,6 +77,17 @@ def _set_limits(memory_mb: int | None, cpu_seconds: int | None) -> None:
     if cpu_seconds is not None:
         # soft limit -> SIGXCPU, hard limit one second later -> SIGKILL
         lower(resource.RLIMIT_CPU, int(cpu_seconds), int(cpu_seconds) + 1)
+    if file_mb is not None:
+        # Python ignores SIGXFSZ, so a write past the cap fails with EFBIG (an OSError)
+        limit = int(file_mb) * 1024 * 1024
+        lower(resource.RLIMIT_FSIZE, limit, limit)
+    if open_files is not None:
+        lower(resource.RLIMIT_NOFILE, int(open_files), int(open_files))
+    if max_processes is not None and hasattr(resource, "RLIMIT_NPROC"):
+        # The kernel counts every task of this uid (in this user namespace), so the cap is
+        # "max_processes more than now". Not enforced for root (uid 0) by the kernel.
+        limit = int(max_processes) + (_own_tasks() if os.getuid() != 0 else 0)
+        lower(resource.RLIMIT_NPROC, limit, limit)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -210,23 +245,32 @@ def _write_all(fd: int, data: bytes) -> None:
 def main() -> None:
     global _reserve
     req = json.loads(sys.argv[1])
-    _set_limits(req.get("memory_mb"), req.get("cpu_seconds"))
-    sys.dont_write_bytecode = True
-    try:
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    except (AttributeError, ValueError):
-        pass
-
     # Move the result pipe out of the way of the candidate: a high, close-on-exec fd, so
     # grandchildren started with subprocess do not inherit it and writes to fd 3.. miss it.
+    # Before the rlimits: an fd above RLIMIT_NOFILE stays usable, but cannot be created.
     fd = int(req["result_fd"])
     try:
         import fcntl
 
-        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
-        os.close(fd)
-        fd = high
-    except (ImportError, OSError):
+        try:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
+            os.close(fd)
+            fd = high
+        except OSError:
+            os.set_inheritable(fd, False)
+    except ImportError:
+        pass
+    _set_limits(
+        req.get("memory_mb"),
+        req.get("cpu_seconds"),
+        req.get("file_mb"),
+        req.get("open_files"),
+        req.get("max_processes"),
+    )
+    sys.dont_write_bytecode = True
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
         pass
 
     worker_dir = os.path.dirname(os.path.abspath(__file__))

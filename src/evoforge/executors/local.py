@@ -1,8 +1,10 @@
 """LocalExecutor: each evaluation in a fresh subprocess on this machine, N at a time.
 
 Per evaluation: a private scratch dir holding the candidate, a ``python -I _worker.py <request>``
-process started through a :class:`~evoforge.sandbox.Sandbox` (own process group, minimal
-environment, rlimits set by the worker), stdout/stderr read concurrently with a head+tail cap,
+process started through a :class:`~evoforge.sandbox.Sandbox` (bubblewrap where it works: no
+network, read-only system, PID namespace, size-capped tmpfs scratch; see ``evoforge.sandbox``),
+a minimal environment, rlimits set by the worker (address space, CPU, file size, open files,
+processes), stdout/stderr read concurrently with a head+tail cap,
 the result read from a dedicated pipe (one JSON object, validated again here), a wall-clock
 deadline enforced from outside by killing the whole process group, and after every outcome
 the group killed and the scratch dir removed.
@@ -11,6 +13,7 @@ the group killed and the scratch dir removed.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import math
 import os
@@ -27,7 +30,13 @@ from evoforge.errors import ConfigError, ProblemError
 from evoforge.executors._worker import _cap  # one capping rule, worker and parent
 from evoforge.executors.base import Executor
 from evoforge.program import EvalResult, Status
-from evoforge.sandbox import ProcessSandbox, Sandbox, minimal_env
+from evoforge.sandbox import (
+    BubblewrapSandbox,
+    Sandbox,
+    make_sandbox,
+    minimal_env,
+    reap_orphaned_sandboxes,
+)
 
 if TYPE_CHECKING:
     from evoforge.config import EvaluationConfig
@@ -38,6 +47,9 @@ _WORKER = Path(__file__).resolve().with_name("_worker.py")
 _SRC_ROOT = str(Path(__file__).resolve().parents[2])  # lets evaluators import evoforge.*
 _MAX_RESULT_BYTES = 16 * 1024 * 1024
 _GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
+_swept = False  # orphaned sandboxes of dead controllers are reaped once per process
+_swept_dirs: set[str] = set()  # scratch parents already cleaned of dead controllers' dirs
+_OWNER = ".owner.lock"  # flock'd by the live executor that owns an evoforge-run-* dir
 _PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
 
 
@@ -98,6 +110,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} in the worker's result")
 
 
+def _sweep_dead_scratch(parent: Path) -> None:
+    """Remove ``evoforge-run-*`` dirs under ``parent`` whose owner died (its flock is free):
+    scratch left behind by a controller that was killed before it could clean up."""
+    try:
+        candidates = list(parent.glob("evoforge-run-*"))
+    except OSError:
+        return
+    for d in candidates:
+        try:
+            fd = os.open(d / _OWNER, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its executor is alive
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 class LocalExecutor(Executor):
     """Runs evaluations as local subprocesses, at most ``workers`` at a time.
 
@@ -119,8 +153,11 @@ class LocalExecutor(Executor):
         artifact_chars: int = 4000,
         env_allow: Sequence[str] = ("PATH", "LANG", "LC_ALL", "TZ"),
         python: str | None = None,
-        sandbox: Sandbox | None = None,
+        sandbox: Sandbox | str | None = None,
         scratch_root: Path | None = None,
+        scratch_mb: int | None = 256,
+        max_processes: int | None = 64,
+        max_open_files: int | None = 256,
     ) -> None:
         self.problem_dir = Path(problem_dir).resolve()
         evaluator_path = self.problem_dir / evaluator
@@ -143,6 +180,14 @@ class LocalExecutor(Executor):
             )
         if artifact_chars < 0:
             raise ConfigError(f"artifact_chars must be >= 0, got {artifact_chars}")
+        if scratch_mb is not None and scratch_mb < 1:
+            raise ConfigError(f"scratch_mb must be at least 1 (or null), got {scratch_mb}")
+        if max_processes is not None and max_processes < 1:
+            raise ConfigError(f"max_processes must be at least 1 (or null), got {max_processes}")
+        if max_open_files is not None and max_open_files < 16:
+            raise ConfigError(
+                f"max_open_files must be at least 16 (or null), got {max_open_files}"
+            )
         self.evaluator = evaluator
         self.program_name = program_name
         self.workers = int(workers)
@@ -154,11 +199,23 @@ class LocalExecutor(Executor):
         self.env_allow = tuple(env_allow)
         self.python = python or sys.executable
         self.scratch_root = Path(scratch_root) if scratch_root is not None else None
-        self._sandbox = sandbox if sandbox is not None else ProcessSandbox()
+        self.scratch_mb = scratch_mb
+        self.max_processes = max_processes
+        self.max_open_files = max_open_files
+        # None / "auto": bubblewrap where it works, else the process sandbox with one warning
+        if sandbox is None or isinstance(sandbox, str):
+            sandbox = make_sandbox(sandbox or "auto")
+        self._sandbox = sandbox
+        global _swept
+        if isinstance(sandbox, BubblewrapSandbox) and not _swept:
+            _swept = True  # once per process: a previous controller may have died mid-spawn
+            reap_orphaned_sandboxes(str(_WORKER))
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[int, asyncio.subprocess.Process] = {}
         self._scratch: set[Path] = set()
+        self._root: Path | None = None  # this executor's dir of scratch dirs, flock'd
+        self._root_lock: int | None = None
         self._closed = False
         self._seq = 0
 
@@ -177,7 +234,16 @@ class LocalExecutor(Executor):
             artifact_chars=cfg.artifact_chars,
             env_allow=cfg.env_allow,
             python=cfg.python,
+            sandbox=cfg.sandbox,
+            scratch_mb=cfg.scratch_mb,
+            max_processes=cfg.max_processes,
+            max_open_files=cfg.max_open_files,
         )
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox every evaluation runs in."""
+        return self._sandbox
 
     @property
     def slots(self) -> int:
@@ -206,6 +272,36 @@ class LocalExecutor(Executor):
         for scratch in list(self._scratch):
             shutil.rmtree(scratch, ignore_errors=True)
             self._scratch.discard(scratch)
+        self._drop_root()
+
+    def _drop_root(self) -> None:
+        """Once closed and idle: remove this executor's scratch parent and release its lock."""
+        if not self._closed or self._running:
+            return
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+        if self._root_lock is not None:
+            os.close(self._root_lock)
+            self._root_lock = None
+
+    def _scratch_parent(self) -> Path:
+        """This executor's own dir for scratch dirs, created on first use. It holds a flock'd
+        owner file, so a later executor can tell it from one whose controller died."""
+        if self._root is not None:
+            return self._root
+        base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        if str(base) not in _swept_dirs:
+            _swept_dirs.add(str(base))
+            _sweep_dead_scratch(base)
+        new = Path(tempfile.mkdtemp(prefix="evoforge-new-", dir=base))
+        fd = os.open(new / _OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        root = new.with_name("evoforge-run-" + new.name.removeprefix("evoforge-new-"))
+        new.rename(root)  # visible to sweepers only once locked
+        self._root, self._root_lock = root, fd
+        return root
 
     # -- one evaluation ---------------------------------------------------------------------
 
@@ -215,9 +311,9 @@ class LocalExecutor(Executor):
         deadline = t0 + self.timeout
         self._seq += 1
         key = self._seq
-        if self.scratch_root is not None:
-            self.scratch_root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f"evoforge-{program_id}-", dir=self.scratch_root))
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"evoforge-{program_id}-", dir=self._scratch_parent())
+        )
         self._scratch.add(scratch)
         write_fds: list[int] = []
         files: list[Any] = []
@@ -252,6 +348,9 @@ class LocalExecutor(Executor):
                 "result_fd": res_w,
                 "memory_mb": self.memory_mb,
                 "cpu_seconds": math.ceil(self.timeout) + 1,
+                "file_mb": self.scratch_mb,
+                "open_files": self.max_open_files,
+                "max_processes": self.max_processes,
                 "score_metric": self.score_metric,
                 "cascade_thresholds": list(self.cascade_thresholds),
                 "artifact_chars": self.artifact_chars,
@@ -259,6 +358,9 @@ class LocalExecutor(Executor):
             }
             argv = [self.python, "-I", str(_WORKER), json.dumps(request)]
             try:
+                # A sandbox reports a missing interpreter only as an exit status: check first.
+                if shutil.which(self.python) is None:
+                    raise FileNotFoundError(f"no executable file {self.python!r}")
                 proc = await self._sandbox.spawn(
                     argv,
                     cwd=scratch,
@@ -266,6 +368,8 @@ class LocalExecutor(Executor):
                     pass_fds=(res_w,),
                     stdout=out_w,
                     stderr=err_w,
+                    readable=self._readable(),
+                    scratch_mb=self.scratch_mb,
                 )
             except OSError as e:
                 raise ConfigError(
@@ -283,10 +387,7 @@ class LocalExecutor(Executor):
             except TimeoutError:
                 timed_out = True
             self._sandbox.kill_tree(proc)  # stray children and threads never outlive an eval
-            try:
-                await asyncio.wait_for(proc.wait(), _GRACE)
-            except TimeoutError:
-                pass
+            await self._sandbox.wait_gone(proc, _GRACE)
             # Pipes reach EOF once the whole group is dead; a process that escaped the group
             # (setsid) may hold them open, so wait only briefly and then stop reading.
             await asyncio.wait([c.done for c in caps], timeout=_PIPE_GRACE)
@@ -294,7 +395,7 @@ class LocalExecutor(Executor):
                 tr.close()
 
             result = self._interpret(
-                returncode=proc.returncode,
+                returncode=self._sandbox.exit_status(proc.returncode),
                 timed_out=timed_out,
                 result=res_cap,
                 stdout=out_cap.text(),
@@ -311,6 +412,7 @@ class LocalExecutor(Executor):
         finally:
             if proc is not None:
                 self._sandbox.kill_tree(proc)
+                self._sandbox.release(proc)
             self._running.pop(key, None)
             for tr in transports:
                 tr.close()
@@ -320,6 +422,19 @@ class LocalExecutor(Executor):
                 os.close(fd)
             shutil.rmtree(scratch, ignore_errors=True)
             self._scratch.discard(scratch)
+            self._drop_root()
+
+    def _readable(self) -> list[Path]:
+        """What the worker must read: problem dir, evoforge's source, the interpreter."""
+        paths = [self.problem_dir, Path(_SRC_ROOT)]
+        exe = Path(self.python)
+        if not exe.is_absolute():
+            found = shutil.which(self.python)
+            exe = Path(found) if found else exe
+        paths += [exe.parent.parent, exe.resolve().parent.parent]
+        if exe.resolve() == Path(sys.executable).resolve():
+            paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+        return paths
 
     # -- turning what came back into an EvalResult ------------------------------------------
 

@@ -1,0 +1,235 @@
+"""The hostile suite: candidates that hang, bomb, escape or forge, through the real executor.
+
+Each case is a small candidate under ``tests/hostile/`` run by :class:`LocalExecutor` with a
+plain-form evaluator (the candidate runs inside the evaluator's process, the weakest form).
+For every case, under the default sandbox (bubblewrap where it works) and under the process
+sandbox: the executor returns a terminal status with a reason (it never raises), no score is
+credited to a hack (hacks that work return 1e9), no process of the evaluation survives (found
+by the evaluation's unique scratch-dir name in /proc/*/cmdline), its scratch dir is gone, and
+the next evaluation still works. Isolation cases that only bubblewrap provides are skipped
+under the process sandbox, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evoforge.executors.local import LocalExecutor
+from evoforge.program import EvalResult, Status
+from evoforge.sandbox import BubblewrapSandbox, ProcessSandbox, bubblewrap_problem
+
+HOSTILE = Path(__file__).parent / "hostile"
+HACKED = 1e6  # hostile candidates return 1e9 when their attack worked
+BWRAP_PROBLEM = bubblewrap_problem()
+_ids = itertools.count(7_000_000_000 + os.getpid() * 1000)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    statuses: frozenset[Status]
+    reason: str = ""  # substring of the reason (any of " | "-separated alternatives)
+    score: float | None = None  # expected score when the status is OK
+    bwrap_only: str = ""  # why the process sandbox cannot pass this case
+    timeout: float = 2.0
+
+
+def case(name: str, *statuses: Status, **kw: Any) -> Case:
+    return Case(name, frozenset(statuses), **kw)
+
+
+T, C, F, OK = Status.TIMEOUT, Status.CRASHED, Status.FAILED, Status.OK
+NO_NET = "the process sandbox does not isolate the network"
+NO_FS = "the process sandbox does not isolate the filesystem"
+CASES = [
+    # liveness
+    case("busy_loop", T, reason="exceeded 2.0 s"),
+    case("sleep_forever", T, reason="exceeded 2.0 s"),
+    case("ignore_sigterm", T, reason="exceeded 2.0 s"),
+    case("catch_everything", T, reason="exceeded 2.0 s"),
+    case("memory_bomb", C, reason="out of memory (memory_mb=256)"),
+    case("huge_allocation", C, reason="out of memory (memory_mb=256)"),
+    case("fork_bomb", T, F, C),
+    case("setsid_daemon", OK, score=0.25),
+    case("stray_threads", OK, score=0.25),
+    case("disk_fill", F, reason="File too large | No space left on device"),
+    case("disk_fill_many_files", F, reason="No space left on device",
+         bwrap_only="the process sandbox caps each file, not the scratch dir's total"),
+    case("fd_exhaustion", F, reason="Too many open files"),
+    case("output_flood", OK, score=0.25),
+    case("bad_bytes", OK, score=0.25),
+    case("read_stdin", OK, score=0.25),
+    case("segfault", C, reason="killed by SIGSEGV"),
+    case("deep_recursion", F, C, reason="RecursionError | SIGSEGV | out of memory"),
+    # isolation
+    case("network_external", F, reason="OSError", bwrap_only=NO_NET),
+    case("network_loopback", F, reason="ConnectionRefused | unreachable", bwrap_only=NO_NET),
+    case("env_secret", OK, score=0.25),
+    case("proc_of_parent", F, OK, bwrap_only="the process sandbox shares the PID namespace"),
+    case("write_outside", F, reason="PermissionError", bwrap_only=NO_FS),
+    case("kill_everything", OK, score=0.25,
+         bwrap_only="kill(-1) outside a PID namespace would hit every process of this user"),
+    # score forgery
+    case("exit_before_work", C, reason="exited with code 0 without a result"),
+    case("fake_result", OK, score=0.25),
+]
+
+SANDBOXES = [
+    pytest.param("auto", id="default"),
+    pytest.param("process", id="process"),
+]
+
+
+def procs_with(marker: bytes) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if marker in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def wait_dead(pid: int, timeout: float = 10.0) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def listener() -> Any:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+@pytest.mark.parametrize("kind", SANDBOXES)
+@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
+def test_hostile(
+    c: Case, kind: str, tmp_path: Path, listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor_sandbox = ProcessSandbox() if kind == "process" else None
+    if kind == "process" and c.bwrap_only:
+        pytest.skip(f"{c.name}: {c.bwrap_only} (checked under bubblewrap)")
+    if c.bwrap_only and BWRAP_PROBLEM is not None:
+        pytest.skip(f"{c.name} needs bubblewrap: {BWRAP_PROBLEM}")
+
+    problem = tmp_path / "problem"
+    problem.mkdir()
+    shutil.copy(HOSTILE / "evaluator.py", problem / "evaluator.py")
+    evaluator_before = (problem / "evaluator.py").read_bytes()
+    outside = tmp_path / "run" / "outside.txt"
+    outside.parent.mkdir()
+    scratch_root = tmp_path / "scratch"
+    with open("/proc/self/cmdline", "rb") as f:
+        my_digest = hashlib.sha256(f.read()).hexdigest()
+    code = (
+        (HOSTILE / f"{c.name}.py").read_text()
+        .replace("__PORT__", str(listener.getsockname()[1]))
+        .replace("__PARENT_PID__", str(os.getpid()))
+        .replace("__PARENT_DIGEST__", my_digest)
+        .replace("__PROBLEM_DIR__", str(problem))
+        .replace("__OUTSIDE__", str(outside))
+    )
+    monkeypatch.setenv("EVOFORGE_HOSTILE_SECRET", "sk-hostile-not-for-candidates")
+    sentinel = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    ex = LocalExecutor(
+        problem,
+        sandbox=executor_sandbox,
+        timeout=c.timeout,
+        memory_mb=256,
+        scratch_mb=8,
+        max_processes=32,
+        max_open_files=64,
+        artifact_chars=2000,
+        scratch_root=scratch_root,
+    )
+    program_id = next(_ids)
+    marker = f"evoforge-{program_id}-".encode()
+
+    async def go() -> tuple[EvalResult, EvalResult]:
+        try:
+            hostile = await ex.evaluate(code, program_id=program_id)
+            benign = await ex.evaluate("def run():\n    return {'combined_score': 0.5}\n")
+            return hostile, benign
+        finally:
+            await ex.aclose()
+
+    try:
+        r, after = asyncio.run(go())
+        survivors = [pid for pid in procs_with(marker) if not wait_dead(pid)]
+        if survivors and kind == "process" and c.name == "setsid_daemon":
+            kill_all(survivors)
+            pytest.skip("the process sandbox cannot stop a setsid daemon (bubblewrap does)")
+        assert not survivors, f"processes of the evaluation survived: {survivors}"
+        assert sentinel.poll() is None, "a process outside the evaluation was killed"
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+        assert sentinel.stdin is not None
+        sentinel.stdin.close()
+        kill_all(procs_with(marker))
+
+    expected = ProcessSandbox if kind == "process" or BWRAP_PROBLEM else BubblewrapSandbox
+    assert type(ex.sandbox) is expected
+    assert r.status in c.statuses, (r.status, r.reason, r.artifacts)
+    if r.status is not Status.OK:
+        assert r.reason, "a terminal status without a reason"
+        assert r.score is None
+    if c.reason:
+        assert any(alt in r.reason for alt in c.reason.split(" | ")), r.reason
+    if r.status is Status.OK and c.score is not None:
+        assert r.score == c.score
+    assert r.score is None or r.score < HACKED, f"a hack was credited: {r.score}"
+    # nothing of it is left, and the executor still works
+    assert not scratch_root.exists() or list(scratch_root.iterdir()) == []
+    assert after.status is Status.OK and after.score == 0.5, after.reason
+    assert (problem / "evaluator.py").read_bytes() == evaluator_before
+    assert not outside.exists()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing reached the test's loopback listener
+
+    for stream in ("stdout", "stderr"):
+        assert len(r.artifacts.get(stream, "")) < 2200  # captured with a cap
+    if c.name == "output_flood":
+        assert "bytes dropped" in r.artifacts["stdout"] and "bytes dropped" in r.artifacts["stderr"]
+    if c.name == "bad_bytes":
+        out = r.artifacts["stdout"]
+        assert "\ufffd" in out and out.endswith(" end\n")

@@ -1,0 +1,355 @@
+"""Sandboxes on their own: choosing one, what bubblewrap isolates, killing, and `doctor`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evoforge import doctor, sandbox
+from evoforge.errors import ConfigError
+from evoforge.sandbox import (
+    BubblewrapSandbox,
+    ProcessSandbox,
+    Sandbox,
+    bubblewrap_problem,
+    make_sandbox,
+)
+
+BWRAP_PROBLEM = bubblewrap_problem()
+needs_bwrap = pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=str(BWRAP_PROBLEM))
+EXE = Path(sys.executable)
+READABLE = [EXE.parent.parent, EXE.resolve().parent.parent, Path(sys.prefix),
+            Path(sys.base_prefix)]
+
+
+# -- choosing a sandbox ----------------------------------------------------------------------
+
+
+def test_make_sandbox_by_name() -> None:
+    assert type(make_sandbox("process")) is ProcessSandbox
+    with pytest.raises(ConfigError, match="auto, bubblewrap, process"):
+        make_sandbox("docker")
+
+
+def test_missing_bubblewrap(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    problem = sandbox.bubblewrap_problem.__wrapped__()  # the uncached probe
+    assert problem is not None and "apt-get install bubblewrap" in problem
+    with pytest.raises(ConfigError, match="apt-get install bubblewrap"):
+        BubblewrapSandbox()
+
+    monkeypatch.setattr(sandbox, "bubblewrap_problem", lambda: problem)
+    with pytest.raises(ConfigError, match="evaluation.sandbox=process"):
+        make_sandbox("bubblewrap")
+    monkeypatch.setattr(sandbox, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="evoforge.sandbox"):
+        assert type(make_sandbox("auto")) is ProcessSandbox
+        assert type(make_sandbox()) is ProcessSandbox
+    warnings = [r.getMessage() for r in caplog.records if r.name == "evoforge.sandbox"]
+    assert len(warnings) == 1  # one loud warning per process, not one per evaluation
+    for missing in ("network", "filesystem", "PID namespace"):
+        assert missing in warnings[0]
+
+
+@needs_bwrap
+def test_auto_is_bubblewrap_where_it_works() -> None:
+    assert type(make_sandbox("auto")) is BubblewrapSandbox
+    assert type(make_sandbox("bubblewrap")) is BubblewrapSandbox
+
+
+def test_bubblewrap_exit_status_is_decoded() -> None:
+    assert BubblewrapSandbox("/bin/true").exit_status(128 + 11) == -11
+    assert BubblewrapSandbox("/bin/true").exit_status(3) == 3
+    assert ProcessSandbox().exit_status(139) == 139
+
+
+# -- what bubblewrap isolates --------------------------------------------------------------
+
+
+async def _spawn(sb: Sandbox, code: str, cwd: Path, **kw: Any) -> tuple[int | None, str, bytes]:
+    """Run ``python -c code`` in ``sb``; returns (exit status, stdout, what arrived on fd 3+)."""
+    out_r, out_w = os.pipe()
+    res_r, res_w = os.pipe()
+    try:
+        proc = await sb.spawn(
+            [sys.executable, "-I", "-c", textwrap.dedent(code), str(res_w)],
+            cwd=cwd,
+            env=kw.pop("env", {"PATH": "/usr/bin:/bin", "ONLY_THIS": "1"}),
+            pass_fds=(res_w,),
+            stdout=out_w,
+            stderr=out_w,
+            readable=READABLE + kw.pop("readable", []),
+            **kw,
+        )
+    finally:
+        os.close(out_w)
+        os.close(res_w)
+    try:
+        await asyncio.wait_for(proc.wait(), 30)
+        with os.fdopen(out_r, "rb") as f:
+            out = f.read().decode()
+        with os.fdopen(res_r, "rb") as f:
+            res = f.read()
+    finally:
+        sb.kill_tree(proc)
+        assert await sb.wait_gone(proc, 10)
+        sb.release(proc)
+    return sb.exit_status(proc.returncode), out, res
+
+
+PROBE = """
+import json, os, socket, sys
+facts = {"env": dict(os.environ), "cwd": os.getcwd(), "files": sorted(os.listdir(".")),
+         "pid": os.getpid(), "root": os.listdir("/root") if os.path.isdir("/root") else []}
+try:
+    socket.create_connection(("127.0.0.1", int(os.environ.get("PORT", "1"))), timeout=2)
+    facts["net"] = "connected"
+except OSError as e:
+    facts["net"] = type(e).__name__
+for name, path in (("etc", "/etc/evoforge-test"), ("readable", os.environ.get("RO", "/x"))):
+    try:
+        open(path, "w").close()
+        facts[name] = "written"
+    except OSError as e:
+        facts[name] = type(e).__name__
+try:
+    with open("big", "wb") as f:
+        f.write(b"x" * (3 * 1024 * 1024))
+    facts["big"] = "written"
+except OSError as e:
+    facts["big"] = e.strerror
+os.write(int(sys.argv[1]), b"result pipe works")
+print(json.dumps(facts))
+"""
+
+
+@needs_bwrap
+def test_bubblewrap_isolates(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "program.py").write_text("x = 1\n")
+    ro_dir = tmp_path / "problem"
+    ro_dir.mkdir()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.setblocking(False)
+        env = {"PATH": "/usr/bin:/bin", "PORT": str(listener.getsockname()[1]),
+               "RO": str(ro_dir / "evaluator.py")}
+        os.environ["EVOFORGE_TEST_LEAK"] = "must not be seen"
+        try:
+            status, out, res = asyncio.run(
+                _spawn(BubblewrapSandbox(), PROBE, scratch, env=env, readable=[ro_dir],
+                       scratch_mb=2)
+            )
+        finally:
+            del os.environ["EVOFORGE_TEST_LEAK"]
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing reached the listener
+    assert status == 0, out
+    facts = json.loads(out)
+    assert res == b"result pipe works"  # pass_fds survive bwrap
+    # exactly the given environment (+ PWD from bwrap, LC_CTYPE from Python's C-locale coercion)
+    assert {k: v for k, v in facts["env"].items() if k not in ("PWD", "LC_CTYPE")} == env
+    assert facts["cwd"] == str(scratch) and facts["files"] == ["program.py"]
+    assert facts["net"] in ("ConnectionRefusedError", "OSError")
+    assert facts["etc"] == "OSError" and facts["readable"] == "OSError"  # read-only
+    assert not (ro_dir / "evaluator.py").exists()
+    assert facts["big"] == "No space left on device"  # the 2 MB scratch cap
+    assert facts["pid"] < 10  # own PID namespace
+    assert all(name.startswith(".") for name in facts["root"])  # only re-bound paths show
+    assert list(scratch.iterdir()) == [scratch / "program.py"]  # writes stayed inside
+
+
+@pytest.mark.parametrize("kind", ["process", pytest.param("bubblewrap", marks=needs_bwrap)])
+def test_signal_death_is_a_negative_status(tmp_path: Path, kind: str) -> None:
+    code = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+    status, _, _ = asyncio.run(_spawn(make_sandbox(kind), code, tmp_path))
+    assert status == -11
+
+
+@needs_bwrap
+def test_kill_tree_kills_setsid_daemons(tmp_path: Path) -> None:
+    code = """
+    import os, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "MARK"],
+                             start_new_session=True, stdout=subprocess.DEVNULL)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(600)
+        os._exit(0)
+    os.wait()
+    print(child.pid, flush=True)
+    time.sleep(600)
+    """
+    sb = BubblewrapSandbox()
+
+    async def go() -> tuple[int, bool]:
+        out_r, out_w = os.pipe()
+        proc = await sb.spawn(
+            [sys.executable, "-I", "-c", textwrap.dedent(code)], cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"}, pass_fds=(), stdout=out_w, stderr=out_w,
+            readable=READABLE,
+        )
+        os.close(out_w)
+        loop = asyncio.get_running_loop()
+        with os.fdopen(out_r, "rb") as f:
+            line = await asyncio.wait_for(loop.run_in_executor(None, f.readline), 30)
+            assert line.strip().isdigit(), line
+            outer = [p for p in _children_pids(proc.pid)]
+            sb.kill_tree(proc)
+            gone = await sb.wait_gone(proc, 10)
+            sb.release(proc)
+            rest = f.read()  # EOF: nobody holds the pipe any more
+        assert rest == b""
+        return len(outer), gone
+
+    n, gone = asyncio.run(go())
+    assert gone and n >= 1
+
+
+def _children_pids(pid: int) -> list[int]:
+    """Descendants of ``pid`` (seen from here), via /proc/*/stat."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+def test_process_sandbox_kill_tree_kills_the_group(tmp_path: Path) -> None:
+    sb = ProcessSandbox()
+
+    async def go() -> int:
+        out_r, out_w = os.pipe()
+        proc = await sb.spawn(
+            [sys.executable, "-c",
+             "import subprocess, sys, time\n"
+             "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+             "print(c.pid, flush=True)\ntime.sleep(600)\n"],
+            cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, pass_fds=(), stdout=out_w,
+            stderr=out_w,
+        )
+        os.close(out_w)
+        loop = asyncio.get_running_loop()
+        with os.fdopen(out_r, "rb") as f:
+            child = int(await asyncio.wait_for(loop.run_in_executor(None, f.readline), 30))
+            sb.kill_tree(proc)
+            assert await sb.wait_gone(proc, 10)
+            sb.release(proc)
+        return child
+
+    child = asyncio.run(go())
+    fd = os.pidfd_open(child) if os.path.exists(f"/proc/{child}") else None
+    if fd is not None:
+        try:
+            assert select.select([fd], [], [], 10)[0], "the grandchild survived"
+        finally:
+            os.close(fd)
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def test_doctor_reports_this_machine() -> None:
+    results = doctor.checks()
+    names = [c.name for c in results]
+    assert names[:2] == ["python", "bubblewrap"]
+    for name in ("network isolation", "PID namespace", "read-only filesystem", "rlimits",
+                 "process limit"):
+        assert name in names
+    by_name = {c.name: c for c in results}
+    assert by_name["python"].ok
+    assert by_name["bubblewrap"].ok is (BWRAP_PROBLEM is None)
+    if BWRAP_PROBLEM is None:
+        assert by_name["network isolation"].ok and by_name["PID namespace"].ok
+        assert by_name["read-only filesystem"].ok
+    assert by_name["process limit"].ok is (os.getuid() != 0)
+    if os.getuid() == 0:
+        assert "not enforce" in by_name["process limit"].detail
+    text = doctor.render(results)
+    assert text.count("\n") == len(results)
+    assert "network isolation" in text
+    assert ("FAIL" in text) is (not all(c.ok for c in results))
+
+
+def test_doctor_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "bubblewrap_problem", lambda: "bwrap is not installed (test)")
+    by_name = {c.name: c for c in doctor.checks()}
+    assert not by_name["bubblewrap"].ok and "network isolation" in by_name["bubblewrap"].detail
+    assert not by_name["network isolation"].ok and "without bubblewrap" in (
+        by_name["network isolation"].detail
+    )
+    text = doctor.render(list(by_name.values()))
+    assert "FAIL  bubblewrap" in text and "checks failed" in text
+
+
+# -- orphans of a dead controller --------------------------------------------------------------
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("unshare"), reason="needs root + unshare")
+def test_orphaned_sandbox_init_is_reaped(tmp_path: Path) -> None:
+    # A stand-in for a sandbox init whose bwrap died: pid 1 of its own PID namespace, named
+    # bwrap, parent not a bwrap. A live sandbox with the same marker is left alone.
+    marker = f"evoforge-orphan-test-{os.getpid()}"
+    stand_in = f"import time; print('up', flush=True); time.sleep(600)  # {marker}"
+    orphan = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "bash", "-c",
+         f'exec -a bwrap {sys.executable} -I -c "{stand_in}"'],
+        stdout=subprocess.PIPE,
+    )
+    assert orphan.stdout is not None
+    assert orphan.stdout.readline() == b"up\n"
+    sb = BubblewrapSandbox()
+
+    async def go() -> tuple[list[int], int | None]:
+        out_r, out_w = os.pipe()
+        proc = await sb.spawn(
+            [sys.executable, "-I", "-c", "print('up', flush=True); import time; time.sleep(600)",
+             marker], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, pass_fds=(), stdout=out_w,
+            stderr=out_w, readable=READABLE,
+        )
+        os.close(out_w)
+        loop = asyncio.get_running_loop()
+        with os.fdopen(out_r, "rb") as f:
+            assert await asyncio.wait_for(loop.run_in_executor(None, f.readline), 30) == b"up\n"
+            killed = sandbox.reap_orphaned_sandboxes(marker)
+            still_running = proc.returncode
+            sb.kill_tree(proc)
+            await sb.wait_gone(proc, 10)
+            sb.release(proc)
+        return killed, still_running
+
+    try:
+        killed, live_status = asyncio.run(go())
+        assert len(killed) == 1
+        assert orphan.wait(timeout=30) != 0  # unshare exits once its child was killed
+        assert live_status is None  # the live sandbox was not touched
+    finally:
+        orphan.kill()
+        orphan.wait()
+        orphan.stdout.close()
