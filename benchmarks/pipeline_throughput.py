@@ -59,7 +59,9 @@ def main() -> None:
             "max_programs": a.programs, "mutator": {"name": "llm", "edit_mode": "rewrite"},
             "llm": {"base_url": srv.base_url, "models": ["bench"], "concurrency": a.concurrency,
                     "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY"},
-            "evaluation": {"workers": a.workers, "timeout": 30},
+            # every child here is a new best (VALUE grows), so re-verification would double the
+            # evaluations; the ideal counts one evaluation per program, so it is off for this benchmark
+            "evaluation": {"workers": a.workers, "timeout": 30, "reverify": 0},
         })
         outcome = api.evolve(prob, run_dir=Path(tmp) / "run", config=cfg)
         with SQLiteStorage(Path(tmp) / "run" / "evoforge.db", readonly=True) as s:
