@@ -6,12 +6,12 @@ import asyncio
 import fcntl
 import itertools
 import os
-import select
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_tools import procs_with, wait_dead
 
 from evoforge.config import EvaluationConfig
 from evoforge.errors import ConfigError, ProblemError
@@ -54,36 +54,6 @@ def run(ex: LocalExecutor, code: str, program_id: int = 0) -> EvalResult:
             await ex.aclose()
 
     return asyncio.run(go())
-
-
-def procs_with(marker: bytes) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``marker``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker in f.read():
-                        found.append(int(name))
-            except OSError:
-                pass
-    return found
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` has exited (zombies count as dead). Event-based, with a deadline."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(fd)
-
-
-# -- results -----------------------------------------------------------------------------------
 
 
 def test_ok_dict_result(scratch: Path) -> None:

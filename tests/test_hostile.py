@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import itertools
 import os
-import select
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_tools import procs_with, wait_dead
 
 from evoforge.executors.local import LocalExecutor
 from evoforge.program import EvalResult, Status
@@ -92,32 +92,6 @@ SANDBOXES = [
     pytest.param("auto", id="default"),
     pytest.param("process", id="process"),
 ]
-
-
-def procs_with(marker: bytes) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``marker``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker in f.read():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
-
-
-def wait_dead(pid: int, timeout: float = 10.0) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def kill_all(pids: list[int]) -> None:
