@@ -261,3 +261,20 @@ def test_reproduced_bests_carry_the_verification_and_reverify_can_be_off(tmp_pat
     programs, _, _ = _programs(tmp_path / "b")
     assert not any(p.reason.startswith("not reproducible") for p in programs)
     assert off.best is not None and off.best.id != 0
+
+
+def test_inspection_reads_only_the_run_not_its_problem(tmp_path):
+    """status/best/show keep working after the problem directory is edited or broken."""
+    import shutil
+
+    prob = tmp_path / "prob"
+    shutil.copytree(QUAD, prob)
+    api.evolve(prob, run_dir=tmp_path / "r", config=_cfg(max_programs=5))
+    (prob / "evaluator.py").write_text("def evaluate(:\n")  # the user breaks it while editing
+    for args in (["status"], ["best"], ["show", None]):
+        cmd = [*EVOFORGE, args[0], str(tmp_path / "r"), *(["1"] if len(args) > 1 else [])]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, (args, r.stderr)
+    # resume does need the problem, and says what is wrong with it
+    r = subprocess.run([*EVOFORGE, "resume", str(tmp_path / "r")], capture_output=True, text=True)
+    assert r.returncode == 1 and "evaluator.py: syntax error" in r.stderr

@@ -23,10 +23,6 @@ from evoforge.storages import open_storage, resolve_storage_url
 log = logging.getLogger("evoforge")
 
 
-def _components(problem: Problem, config: Config, run_dir: Path, storage: Any) -> Run:
-    return Run(problem, config, storage, make_selector(config), run_dir)
-
-
 def _executor(problem: Problem, config: Config) -> LocalExecutor:
     return LocalExecutor.from_config(problem.path, config.evaluation,
                                      score_metric=config.objective.score_metric,
@@ -116,7 +112,7 @@ def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
                           f"{run_dir}` or choose another --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = open_storage(resolve_storage_url(config.storage.url, run_dir))
-    run = _components(problem, config, run_dir, storage)
+    run = Run(problem, config, storage, make_selector(config), run_dir)
     run.write_metadata()
     import yaml
 
@@ -127,8 +123,9 @@ def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
 
 def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
                   flags: dict[str, Any] | None = None, readonly: bool = False,
-                  ) -> tuple[Problem | None, Config, Any]:
-    """Open a run's storage and rebuild its config (with optional overrides)."""
+                  ) -> tuple[Config, Any]:
+    """Open a run's storage and rebuild its config (with optional overrides). Reads only the
+    run directory: inspecting a run never depends on its problem directory."""
     run_dir = Path(run_dir)
     require_run_dir(run_dir)
     storage = open_storage(resolve_storage_url(None, run_dir), readonly=readonly)
@@ -138,11 +135,7 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
         raise StorageError(f"{run_dir}: the run has no stored config (was it started by evoforge?)")
     flag_layer = _nest({k: v for k, v in (flags or {}).items() if v is not None})
     config = build_config(raw, flag_layer, overrides=overrides, source=f"{run_dir} (stored config)")
-    problem = None
-    ppath = storage.get_meta("problem_path")
-    if ppath and Path(ppath).is_dir():
-        problem = Problem.load(ppath)
-    return problem, config, storage
+    return config, storage
 
 
 def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
@@ -172,17 +165,18 @@ def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
 def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[str, Any] | None,
             on_event: Callable[[Program], None] | None,
             on_run: Callable[[Run], None] | None) -> RunOutcome:
-    require_run_dir(run_dir)
-    problem, cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
+    cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
     try:
-        if problem is None:
-            raise StorageError(f"the problem directory of this run ({storage.get_meta('problem_path')})"
-                               " no longer exists; restore it to resume")
+        ppath = storage.get_meta("problem_path")
+        if not ppath or not Path(ppath).is_dir():
+            raise StorageError(f"the problem directory of this run ({ppath}) no longer exists; "
+                               "restore it to resume")
+        problem = Problem.load(ppath)
         warning = check_problem_unchanged(storage, problem)
         if warning:
             log.warning(warning)
         storage.set_meta("config", cfg.model_dump(mode="json"))
-        run = _components(problem, cfg, Path(run_dir), storage)
+        run = Run(problem, cfg, storage, make_selector(cfg), run_dir)
         run.rebuild()
         if on_run:
             on_run(run)
@@ -202,7 +196,7 @@ def describe_mutator(config: Config) -> str:
 @contextlib.contextmanager
 def inspect_run(run_dir: str | Path) -> Iterator[tuple[Config, Any]]:
     """Open a run read-only (safe while it is running)."""
-    _, cfg, storage = open_existing(run_dir, readonly=True)
+    cfg, storage = open_existing(run_dir, readonly=True)
     try:
         yield cfg, storage
     finally:
