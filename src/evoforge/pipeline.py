@@ -113,14 +113,14 @@ class Pipeline:
         if early is not None:
             return early
         stopping: str | None = None
-        fatal: str | None = None
+        fatal: str | None = None  # message of an error the run must stop on (reason llm_error)
         stop_task = asyncio.ensure_future(stop.wait())
         try:
             while True:
                 if stop.is_set():
                     return RunOutcome("interrupted", "interrupted; everything finished is committed"
                                       f"; continue with `evoforge resume {run.run_dir}`", run.best)
-                reason = fatal or run.stop_reason(self.in_flight())
+                reason = "llm_error" if fatal else run.stop_reason(self.in_flight())
                 if reason is None:
                     await self._fill()
                     reason = run.stop_reason(self.in_flight())
@@ -135,7 +135,7 @@ class Pipeline:
                 waiting = [*self.mut_tasks, *self.eval_tasks]
                 if not waiting:
                     final = stopping or run.stop_reason(0) or "max_programs"
-                    msg = self._fatal_msg if fatal else MESSAGES[final]
+                    msg = fatal or MESSAGES[final]
                     if final == "llm_failures":
                         msg += f" (last: {run.tally.last_llm_error}); check llm.base_url and the model"
                     return RunOutcome(final, msg, run.best)
@@ -151,7 +151,7 @@ class Pipeline:
                         continue
                     exc = mt.exception()
                     if isinstance(exc, LLMError):
-                        fatal, self._fatal_msg = "llm_error", f"LLM error: {exc}"
+                        fatal = f"LLM error: {exc}"
                         continue
                     if exc is not None:
                         raise exc
@@ -164,8 +164,6 @@ class Pipeline:
                     self.on_event(run.tell(program, et.result()))
         finally:
             stop_task.cancel()
-
-    _fatal_msg: str = ""
 
     async def _fill(self) -> None:
         run = self.run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -99,7 +98,3 @@ class ProgressDisplay:
         if s["tokens"]:
             table.add_row("LLM", f"{s['tokens']:,} tokens   ${s['cost']:.4f}")
         return table
-
-
-def live_console_available() -> bool:
-    return sys.stderr.isatty()
