@@ -409,33 +409,25 @@ class SQLiteStorage(Storage):
         where = "" if status is None else " AND status = ?"
         extra: tuple[Any, ...] = () if status is None else (Status(status).value,)
         if status is None or Status(status).terminal:
-            last = -1
-            while True:
-                with self._read("list programs") as conn:
-                    rows = conn.execute(
-                        f"SELECT {_COLUMNS} FROM programs WHERE done_seq > ?{where} "
-                        "ORDER BY done_seq LIMIT ?",
-                        (last, *extra, _PAGE),
-                    ).fetchall()
-                for row in rows:
-                    yield self._row_to_program(row)
-                if len(rows) < _PAGE:
-                    break
-                last = rows[-1][1]
+            yield from self._paged("done_seq > ?", "done_seq", 1, where, extra)
         if status is None or not Status(status).terminal:
-            last = -1
-            while True:
-                with self._read("list programs") as conn:
-                    rows = conn.execute(
-                        f"SELECT {_COLUMNS} FROM programs WHERE done_seq IS NULL AND id > ?"
-                        f"{where} ORDER BY id LIMIT ?",
-                        (last, *extra, _PAGE),
-                    ).fetchall()
-                for row in rows:
-                    yield self._row_to_program(row)
-                if len(rows) < _PAGE:
-                    break
-                last = rows[-1][0]
+            yield from self._paged("done_seq IS NULL AND id > ?", "id", 0, where, extra)
+
+    def _paged(self, cond: str, key: str, key_index: int, where: str,
+               extra: tuple[Any, ...]) -> Iterator[Program]:
+        """Keyset pagination ordered by ``key``; no cursor stays open between pages."""
+        last = -1
+        while True:
+            with self._read("list programs") as conn:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM programs WHERE {cond}{where} ORDER BY {key} LIMIT ?",
+                    (last, *extra, _PAGE),
+                ).fetchall()
+            for row in rows:
+                yield self._row_to_program(row)
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][key_index]
 
     def stats(self) -> dict[str, Any]:
         with self._read("compute stats", snapshot=True) as conn:
