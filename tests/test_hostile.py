@@ -156,7 +156,7 @@ def test_hostile(
         scratch_root=scratch_root,
     )
     program_id = next(_ids)
-    marker = f"evoforge-{program_id}-".encode()
+    marker = str(scratch_root).encode()
 
     async def go() -> tuple[EvalResult, EvalResult]:
         try:

@@ -92,6 +92,8 @@ class EvaluationConfig(_Strict):
     max_open_files: int = Field(256, ge=16)
     reverify: int = Field(1, ge=0)
     reverify_tolerance: float = Field(1e-6, ge=0)
+    warm_pool: bool = True
+    preload: list[str] = Field(default_factory=list)
 
 
 class FeatureConfig(_Strict):

@@ -41,6 +41,25 @@ def resolve_problem_path(name_or_path: str | Path) -> Path:
         f"Built-in problems: {names}. Create a new one with `evoforge init NAME`.")
 
 
+def _entry_point(tree: ast.Module) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return funcs.get("evaluate_stage1") or funcs.get("evaluate")
+
+
+def evaluator_form(evaluator: Path) -> str:
+    """``"hardened"`` if the evaluator's entry point (``evaluate_stage1`` or ``evaluate``) names
+    its first parameter ``candidate``: it then gets an :class:`evoforge.candidate.Candidate` and
+    the program runs in a separate sandbox. Otherwise ``"plain"`` (OpenEvolve's
+    ``evaluate(program_path)``: the program runs inside the evaluator's process)."""
+    try:
+        tree = ast.parse(evaluator.read_text(encoding="utf-8"), filename=str(evaluator))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return "plain"  # the worker reports the real problem
+    fn = _entry_point(tree)
+    params = [*fn.args.posonlyargs, *fn.args.args] if fn is not None else []
+    return "hardened" if params and params[0].arg == "candidate" else "plain"
+
+
 @dataclass(frozen=True)
 class Problem:
     name: str
@@ -64,6 +83,11 @@ class Problem:
             h.update(p.read_bytes())
         return h.hexdigest()[:16]
 
+    @property
+    def form(self) -> str:
+        """``"hardened"`` (the evaluator calls the candidate through the sandbox) or ``"plain"``."""
+        return evaluator_form(self.evaluator)
+
     @classmethod
     def load(cls, name_or_path: str | Path) -> Problem:
         path = resolve_problem_path(name_or_path)
@@ -86,10 +110,10 @@ class Problem:
             tree = ast.parse(evaluator.read_text(), filename=str(evaluator))
         except SyntaxError as e:
             raise ProblemError(f"{evaluator}: syntax error at line {e.lineno}: {e.msg}") from e
-        funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-        if "evaluate" not in funcs and "evaluate_stage1" not in funcs:
-            raise ProblemError(f"{evaluator}: defines no top-level `evaluate(program_path)` "
-                               "(or `evaluate_stage1` for a cascade).")
+        if _entry_point(tree) is None:
+            raise ProblemError(f"{evaluator}: defines no top-level `evaluate(candidate)` (hardened "
+                               "form) or `evaluate(program_path)` (plain form), nor "
+                               "`evaluate_stage1` for a cascade.")
         try:
             code = initial.read_text()
         except UnicodeDecodeError as e:

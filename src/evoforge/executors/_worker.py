@@ -1,14 +1,22 @@
-"""Evaluation worker: runs ONE evaluation in a fresh interpreter and reports one JSON object.
+"""Evaluation worker: ONE role of ONE evaluation in a fresh interpreter.
 
-Standalone and stdlib-only on purpose: it is run by path (``python -I _worker.py <request>``),
-imports nothing from evoforge (start-up stays fast), and is spawned by
-``evoforge.executors.local.LocalExecutor`` through a ``Sandbox``.
+Stdlib-only on purpose: it is run by path (``python -I _worker.py <config>``), imports from
+evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles, and is spawned by
+``evoforge.executors.local.LocalExecutor`` through a ``Sandbox``. Roles:
 
-Request (``argv[1]``, JSON): ``problem_dir``, ``evaluator`` (file name in problem_dir),
-``program_path``, ``result_fd`` (write end of the result pipe, passed with ``pass_fds``),
-``memory_mb``, ``cpu_seconds``, ``file_mb``, ``open_files``, ``max_processes`` (rlimits; int or
-null, the last three optional), ``score_metric``,
-``cascade_thresholds`` (list of floats), ``artifact_chars``, ``extra_path`` (appended to sys.path).
+- ``plain``: loads the evaluator and calls ``evaluate(program_path)``; the candidate runs inside
+  this process (integrity unprotected);
+- ``evaluator`` (hardened form): loads the evaluator and calls ``evaluate(candidate)`` with a
+  :class:`evoforge.candidate.Candidate` talking to the ``candidate`` role over two pipes;
+- ``candidate``: serves those calls (imports the program, runs commands) in its own sandbox.
+
+Config (``argv[1]``, JSON, known when the process is started, possibly ahead of time for the
+warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not for ``candidate``),
+``chan_in``/``chan_out`` (hardened roles), ``problem_dir``, ``evaluator``, ``memory_mb``,
+``cpu_seconds``, ``file_mb``, ``open_files``, ``max_processes`` (rlimits; int or null),
+``score_metric``, ``cascade_thresholds``, ``artifact_chars``, ``extra_path``, ``preload``
+(modules imported before the job arrives). Job (read to EOF from ``start_fd``, JSON):
+``program`` (the source) and ``program_name``; the worker writes it into its scratch dir (cwd).
 
 Reply (written to the result pipe, never to stdout; ``json.dumps(allow_nan=False)``):
 ``{"v": 1, "ok": true, "metrics": {...}, "invalid": {name: why}, "artifacts": {...}}`` or
@@ -171,10 +179,11 @@ def _load_evaluator(problem_dir: str, evaluator: str) -> Any:
     return module
 
 
-def _run(req: dict[str, Any], where: list[str]) -> dict[str, Any]:
+def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
+    """Load the evaluator and run its stages on ``target`` (the program's path in the plain
+    form, a ``Candidate`` in the hardened form)."""
     where[0] = f"loading {req['evaluator']}"
     module = _load_evaluator(req["problem_dir"], req["evaluator"])
-    program_path = req["program_path"]
     score_metric = req["score_metric"]
     thresholds = [float(t) for t in req["cascade_thresholds"]]
 
@@ -198,7 +207,7 @@ def _run(req: dict[str, Any], where: list[str]) -> dict[str, Any]:
     artifacts: dict[Any, Any] = {}
     for n, (name, fn) in enumerate(stages, start=1):
         where[0] = name
-        stage_metrics, stage_artifacts = _split_result(fn(program_path), name)
+        stage_metrics, stage_artifacts = _split_result(fn(target), name)
         good, bad = _clean_metrics(stage_metrics)
         metrics.update(good)
         for k in good:
@@ -242,30 +251,176 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def main() -> None:
-    global _reserve
-    req = json.loads(sys.argv[1])
-    # Move the result pipe out of the way of the candidate: a high, close-on-exec fd, so
-    # grandchildren started with subprocess do not inherit it and writes to fd 3.. miss it.
-    # Before the rlimits: an fd above RLIMIT_NOFILE stays usable, but cannot be created.
-    fd = int(req["result_fd"])
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _move_high(fd: int) -> int:
+    """A high, close-on-exec copy of ``fd``: grandchildren started with subprocess do not
+    inherit it, and writes to fd 3.. miss it. Done before the rlimits (an fd above
+    RLIMIT_NOFILE stays usable but cannot be created)."""
     try:
         import fcntl
-
-        try:
-            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
-            os.close(fd)
-            fd = high
-        except OSError:
-            os.set_inheritable(fd, False)
     except ImportError:
+        return fd
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
+    except OSError:
+        os.set_inheritable(fd, False)
+        return fd
+    os.close(fd)
+    return high
+
+
+def _error_reply(e: BaseException, where: str, artifact_chars: int) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "v": _PROTOCOL, "ok": False, "error_type": type(e).__name__, "message": "",
+        "traceback": "", "where": where,
+    }
+    try:
+        reply["message"] = _cap(_stringify(e), 2000)
+        tb_obj = e.__traceback__
+        while tb_obj is not None and tb_obj.tb_frame.f_code.co_filename == __file__:
+            tb_obj = tb_obj.tb_next  # hide the worker's own frames
+        tb = "".join(traceback.format_exception(type(e), e, tb_obj or e.__traceback__, limit=-20))
+        reply["traceback"] = tb[-max(artifact_chars, 0):]
+        candidate_tb = getattr(e, "traceback", "")
+        status = {"CandidateTimeout": "timeout", "CandidateCrashed": "crashed"}
+        for cls in type(e).__mro__:
+            if cls.__name__ in status and cls.__module__ == "evoforge.candidate":
+                reply["status"] = status[cls.__name__]
+                break
+        if isinstance(candidate_tb, str) and candidate_tb:
+            reply["candidate_traceback"] = candidate_tb[-max(artifact_chars, 0):]
+    except BaseException:  # noqa: BLE001, S110 - out of memory again, or a hostile __str__
         pass
+    return reply
+
+
+# -- the candidate side of the hardened form ------------------------------------------------
+
+
+def _jsonable(obj: Any) -> Any:
+    """json.dumps ``default``: numpy arrays and scalars become lists and numbers."""
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(
+        f"returned a {type(obj).__name__}, which is not a JSON value "
+        "(use dict, list, str, int, float, bool or None)"
+    )
+
+
+def _run_command(msg: dict[str, Any], scratch: str) -> dict[str, Any]:
+    import signal
+    import subprocess
+
+    argv = [str(a) for a in msg["argv"]]
+    data = msg.get("input")
+    limit = int(msg.get("max_output", 1 << 20))
+    proc = subprocess.Popen(
+        argv, cwd=scratch, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(
+            data.encode() if isinstance(data, str) else None, timeout=float(msg["timeout"])
+        )
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        out, err = proc.communicate()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing it started outlives the command
+        except OSError:
+            pass
+    return {
+        "returncode": None if timed_out else proc.returncode,
+        "stdout": out[:limit].decode("utf-8", errors="replace"),
+        "stderr": err[:limit].decode("utf-8", errors="replace"),
+        "timed_out": timed_out,
+    }
+
+
+def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
+    """Answer the evaluator's requests until it closes the channel."""
+    from evoforge.candidate import _Closed, encode_frame, read_frame_bytes, write_bytes
+
+    scratch = os.getcwd()
+    program_path = os.path.join(scratch, job["program_name"])
+    module: Any = None
+    while True:
+        try:
+            msg = json.loads(read_frame_bytes(chan_in, 1 << 31).decode("utf-8"))
+        except (_Closed, OSError):
+            return
+        reply: dict[str, Any] = {"id": msg.get("id")}
+        try:
+            op = msg.get("op")
+            if op == "call":
+                if module is None:
+                    spec = importlib.util.spec_from_file_location("program", program_path)
+                    if spec is None or spec.loader is None:
+                        raise ImportError(f"cannot load {job['program_name']}")
+                    module = importlib.util.module_from_spec(spec)
+                    sys.modules["program"] = module
+                    spec.loader.exec_module(module)
+                fn = getattr(module, msg["name"], None)
+                if not callable(fn):
+                    raise AttributeError(f"the program defines no function {msg['name']}()")
+                value = fn(*msg.get("args", []), **msg.get("kwargs", {}))
+            elif op == "run":
+                value = _run_command(msg, scratch)
+            elif op == "write":
+                with open(os.path.join(scratch, os.path.basename(msg["path"])), "w") as f:
+                    f.write(msg["text"])
+                value = None
+            elif op == "read":
+                with open(os.path.join(scratch, os.path.basename(msg["path"])), errors="replace") as f:
+                    value = f.read(int(msg["limit"]))
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            reply.update(ok=True, value=value)
+            frame = encode_frame(reply, default=_jsonable)
+        except BaseException as e:  # noqa: BLE001 - the candidate's failures are answers
+            if isinstance(e, MemoryError):
+                global _reserve
+                _reserve = None
+            error = _error_reply(e, "candidate", 4000)
+            error["id"] = msg.get("id")
+            frame = encode_frame(error)
+        try:
+            write_bytes(chan_out, frame)
+        except OSError:
+            return
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    global _reserve
+    cfg = json.loads(sys.argv[1])
+    role = cfg.get("role", "plain")
+    start_fd = _move_high(int(cfg["start_fd"]))
+    fd = _move_high(int(cfg["result_fd"])) if cfg.get("result_fd") is not None else -1
+    chan_in = _move_high(int(cfg["chan_in"])) if cfg.get("chan_in") is not None else -1
+    chan_out = _move_high(int(cfg["chan_out"])) if cfg.get("chan_out") is not None else -1
     _set_limits(
-        req.get("memory_mb"),
-        req.get("cpu_seconds"),
-        req.get("file_mb"),
-        req.get("open_files"),
-        req.get("max_processes"),
+        cfg.get("memory_mb"),
+        cfg.get("cpu_seconds"),
+        cfg.get("file_mb"),
+        cfg.get("open_files"),
+        cfg.get("max_processes"),
     )
     sys.dont_write_bytecode = True
     try:
@@ -275,37 +430,57 @@ def main() -> None:
 
     worker_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != worker_dir]
-    sys.path.insert(0, req["problem_dir"])
-    for p in req.get("extra_path", []):
+    sys.path.insert(0, cfg["problem_dir"] if role != "candidate" else os.getcwd())
+    for p in cfg.get("extra_path", []):
         if p not in sys.path:
             sys.path.append(p)
+    artifact_chars = int(cfg.get("artifact_chars", 4000))
 
-    where = ["start"]
+    where = ["preload"]
+    preload_error: BaseException | None = None
+    try:  # warm start: the imports happen before the job (and its deadline) arrive
+        for name in cfg.get("preload", []):
+            importlib.import_module(name)
+        if role != "plain":
+            import evoforge.candidate  # noqa: F401
+    except BaseException as e:  # noqa: BLE001 - reported with the job
+        preload_error = e
+
+    raw = _read_all(start_fd)  # blocks until the controller hands over a job
+    os.close(start_fd)
+    if not raw:
+        os._exit(0)  # the controller closed the pool without using this process
+    job = json.loads(raw)
+    program_path = os.path.join(os.getcwd(), job["program_name"])
+    if role != "evaluator":
+        with open(program_path, "w", encoding="utf-8") as f:
+            f.write(job["program"])
+
+    if role == "candidate":
+        if preload_error is None:
+            _serve_candidate(job, chan_in, chan_out)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001, S110
+                pass
+        os._exit(0)
+
     reply: dict[str, Any]
     try:
-        reply = _run(req, where)
+        if preload_error is not None:
+            raise preload_error
+        target: Any = program_path
+        if role == "evaluator":
+            from evoforge.candidate import Candidate
+
+            target = Candidate(chan_out, chan_in, source=job["program"],
+                               program_name=job["program_name"])
+        reply = _run(cfg, target, where)
     except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
         if isinstance(e, MemoryError):
             _reserve = None
-        reply = {
-            "v": _PROTOCOL,
-            "ok": False,
-            "error_type": type(e).__name__,
-            "message": "",
-            "traceback": "",
-            "where": where[0],
-        }
-        try:
-            reply["message"] = _cap(_stringify(e), 2000)
-            tb_obj = e.__traceback__
-            while tb_obj is not None and tb_obj.tb_frame.f_code.co_filename == __file__:
-                tb_obj = tb_obj.tb_next  # hide the worker's own frames
-            tb = "".join(
-                traceback.format_exception(type(e), e, tb_obj or e.__traceback__, limit=-20)
-            )
-            reply["traceback"] = tb[-max(int(req.get("artifact_chars", 4000)), 0):]
-        except BaseException:  # noqa: BLE001 - out of memory again, or a hostile __str__
-            pass
+        reply = _error_reply(e, where[0], artifact_chars)
         del e
     try:
         data = json.dumps(reply, allow_nan=False).encode()

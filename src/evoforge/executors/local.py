@@ -13,6 +13,7 @@ the group killed and the scratch dir removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import math
@@ -22,13 +23,16 @@ import signal
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, ProblemError
 from evoforge.executors._worker import _cap  # one capping rule, worker and parent
 from evoforge.executors.base import Executor
+from evoforge.problem import evaluator_form
 from evoforge.program import EvalResult, Status
 from evoforge.sandbox import (
     BubblewrapSandbox,
@@ -99,6 +103,28 @@ class _Capture(asyncio.Protocol):
         return head + tail
 
 
+@dataclass(eq=False)
+class _Proc:
+    """One sandboxed worker process: its pipes, captures and scratch dir."""
+
+    key: int
+    role: str
+    scratch: Path
+    loop: asyncio.AbstractEventLoop
+    proc: asyncio.subprocess.Process | None = None
+    start_w: int | None = None  # the job goes here; the worker waits for it
+    caps: list[_Capture] = field(default_factory=list)  # stdout, stderr[, result]
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    files: list[Any] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Unit:
+    """What one evaluation needs: the plain worker, or the evaluator and candidate pair."""
+
+    procs: list[_Proc]
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -158,6 +184,8 @@ class LocalExecutor(Executor):
         scratch_mb: int | None = 256,
         max_processes: int | None = 64,
         max_open_files: int | None = 256,
+        warm_pool: bool = True,
+        preload: Sequence[str] = (),
     ) -> None:
         self.problem_dir = Path(problem_dir).resolve()
         evaluator_path = self.problem_dir / evaluator
@@ -189,6 +217,9 @@ class LocalExecutor(Executor):
                 f"max_open_files must be at least 16 (or null), got {max_open_files}"
             )
         self.evaluator = evaluator
+        self.form = evaluator_form(evaluator_path)
+        self.warm_pool = bool(warm_pool)
+        self.preload = tuple(preload)
         self.program_name = program_name
         self.workers = int(workers)
         self.timeout = float(timeout)
@@ -218,6 +249,8 @@ class LocalExecutor(Executor):
         self._root_lock: int | None = None
         self._closed = False
         self._seq = 0
+        self._pool: deque[_Unit] = deque()  # started workers waiting for a job
+        self._refills: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(
@@ -238,6 +271,8 @@ class LocalExecutor(Executor):
             scratch_mb=cfg.scratch_mb,
             max_processes=cfg.max_processes,
             max_open_files=cfg.max_open_files,
+            warm_pool=cfg.warm_pool,
+            preload=cfg.preload,
         )
 
     @property
@@ -267,6 +302,13 @@ class LocalExecutor(Executor):
     async def aclose(self) -> None:
         """Kill every running process tree and remove every scratch dir. Idempotent."""
         self._closed = True
+        loop = asyncio.get_running_loop()
+        ours = [t for t in self._refills if t.get_loop() is loop]
+        if ours:  # a refill finishing now sees _closed and disposes of what it started
+            await asyncio.gather(*ours, return_exceptions=True)
+        while self._pool:
+            for p in self._pool.popleft().procs:
+                await self._dispose(p)
         for proc in list(self._running.values()):
             self._sandbox.kill_tree(proc)
         for scratch in list(self._scratch):
@@ -303,49 +345,44 @@ class LocalExecutor(Executor):
         self._root, self._root_lock = root, fd
         return root
 
-    # -- one evaluation ---------------------------------------------------------------------
+    # -- processes: spawned cold, or ahead of time into the warm pool -------------------------
 
-    async def _run_one(self, code: str, program_id: int) -> EvalResult:
+    async def _spawn(self, role: str, chan: tuple[int, int] | None = None) -> _Proc:
+        """Start one worker process (``plain``, ``evaluator`` or ``candidate``) in its own
+        sandbox and scratch dir. It imports ``preload`` and then waits for its job."""
         loop = asyncio.get_running_loop()
-        t0 = time.monotonic()
-        deadline = t0 + self.timeout
         self._seq += 1
         key = self._seq
         scratch = Path(
-            tempfile.mkdtemp(prefix=f"evoforge-{program_id}-", dir=self._scratch_parent())
+            tempfile.mkdtemp(prefix=f"evoforge-{role[0]}{key}-", dir=self._scratch_parent())
         )
         self._scratch.add(scratch)
-        write_fds: list[int] = []
-        files: list[Any] = []
-        transports: list[asyncio.BaseTransport] = []
-        proc: asyncio.subprocess.Process | None = None
+        child_fds: list[int] = []
+        p = _Proc(key=key, role=role, scratch=scratch, loop=loop)
         try:
-            program_path = scratch / self.program_name
-            program_path.write_text(code, encoding="utf-8")
-
             half = self.artifact_chars // 2
-            caps: list[_Capture] = []
-            for head, tail in (
-                (half, self.artifact_chars - half),
-                (half, self.artifact_chars - half),
-                (_MAX_RESULT_BYTES, 0),
-            ):
+            caps = [(half, self.artifact_chars - half), (half, self.artifact_chars - half)]
+            if role != "candidate":
+                caps.append((_MAX_RESULT_BYTES, 0))
+            for head, tail in caps:
                 r, w = os.pipe()
-                write_fds.append(w)
+                child_fds.append(w)
                 f = os.fdopen(r, "rb", buffering=0)
-                files.append(f)
+                p.files.append(f)
                 cap = _Capture(head, tail, loop.create_future())
                 transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
-                transports.append(transport)
-                caps.append(cap)
-            out_w, err_w, res_w = write_fds
-            out_cap, err_cap, res_cap = caps
-
-            request = {
+                p.transports.append(transport)
+                p.caps.append(cap)
+            start_r, p.start_w = os.pipe()
+            child_fds.append(start_r)
+            config: dict[str, Any] = {
+                "role": role,
+                "start_fd": start_r,
+                "result_fd": child_fds[2] if role != "candidate" else None,
+                "chan_in": chan[0] if chan else None,
+                "chan_out": chan[1] if chan else None,
                 "problem_dir": str(self.problem_dir),
                 "evaluator": self.evaluator,
-                "program_path": str(program_path),
-                "result_fd": res_w,
                 "memory_mb": self.memory_mb,
                 "cpu_seconds": math.ceil(self.timeout) + 1,
                 "file_mb": self.scratch_mb,
@@ -355,19 +392,21 @@ class LocalExecutor(Executor):
                 "cascade_thresholds": list(self.cascade_thresholds),
                 "artifact_chars": self.artifact_chars,
                 "extra_path": [_SRC_ROOT],
+                "preload": list(self.preload),
             }
-            argv = [self.python, "-I", str(_WORKER), json.dumps(request)]
+            argv = [self.python, "-I", str(_WORKER), json.dumps(config)]
+            passed = [fd for fd in (config["result_fd"], start_r, *(chan or ())) if fd is not None]
             try:
                 # A sandbox reports a missing interpreter only as an exit status: check first.
                 if shutil.which(self.python) is None:
                     raise FileNotFoundError(f"no executable file {self.python!r}")
-                proc = await self._sandbox.spawn(
+                p.proc = await self._sandbox.spawn(
                     argv,
                     cwd=scratch,
                     env=minimal_env(self.env_allow, scratch),
-                    pass_fds=(res_w,),
-                    stdout=out_w,
-                    stderr=err_w,
+                    pass_fds=passed,
+                    stdout=child_fds[0],
+                    stderr=child_fds[1],
                     readable=self._readable(),
                     scratch_mb=self.scratch_mb,
                 )
@@ -376,30 +415,169 @@ class LocalExecutor(Executor):
                     f"cannot start the evaluation interpreter {self.python!r}: {e}; "
                     "set evaluation.python to a working Python 3 interpreter"
                 ) from e
-            self._running[key] = proc
-            for fd in write_fds:
+            self._running[key] = p.proc
+            return p
+        except BaseException:
+            self._discard(p)
+            raise
+        finally:
+            for fd in child_fds:
                 os.close(fd)
-            write_fds.clear()
 
+    async def _new_unit(self) -> _Unit:
+        if self.form == "plain":
+            return _Unit([await self._spawn("plain")])
+        to_cand_r, to_cand_w = os.pipe()  # evaluator -> candidate: requests
+        to_eval_r, to_eval_w = os.pipe()  # candidate -> evaluator: replies
+        procs: list[_Proc] = []
+        try:
+            procs.append(await self._spawn("evaluator", (to_eval_r, to_cand_w)))
+            procs.append(await self._spawn("candidate", (to_cand_r, to_eval_w)))
+        except BaseException:
+            for p in procs:
+                self._discard(p)
+            raise
+        finally:
+            for fd in (to_cand_r, to_cand_w, to_eval_r, to_eval_w):
+                os.close(fd)
+        return _Unit(procs)
+
+    async def _take_unit(self) -> _Unit:
+        loop = asyncio.get_running_loop()
+        unit: _Unit | None = None
+        while self._pool and unit is None:
+            pooled = self._pool.popleft()
+            if all(p.loop is loop and p.proc is not None and p.proc.returncode is None
+                   for p in pooled.procs):
+                unit = pooled
+            else:  # from an earlier event loop, or it died while waiting
+                for p in pooled.procs:
+                    await self._dispose(p)
+        if self.warm_pool and not self._closed:
+            task = loop.create_task(self._refill())
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+        return unit if unit is not None else await self._new_unit()
+
+    async def _refill(self) -> None:
+        if self._closed or len(self._pool) >= self.workers:
+            return
+        try:
+            unit = await self._new_unit()
+        except Exception:  # noqa: BLE001 - the next evaluation starts cold and reports it
+            return
+        if self._closed:
+            for p in unit.procs:
+                await self._dispose(p)
+        else:
+            self._pool.append(unit)
+
+    async def _dispose(self, p: _Proc) -> None:
+        """:meth:`_discard`, after waiting (briefly) for the tree to be gone, when ``p`` belongs
+        to the running event loop (one from an earlier loop can only be killed)."""
+        if p.proc is not None and p.loop is asyncio.get_running_loop():
+            self._sandbox.kill_tree(p.proc)
+            await self._sandbox.wait_gone(p.proc, _GRACE)
+        self._discard(p)
+
+    def _discard(self, p: _Proc) -> None:
+        """Kill ``p``'s tree (if started) and free everything it holds. Never raises."""
+        if p.proc is not None:
+            self._sandbox.kill_tree(p.proc)
+            self._sandbox.release(p.proc)
+        self._running.pop(p.key, None)
+        for tr in p.transports:
+            with contextlib.suppress(Exception):
+                tr.close()
+        for f in p.files:
+            with contextlib.suppress(Exception):
+                f.close()
+        p.transports.clear()
+        p.files.clear()
+        if p.start_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(p.start_w)
+            p.start_w = None
+        shutil.rmtree(p.scratch, ignore_errors=True)
+        self._scratch.discard(p.scratch)
+
+    def _send_job(self, p: _Proc, job: bytes) -> None:
+        """Hand the job to a waiting worker: written by the event loop, then the pipe closes."""
+        assert p.start_w is not None
+        f = os.fdopen(p.start_w, "wb", buffering=0)
+        p.start_w = None
+        try:
+            n = os.write(f.fileno(), job)  # small jobs fit the pipe buffer at once
+        except OSError:
+            f.close()
+            return  # the worker is gone: its exit status tells why
+        if n == len(job):
+            f.close()
+            return
+        rest = job[n:]
+
+        async def write_rest() -> None:
+            loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0.0))
+                transport, _ = await loop.connect_write_pipe(asyncio.Protocol, f)
+            except OSError:
+                f.close()
+                return
+            transport.write(rest)
+            transport.close()  # flushes, then closes
+
+        task = asyncio.get_running_loop().create_task(write_rest())
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    # -- one evaluation ---------------------------------------------------------------------
+
+    async def _run_one(self, code: str, program_id: int) -> EvalResult:
+        unit = await self._take_unit()
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout
+        main, cand = unit.procs[0], (unit.procs[1] if len(unit.procs) > 1 else None)
+        try:
+            job = json.dumps({"program": code, "program_name": self.program_name}).encode()
+            for p in unit.procs:
+                self._send_job(p, job)
+            assert main.proc is not None
+            try:
+                await asyncio.wait_for(main.proc.wait(), max(deadline - time.monotonic(), 0.0))
                 timed_out = False
             except TimeoutError:
                 timed_out = True
-            self._sandbox.kill_tree(proc)  # stray children and threads never outlive an eval
-            await self._sandbox.wait_gone(proc, _GRACE)
+            cand_status = None
+            if cand is not None and cand.proc is not None and cand.proc.returncode is not None:
+                cand_status = self._sandbox.exit_status(cand.proc.returncode)  # ended by itself
+            for p in unit.procs:
+                assert p.proc is not None
+                self._sandbox.kill_tree(p.proc)  # stray children and threads never outlive it
+            for p in unit.procs:
+                assert p.proc is not None
+                await self._sandbox.wait_gone(p.proc, _GRACE)
             # Pipes reach EOF once the whole group is dead; a process that escaped the group
             # (setsid) may hold them open, so wait only briefly and then stop reading.
-            await asyncio.wait([c.done for c in caps], timeout=_PIPE_GRACE)
-            for tr in transports:
-                tr.close()
+            await asyncio.wait([c.done for p in unit.procs for c in p.caps], timeout=_PIPE_GRACE)
+            for p in unit.procs:
+                for tr in p.transports:
+                    tr.close()
 
+            out_cap, err_cap, res_cap = main.caps
+            outputs = {"stdout": out_cap.text(), "stderr": err_cap.text()}
+            if cand is not None:  # the candidate's output is what the next prompt needs
+                outputs = {
+                    "stdout": cand.caps[0].text(),
+                    "stderr": cand.caps[1].text(),
+                    "evaluator_stdout": outputs["stdout"],
+                    "evaluator_stderr": outputs["stderr"],
+                }
             result = self._interpret(
-                returncode=self._sandbox.exit_status(proc.returncode),
+                returncode=self._sandbox.exit_status(main.proc.returncode),
                 timed_out=timed_out,
                 result=res_cap,
-                stdout=out_cap.text(),
-                stderr=err_cap.text(),
+                outputs=outputs,
+                candidate_status=cand_status,
             )
             return EvalResult(
                 status=result[0],
@@ -410,18 +588,8 @@ class LocalExecutor(Executor):
                 eval_time=time.monotonic() - t0,
             )
         finally:
-            if proc is not None:
-                self._sandbox.kill_tree(proc)
-                self._sandbox.release(proc)
-            self._running.pop(key, None)
-            for tr in transports:
-                tr.close()
-            for f in files:
-                f.close()
-            for fd in write_fds:
-                os.close(fd)
-            shutil.rmtree(scratch, ignore_errors=True)
-            self._scratch.discard(scratch)
+            for p in unit.procs:
+                self._discard(p)
             self._drop_root()
 
     def _readable(self) -> list[Path]:
@@ -449,15 +617,11 @@ class LocalExecutor(Executor):
         returncode: int | None,
         timed_out: bool,
         result: _Capture,
-        stdout: str,
-        stderr: str,
+        outputs: dict[str, str],
+        candidate_status: int | None = None,
     ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
         artifacts: dict[str, str] = {}
-        extra: dict[str, str] = {}
-        if stdout:
-            extra["stdout"] = stdout
-        if stderr:
-            extra["stderr"] = stderr
+        extra = {k: v for k, v in outputs.items() if v}
 
         def done(
             status: Status,
@@ -486,7 +650,7 @@ class LocalExecutor(Executor):
                 return done(Status.FAILED, f"the evaluation result was not valid JSON: {e}")
             if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
                 return done(Status.FAILED, "the evaluation result had an unexpected shape")
-            return self._interpret_reply(reply, artifacts, extra, done)
+            return self._interpret_reply(reply, artifacts, extra, done, candidate_status)
 
         if self._closed and returncode is not None and returncode < 0:
             return done(Status.CRASHED, "interrupted: the executor was closed during evaluation")
@@ -499,12 +663,17 @@ class LocalExecutor(Executor):
                     "process tree killed",
                 )
             return done(Status.CRASHED, f"killed by {_signal_name(sig)}")
-        if "MemoryError" in stderr:
+        if "MemoryError" in outputs.get("stderr", ""):
             return done(Status.CRASHED, self._oom_reason())
         return done(Status.CRASHED, f"exited with code {returncode} without a result")
 
     def _interpret_reply(
-        self, reply: dict[str, Any], artifacts: dict[str, str], extra: dict[str, str], done: Any
+        self,
+        reply: dict[str, Any],
+        artifacts: dict[str, str],
+        extra: dict[str, str],
+        done: Any,
+        candidate_status: int | None,
     ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
         limit = self.artifact_chars
         raw_artifacts = reply.get("artifacts")
@@ -522,6 +691,22 @@ class LocalExecutor(Executor):
                     del extra["traceback"]
             if etype == "MemoryError":
                 return done(Status.CRASHED, self._oom_reason())
+            ctb = reply.get("candidate_traceback")
+            if isinstance(ctb, str) and ctb:  # the candidate's traceback is what to fix
+                if "traceback" in extra:
+                    extra["evaluator_traceback"] = extra.pop("traceback")
+                extra["traceback"] = _cap(ctb, limit)
+            if reply.get("status") == "timeout":
+                return done(Status.TIMEOUT, message or "a candidate call timed out")
+            if reply.get("status") == "crashed":
+                why = message or "the candidate's process ended"
+                if candidate_status is not None and candidate_status < 0:
+                    why += f" (killed by {_signal_name(-candidate_status)})"
+                elif "MemoryError" in extra.get("stderr", ""):
+                    why += f" ({self._oom_reason()})"
+                elif candidate_status is not None:
+                    why += f" (exit code {candidate_status})"
+                return done(Status.CRASHED, why)
             where = str(reply.get("where", ""))
             reason = f"{etype}: {message}" if message else etype
             if where.startswith("evaluate_stage"):

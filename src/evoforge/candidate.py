@@ -1,0 +1,344 @@
+"""The hardened evaluator form: the candidate runs in its own sandbox, the evaluator calls it.
+
+A hardened evaluator names its first parameter ``candidate``::
+
+    def evaluate(candidate):
+        n = 26
+        centers = candidate.call("construct", n, timeout=10)   # plain JSON values back
+        ...check them strictly...
+        return {"combined_score": total}
+
+and gets a :class:`Candidate`: a handle on the candidate program, which runs in a *separate*
+sandboxed process (its own PID namespace, scratch dir and rlimits under bubblewrap). The
+evaluator's process never imports or executes candidate code, so the candidate cannot patch the
+checker, its clock or its comparisons; the score is the evaluator's return value, sent to the
+controller over a pipe the candidate has no access to.
+
+Everything crossing the channel is JSON, decoded here into plain ``dict``/``list``/``str``/
+``int``/``float``/``bool``/``None``: no custom ``__eq__``/``__hash__``/``__float__`` survives,
+NaN and infinities are rejected unless ``allow_nan=True``, replies above ``max_bytes`` are
+refused before they are read, integers are capped at 4300 digits, nesting at Python's recursion
+limit. The candidate side turns numpy arrays and scalars into lists and numbers; anything else
+that is not JSON is reported as the candidate's error.
+
+Stdlib only: it is imported by the evaluation worker, which must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Candidate",
+    "CandidateCrashed",
+    "CandidateError",
+    "CandidateTimeout",
+    "RunResult",
+]
+
+_HEADER = struct.Struct("!I")
+MAX_FRAME = (1 << 32) - 1
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+class CandidateError(Exception):
+    """The candidate failed a call: it raised, returned a non-JSON or non-finite value, or
+    sent a reply that is too large or malformed. ``traceback`` is the candidate's, if any.
+
+    An evaluator may catch it (and score the candidate 0); uncaught, the program is stored
+    ``failed`` with this message as its reason.
+    """
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class CandidateTimeout(CandidateError):
+    """A call did not answer within its ``timeout``. The candidate is unusable afterwards;
+    uncaught, the program is stored ``timeout``."""
+
+
+class CandidateCrashed(CandidateError):
+    """The candidate's process ended (crash, ``os._exit``, out of memory, killed) during a call.
+    Uncaught, the program is stored ``crashed``."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :meth:`Candidate.run` returns: the command's outcome inside the candidate sandbox.
+    ``elapsed`` is measured by the evaluator's own clock."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    elapsed: float
+
+
+# -- framing (both sides) ------------------------------------------------------------------
+
+
+def encode_frame(obj: Any, default: Any = None) -> bytes:
+    """One length-prefixed JSON frame (``default`` as in ``json.dumps``)."""
+    data = json.dumps(obj, default=default, allow_nan=True, separators=(",", ":")).encode()
+    if len(data) > MAX_FRAME:
+        raise ValueError(f"a message of {len(data)} bytes is too large for the channel")
+    return _HEADER.pack(len(data)) + data
+
+
+def write_bytes(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class _Closed(Exception):
+    pass
+
+
+class _Late(Exception):
+    pass
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while n > 0:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Late
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(left * 1000):
+                raise _Late
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise _Closed
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame_bytes(fd: int, max_bytes: int, deadline: float | None = None) -> bytes:
+    """Read one frame's payload. Raises ``_Closed`` on EOF, ``_Late`` past ``deadline``,
+    ``OverflowError`` if the announced size exceeds ``max_bytes`` (nothing more is read)."""
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    if size > max_bytes:
+        raise OverflowError(size)
+    return _read_exact(fd, size, deadline)
+
+
+def decode_value(data: bytes) -> Any:
+    """JSON bytes -> plain Python values (NaN/Infinity/1e999 decode to floats; the caller
+    checks finiteness)."""
+    return json.loads(data.decode("utf-8"))
+
+
+# -- the evaluator's handle ------------------------------------------------------------------
+
+
+class Candidate:
+    """The evaluator's handle on a candidate program running in another sandboxed process.
+
+    ``source`` is the program's text (a trusted copy, e.g. to reject forbidden constructs);
+    ``program_name`` its file name, which is also its path relative to the candidate's working
+    directory (for :meth:`run`, e.g. ``["gcc", candidate.program_name]``). ``last_elapsed`` is
+    the wall time of the last call, measured in the evaluator's process.
+    """
+
+    def __init__(
+        self,
+        request_fd: int,
+        reply_fd: int,
+        *,
+        source: str,
+        program_name: str,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._req = request_fd
+        self._rep = reply_fd
+        self.source = source
+        self.program_name = program_name
+        self.max_bytes = int(max_bytes)
+        self.last_elapsed = 0.0
+        self.calls = 0
+        self._dead: str | None = None
+        self._seq = 0
+
+    # public API ------------------------------------------------------------------------
+
+    def call(
+        self,
+        name: str,
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        allow_nan: bool = False,
+        max_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call the candidate's top-level function ``name(*args, **kwargs)`` and return its
+        result as plain JSON values. Arguments must be JSON-serialisable (tuples become lists).
+
+        ``timeout`` (seconds, evaluator's clock): raise :class:`CandidateTimeout` if no answer
+        by then; ``None`` waits until the evaluation's own deadline. ``allow_nan``: accept NaN
+        and infinities in the result. ``max_bytes``: the largest reply accepted.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"call() needs a function name, got {name!r}")
+        value = self._request(
+            {"op": "call", "name": name, "args": list(args), "kwargs": kwargs},
+            what=f"{name}()",
+            timeout=timeout,
+            allow_nan=allow_nan,
+            max_bytes=max_bytes,
+        )
+        return value
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        timeout: float = 60.0,
+        max_output: int = 1 << 20,
+    ) -> RunResult:
+        """Run a command inside the candidate's sandbox (cwd = its scratch dir, where the
+        program file is), e.g. a compiler and then the compiled candidate. Output is decoded
+        as UTF-8 (invalid bytes replaced) and capped at ``max_output`` characters per stream.
+        A command past ``timeout`` is killed with its process group (``timed_out`` is True).
+        """
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError(f"run() needs a non-empty list of strings, got {argv!r}")
+        t0 = time.monotonic()
+        raw = self._request(
+            {"op": "run", "argv": list(argv), "input": input, "timeout": float(timeout),
+             "max_output": int(max_output)},
+            what=f"run {argv[0]!r}",
+            timeout=float(timeout) + 5.0,
+            allow_nan=False,
+            max_bytes=None,
+        )
+        elapsed = time.monotonic() - t0
+        if not isinstance(raw, dict):
+            raise CandidateError(f"run {argv[0]!r}: malformed reply from the candidate side")
+        code = raw.get("returncode")
+        return RunResult(
+            returncode=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            stdout=str(raw.get("stdout", ""))[:max_output],
+            stderr=str(raw.get("stderr", ""))[:max_output],
+            timed_out=raw.get("timed_out") is True,
+            elapsed=elapsed,
+        )
+
+    def write_file(self, name: str, text: str, *, timeout: float = 30.0) -> None:
+        """Create (or replace) the file ``name`` in the candidate's scratch dir, e.g. a test
+        bench. ``name`` is a plain file name."""
+        self._request({"op": "write", "path": _plain_name(name), "text": str(text)},
+                      what=f"write {name!r}", timeout=timeout, allow_nan=False, max_bytes=None)
+
+    def read_file(self, name: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> str:
+        """Read the file ``name`` from the candidate's scratch dir (written by the candidate or
+        a command it ran: treat it as the candidate's answer, never as trusted)."""
+        value = self._request({"op": "read", "path": _plain_name(name), "limit": int(max_bytes)},
+                              what=f"read {name!r}", timeout=timeout, allow_nan=False,
+                              max_bytes=max_bytes * 4 + 1024)
+        if not isinstance(value, str):
+            raise CandidateError(f"read {name!r}: malformed reply from the candidate side")
+        return value
+
+    @property
+    def alive(self) -> bool:
+        """False once a call timed out, the reply stream broke, or the process ended."""
+        return self._dead is None
+
+    # plumbing --------------------------------------------------------------------------
+
+    def _request(
+        self,
+        message: dict[str, Any],
+        *,
+        what: str,
+        timeout: float | None,
+        allow_nan: bool,
+        max_bytes: int | None,
+    ) -> Any:
+        if self._dead is not None:
+            raise CandidateCrashed(f"{what}: the candidate is unusable ({self._dead})")
+        self._seq += 1
+        self.calls += 1
+        message["id"] = self._seq
+        cap = self.max_bytes if max_bytes is None else int(max_bytes)
+        t0 = time.monotonic()
+        deadline = None if timeout is None else t0 + float(timeout)
+        try:
+            write_bytes(self._req, encode_frame(message))
+        except (BrokenPipeError, OSError) as e:
+            self._dead = "its process ended"
+            raise CandidateCrashed(f"{what}: the candidate's process ended ({e})") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{what}: the arguments are not JSON-serialisable: {e}") from None
+        try:
+            while True:
+                data = read_frame_bytes(self._rep, cap, deadline)
+                reply = decode_value(data)  # the envelope; the value is checked below
+                if isinstance(reply, dict) and reply.get("id") == self._seq:
+                    break  # earlier frames (stale or pre-written) are skipped
+        except _Late:
+            self._dead = f"{what} timed out"
+            raise CandidateTimeout(f"{what} did not return within {timeout:g} s") from None
+        except _Closed:
+            self._dead = "its process ended"
+            raise CandidateCrashed(f"{what}: the candidate's process ended during the call") from None
+        except OverflowError as e:
+            self._dead = "it sent an oversized reply"
+            raise CandidateError(
+                f"{what} returned {e.args[0]} bytes, more than max_bytes={cap}"
+            ) from None
+        except (ValueError, RecursionError) as e:
+            self._dead = "it sent a malformed reply"
+            raise CandidateError(f"{what}: malformed reply from the candidate ({e})") from None
+        finally:
+            self.last_elapsed = time.monotonic() - t0
+        if reply.get("ok") is not True:
+            etype = str(reply.get("error_type", "Error"))[:100]
+            msg = str(reply.get("message", ""))[:2000]
+            tb = str(reply.get("traceback", ""))[-8000:]
+            text = f"{etype}: {msg}" if msg else etype
+            raise CandidateError(f"{what} raised {text}", tb)
+        value = reply.get("value")
+        if not allow_nan:
+            _check_finite(value, what)
+        return value
+
+
+def _check_finite(value: Any, what: str) -> None:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise CandidateError(
+                    f"{what} returned a non-finite number ({v}); only finite numbers are accepted"
+                )
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+
+
+def _plain_name(name: str) -> str:
+    if not isinstance(name, str) or not name or os.path.basename(name) != name or name in (
+        ".", ".."
+    ):
+        raise ValueError(f"expected a plain file name, got {name!r}")
+    return name
