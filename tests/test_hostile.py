@@ -1,13 +1,19 @@
 """The hostile suite: candidates that hang, bomb, escape or forge, through the real executor.
 
-Each case is a small candidate under ``tests/hostile/`` run by :class:`LocalExecutor` with a
-plain-form evaluator (the candidate runs inside the evaluator's process, the weakest form).
+Each case is a small candidate under ``tests/hostile/``, run by :class:`LocalExecutor` with a
+plain-form evaluator (``evaluator.py``: the candidate runs inside the evaluator's process) and
+with a hardened-form evaluator (``hardened_evaluator.py``: the candidate runs in its own sandbox
+and is called through the JSON channel; the candidates written for the plain form get a
+``solve`` that calls their ``run`` once). Score-forgery cases that need the hardened form run
+only there; ``test_plain_form_is_fooled`` shows the same forgeries fool a plain evaluator.
+
 For every case, under the default sandbox (bubblewrap where it works) and under the process
 sandbox: the executor returns a terminal status with a reason (it never raises), no score is
-credited to a hack (hacks that work return 1e9), no process of the evaluation survives (found
-by the evaluation's unique scratch-dir name in /proc/*/cmdline), its scratch dir is gone, and
-the next evaluation still works. Isolation cases that only bubblewrap provides are skipped
-under the process sandbox, saying so.
+credited to a hack (hacks that work return 1e9, or a wrong answer the hardened evaluator would
+score 0.25), no process of the evaluation survives (found by the test's scratch root in
+/proc/*/cmdline), its scratch dir is gone, nothing outside changed, and the next evaluation
+still works. Isolation cases that only bubblewrap provides are skipped under the process
+sandbox, saying so.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class Case:
     score: float | None = None  # expected score when the status is OK
     bwrap_only: str = ""  # why the process sandbox cannot pass this case
     timeout: float = 2.0
+    forms: tuple[str, ...] = ("plain", "hardened")
+    hardened_reason: str | None = None  # the reason under the hardened form, if different
 
 
 def case(name: str, *statuses: Status, **kw: Any) -> Case:
@@ -53,6 +61,7 @@ def case(name: str, *statuses: Status, **kw: Any) -> Case:
 
 
 T, C, F, OK = Status.TIMEOUT, Status.CRASHED, Status.FAILED, Status.OK
+HARD = ("hardened",)
 NO_NET = "the process sandbox does not isolate the network"
 NO_FS = "the process sandbox does not isolate the filesystem"
 CASES = [
@@ -83,11 +92,40 @@ CASES = [
     case("write_outside", F, reason="PermissionError", bwrap_only=NO_FS),
     case("kill_everything", OK, score=0.25,
          bwrap_only="kill(-1) outside a PID namespace would hit every process of this user"),
+    case("symlink_trap", OK, score=0.25),
     # score forgery
-    case("exit_before_work", C, reason="exited with code 0 without a result"),
+    case("exit_before_work", C, reason="exited with code 0 without a result",
+         hardened_reason="process ended during the call (exit code 0)"),
     case("fake_result", OK, score=0.25),
+    # score forgery against the hardened form (the evaluator checks solve(xs) == sorted(xs))
+    case("eq_always_true", F, reason="not a JSON value", forms=HARD),
+    case("list_subclass_eq", F, reason="wrong answer", forms=HARD),
+    case("nan_answer", F, reason="non-finite number (nan)", forms=HARD),
+    case("inf_answer", F, reason="non-finite number (inf)", forms=HARD),
+    case("patched_clock", F, reason="too slow", timeout=10.0, forms=HARD),
+    case("patch_checker", F, reason="wrong answer", forms=HARD),
+    case("flaky_answer", F, reason="wrong answer", forms=HARD),
+    case("cached_per_seed", F, reason="wrong answer", forms=HARD),
+    case("prewritten_result", F, reason="wrong answer", forms=HARD),
+    case("oversized_result", F, reason="more than max_bytes=1000000", forms=HARD),
+    case("exit_in_call", C, reason="process ended during the call (exit code 0)", forms=HARD),
 ]
+HARDENED_SHIM = """
 
+_evoforge_ran = []
+
+
+def solve(xs):
+    if not _evoforge_ran:
+        _evoforge_ran.append(run())
+    return sorted(xs)
+"""
+
+BENIGN = {
+    "plain": "def run():\n    return {'combined_score': 0.5}\n",
+    "hardened": "def solve(xs):\n    return sorted(xs)\n",
+}
+BENIGN_SCORE = {"plain": 0.5, "hardened": 0.25}
 SANDBOXES = [
     pytest.param("auto", id="default"),
     pytest.param("process", id="process"),
@@ -112,10 +150,21 @@ def listener() -> Any:
     sock.close()
 
 
+PARAMS = [
+    pytest.param(c, form, id=f"{c.name}-{form}") for c in CASES for form in ("plain", "hardened")
+    if form in c.forms
+]
+
+
 @pytest.mark.parametrize("kind", SANDBOXES)
-@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(("c", "form"), PARAMS)
 def test_hostile(
-    c: Case, kind: str, tmp_path: Path, listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+    c: Case,
+    form: str,
+    kind: str,
+    tmp_path: Path,
+    listener: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     executor_sandbox = ProcessSandbox() if kind == "process" else None
     if kind == "process" and c.bwrap_only:
@@ -125,10 +174,14 @@ def test_hostile(
 
     problem = tmp_path / "problem"
     problem.mkdir()
-    shutil.copy(HOSTILE / "evaluator.py", problem / "evaluator.py")
+    evaluator_file = "hardened_evaluator.py" if form == "hardened" else "evaluator.py"
+    shutil.copy(HOSTILE / evaluator_file, problem / "evaluator.py")
     evaluator_before = (problem / "evaluator.py").read_bytes()
     outside = tmp_path / "run" / "outside.txt"
     outside.parent.mkdir()
+    outside_dir = tmp_path / "kept"
+    outside_dir.mkdir()
+    (outside_dir / "canary").write_text("keep me")
     scratch_root = tmp_path / "scratch"
     with open("/proc/self/cmdline", "rb") as f:
         my_digest = hashlib.sha256(f.read()).hexdigest()
@@ -138,8 +191,11 @@ def test_hostile(
         .replace("__PARENT_PID__", str(os.getpid()))
         .replace("__PARENT_DIGEST__", my_digest)
         .replace("__PROBLEM_DIR__", str(problem))
+        .replace("__OUTSIDE_DIR__", str(outside_dir))
         .replace("__OUTSIDE__", str(outside))
     )
+    if form == "hardened" and "def solve(" not in code:
+        code += HARDENED_SHIM
     monkeypatch.setenv("EVOFORGE_HOSTILE_SECRET", "sk-hostile-not-for-candidates")
     sentinel = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
@@ -155,13 +211,14 @@ def test_hostile(
         artifact_chars=2000,
         scratch_root=scratch_root,
     )
+    assert ex.form == form
     program_id = next(_ids)
     marker = str(scratch_root).encode()
 
     async def go() -> tuple[EvalResult, EvalResult]:
         try:
             hostile = await ex.evaluate(code, program_id=program_id)
-            benign = await ex.evaluate("def run():\n    return {'combined_score': 0.5}\n")
+            benign = await ex.evaluate(BENIGN[form])
             return hostile, benign
         finally:
             await ex.aclose()
@@ -187,16 +244,19 @@ def test_hostile(
     if r.status is not Status.OK:
         assert r.reason, "a terminal status without a reason"
         assert r.score is None
-    if c.reason:
-        assert any(alt in r.reason for alt in c.reason.split(" | ")), r.reason
+    reason = c.hardened_reason if form == "hardened" and c.hardened_reason else c.reason
+    if reason:
+        assert any(alt in r.reason for alt in reason.split(" | ")), r.reason
     if r.status is Status.OK and c.score is not None:
         assert r.score == c.score
     assert r.score is None or r.score < HACKED, f"a hack was credited: {r.score}"
     # nothing of it is left, and the executor still works
     assert not scratch_root.exists() or list(scratch_root.iterdir()) == []
-    assert after.status is Status.OK and after.score == 0.5, after.reason
+    assert after.status is Status.OK and after.score == BENIGN_SCORE[form], after.reason
     assert (problem / "evaluator.py").read_bytes() == evaluator_before
     assert not outside.exists()
+    assert sorted(p.name for p in outside_dir.iterdir()) == ["canary"]
+    assert (outside_dir / "canary").read_text() == "keep me"
     with pytest.raises(BlockingIOError):
         listener.accept()  # nothing reached the test's loopback listener
 
@@ -207,3 +267,24 @@ def test_hostile(
     if c.name == "bad_bytes":
         out = r.artifacts["stdout"]
         assert "\ufffd" in out and out.endswith(" end\n")
+
+
+@pytest.mark.parametrize("name", ["eq_always_true", "patched_clock", "patch_checker"])
+def test_plain_form_is_fooled(name: str, tmp_path: Path) -> None:
+    """The control for the hardened cases above: the same checks in the plain form
+    (``plain_sort_evaluator.py``) credit these wrong or slow answers, which is why the run
+    records a plain evaluator's integrity as unprotected."""
+    problem = tmp_path / "problem"
+    problem.mkdir()
+    shutil.copy(HOSTILE / "plain_sort_evaluator.py", problem / "evaluator.py")
+    ex = LocalExecutor(problem, timeout=10.0, memory_mb=256, scratch_root=tmp_path / "scratch")
+    assert ex.form == "plain"
+
+    async def go() -> EvalResult:
+        try:
+            return await ex.evaluate((HOSTILE / f"{name}.py").read_text())
+        finally:
+            await ex.aclose()
+
+    r = asyncio.run(go())
+    assert r.status is Status.OK and r.score == 0.25, (r.status, r.reason)

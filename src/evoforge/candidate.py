@@ -314,6 +314,9 @@ class Candidate:
             msg = str(reply.get("message", ""))[:2000]
             tb = str(reply.get("traceback", ""))[-8000:]
             text = f"{etype}: {msg}" if msg else etype
+            if etype == "MemoryError":
+                self._dead = "it ran out of memory"
+                raise CandidateCrashed(f"{what}: the candidate ran out of memory", tb)
             raise CandidateError(f"{what} raised {text}", tb)
         value = reply.get("value")
         if not allow_nan:

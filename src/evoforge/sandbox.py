@@ -174,15 +174,12 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
     # The child is a session and group leader (start_new_session), so its pid is the pgid.
     # Linux does not reuse a pid while a group with that id still has members, so this
     # cannot hit an unrelated group; ESRCH just means everything is already gone.
+    # The leader is in its group (a session leader cannot leave it), so no proc.kill():
+    # that polls the child and can reap it under asyncio's child watcher.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    if proc.returncode is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
 
 
 # -- bubblewrap ---------------------------------------------------------------------------------

@@ -390,7 +390,6 @@ def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
             else:
                 raise ValueError(f"unknown request {op!r}")
             reply.update(ok=True, value=value)
-            frame = encode_frame(reply, default=_jsonable)
         except BaseException as e:  # noqa: BLE001 - the candidate's failures are answers
             if isinstance(e, MemoryError):
                 global _reserve
@@ -398,6 +397,13 @@ def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
             error = _error_reply(e, "candidate", 4000)
             error["id"] = msg.get("id")
             frame = encode_frame(error)
+        else:
+            try:
+                frame = encode_frame(reply, default=_jsonable)
+            except (TypeError, ValueError, RecursionError) as e:  # not JSON: no traceback
+                error = {"id": msg.get("id"), "ok": False, "error_type": type(e).__name__,
+                         "message": _cap(str(e), 500)}
+                frame = encode_frame(error)
         try:
             write_bytes(chan_out, frame)
         except OSError:

@@ -54,7 +54,8 @@ _GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 _swept = False  # orphaned sandboxes of dead controllers are reaped once per process
 _swept_dirs: set[str] = set()  # scratch parents already cleaned of dead controllers' dirs
 _OWNER = ".owner.lock"  # flock'd by the live executor that owns an evoforge-run-* dir
-_PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
+_PIPE_GRACE = 1.0
+_CANDIDATE_GRACE = 0.5  # for a hardened candidate to exit after its evaluator did  # then for its pipes to close (a process that escaped the group holds them)
 
 
 class _Capture(asyncio.Protocol):
@@ -548,8 +549,14 @@ class LocalExecutor(Executor):
             except TimeoutError:
                 timed_out = True
             cand_status = None
-            if cand is not None and cand.proc is not None and cand.proc.returncode is not None:
-                cand_status = self._sandbox.exit_status(cand.proc.returncode)  # ended by itself
+            if cand is not None and cand.proc is not None:
+                if not timed_out and cand.proc.returncode is None:
+                    # it exits by itself once the evaluator closed the channel (or it died
+                    # earlier: how is part of the reason); a busy one is killed below
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(cand.proc.wait(), _CANDIDATE_GRACE)
+                if cand.proc.returncode is not None:
+                    cand_status = self._sandbox.exit_status(cand.proc.returncode)
             for p in unit.procs:
                 assert p.proc is not None
                 self._sandbox.kill_tree(p.proc)  # stray children and threads never outlive it
@@ -700,7 +707,9 @@ class LocalExecutor(Executor):
                 return done(Status.TIMEOUT, message or "a candidate call timed out")
             if reply.get("status") == "crashed":
                 why = message or "the candidate's process ended"
-                if candidate_status is not None and candidate_status < 0:
+                if "out of memory" in why and self.memory_mb is not None:
+                    why += f" (memory_mb={self.memory_mb})"
+                elif candidate_status is not None and candidate_status < 0:
                     why += f" (killed by {_signal_name(-candidate_status)})"
                 elif "MemoryError" in extra.get("stderr", ""):
                     why += f" ({self._oom_reason()})"
