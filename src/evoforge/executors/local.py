@@ -54,8 +54,8 @@ _GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 _swept = False  # orphaned sandboxes of dead controllers are reaped once per process
 _swept_dirs: set[str] = set()  # scratch parents already cleaned of dead controllers' dirs
 _OWNER = ".owner.lock"  # flock'd by the live executor that owns an evoforge-run-* dir
-_PIPE_GRACE = 1.0
-_CANDIDATE_GRACE = 0.5  # for a hardened candidate to exit after its evaluator did  # then for its pipes to close (a process that escaped the group holds them)
+_PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
+_CANDIDATE_GRACE = 0.5  # for a hardened candidate to exit after its evaluator did
 
 
 class _Capture(asyncio.Protocol):
