@@ -3,6 +3,7 @@ SIGKILL + resume, Ctrl-C. Real subprocesses, real SQLite."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from evoforge import api
 from evoforge.config import build_config
 from evoforge.problem import Problem
 from evoforge.program import Status
+from evoforge.sandbox import bubblewrap_problem
 from evoforge.storages import SQLiteStorage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "problems"
@@ -181,6 +183,23 @@ def test_init_scaffold_runs(tmp_path):
         Problem.load(target).config, {"max_programs": 15}))
     assert outcome.ok and outcome.best is not None
     assert "feedback" in outcome.best.artifacts
+    # the scaffold is in the hardened form: the run and best.json record protected scores
+    # (under bubblewrap), and `status` says so
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["integrity"]["form"] == "hardened"
+    st = subprocess.run([*EVOFORGE, "status", str(tmp_path / "run")], capture_output=True, text=True)
+    assert st.returncode == 0 and "score integrity: " in st.stdout
+    if bubblewrap_problem() is None:
+        assert best["integrity"]["protected"] is True and "protected: hardened" in st.stdout
+
+
+def test_plain_form_runs_are_recorded_unprotected(tmp_path):
+    run_dir = tmp_path / "r"
+    api.evolve(QUAD, run_dir=run_dir, config=_cfg(max_programs=3))
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["integrity"]["form"] == "plain" and best["integrity"]["protected"] is False
+    st = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
+    assert "score integrity: UNPROTECTED: plain evaluator form" in st.stdout
 
 
 def test_env_secrets_do_not_reach_evaluator(tmp_path, monkeypatch):

@@ -60,6 +60,10 @@ async def _drive(run: Run, config: Config, problem: Problem,
                  on_event: Callable[[Program], None] | None) -> RunOutcome:
     mutator = make_mutator(config)
     executor = _executor(problem, config)
+    run.integrity = integrity(executor.form, executor.sandbox.name)
+    run.storage.set_meta("integrity", run.integrity)
+    if not run.integrity["protected"]:
+        log.warning("score integrity: %s", run.integrity["summary"])
     pipeline = Pipeline(run, mutator, executor, on_event=on_event)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,6 +187,30 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
         return asyncio.run(_drive(run, cfg, problem, on_event))
     finally:
         storage.close()
+
+
+def integrity(form: str, sandbox: str) -> dict[str, Any]:
+    """How well a run's scores are protected from the candidates (stored in the run's metadata
+    and in best.json; shown by ``evoforge run`` and ``evoforge status``)."""
+    if form == "hardened" and sandbox == "bubblewrap":
+        protected, summary = True, (
+            "protected: hardened evaluator, the candidate runs in its own bubblewrap sandbox and "
+            "answers over a JSON channel")
+    elif form == "hardened":
+        protected, summary = False, (
+            f"partial: hardened evaluator, but the {sandbox} sandbox does not keep a candidate "
+            "away from the evaluator's process (install bubblewrap)")
+    else:
+        protected, summary = False, (
+            "UNPROTECTED: plain evaluator form, the candidate runs inside the evaluator's process "
+            "and can tamper with the checks; write evaluate(candidate) (README, 'Security')")
+    return {"form": form, "sandbox": sandbox, "protected": protected, "summary": summary}
+
+
+def describe_integrity(problem: Problem, config: Config) -> str:
+    from evoforge.sandbox import make_sandbox
+
+    return integrity(problem.form, make_sandbox(config.evaluation.sandbox).name)["summary"]
 
 
 def describe_mutator(config: Config) -> str:

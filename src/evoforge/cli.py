@@ -111,6 +111,7 @@ def run(
                                      overrides=set_ or [], flags=flags)
     err.print(f"evoforge: evolving [bold]{prob.name}[/bold] into {run_dir}")
     err.print(f"  {api.describe_mutator(cfg)}")
+    err.print(f"  score integrity: {api.describe_integrity(prob, cfg)}", markup=False)
     err.print(f"  {cfg.evaluation.workers} evaluation slot(s), budget: "
               + ", ".join(f"{k}={getattr(cfg, k)}" for k in
                           ("max_programs", "max_time", "max_cost", "target_score")
@@ -138,11 +139,11 @@ def resume(
                                                on_event=on_event, on_run=on_run), quiet)
 
 
-def _load_all(run_dir: Path) -> tuple[Any, list[Any]]:
+def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
     from evoforge import api
 
     with api.inspect_run(run_dir) as (cfg, storage):
-        return cfg, list(storage.programs())
+        return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
 @app.command()
@@ -155,12 +156,14 @@ def status(
 
     from evoforge.program import Status
 
-    cfg, programs = _load_all(run_dir)
+    cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
     out.print(f"[bold]{run_dir}[/bold]: {len(programs)} programs, objective "
               f"{cfg.objective.direction} {cfg.objective.score_metric}")
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
+    if integrity:
+        out.print(f"  score integrity: {integrity.get('summary', '?')}", markup=False)
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     if oks:
@@ -214,7 +217,7 @@ def best(
     """Print the best program (or write it to a file)."""
     from evoforge.program import Status
 
-    cfg, programs = _load_all(run_dir)
+    cfg, programs, _ = _load_all(run_dir)
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
         raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")

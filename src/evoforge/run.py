@@ -69,6 +69,7 @@ class Run:
         self._next_id: int = stats["next_id"]
         self._next_done: int = stats["next_done_seq"]
         self.started = time.monotonic()
+        self.integrity: dict[str, Any] | None = None  # set by the driver once the executor exists
 
     # ---------------------------------------------------------------- setup / resume
     def write_metadata(self) -> None:
@@ -217,6 +218,8 @@ class Run:
         _atomic_write(path, p.code)
         info: dict[str, Any] = {"id": p.id, "score": p.score, "metrics": p.metrics,
                                 "generation": p.generation, "parent_ids": list(p.parent_ids)}
+        if self.integrity is not None:
+            info["integrity"] = self.integrity
         _atomic_write(self.run_dir / "best.json", json.dumps(info, indent=2, allow_nan=False))
 
     @property
