@@ -251,7 +251,8 @@ class LocalExecutor(Executor):
         self._closed = False
         self._seq = 0
         self._pool: deque[_Unit] = deque()  # started workers waiting for a job
-        self._refills: set[asyncio.Task[None]] = set()
+        self._spawning: set[asyncio.Task[None]] = set()  # refills of the pool
+        self._writers: set[asyncio.Task[None]] = set()  # large jobs being written
 
     @classmethod
     def from_config(
@@ -304,7 +305,7 @@ class LocalExecutor(Executor):
         """Kill every running process tree and remove every scratch dir. Idempotent."""
         self._closed = True
         loop = asyncio.get_running_loop()
-        ours = [t for t in self._refills if t.get_loop() is loop]
+        ours = [t for t in (*self._spawning, *self._writers) if t.get_loop() is loop]
         if ours:  # a refill finishing now sees _closed and disposes of what it started
             await asyncio.gather(*ours, return_exceptions=True)
         while self._pool:
@@ -446,18 +447,24 @@ class LocalExecutor(Executor):
     async def _take_unit(self) -> _Unit:
         loop = asyncio.get_running_loop()
         unit: _Unit | None = None
-        while self._pool and unit is None:
-            pooled = self._pool.popleft()
-            if all(p.loop is loop and p.proc is not None and p.proc.returncode is None
-                   for p in pooled.procs):
-                unit = pooled
-            else:  # from an earlier event loop, or it died while waiting
-                for p in pooled.procs:
-                    await self._dispose(p)
+        while unit is None:
+            while self._pool and unit is None:
+                pooled = self._pool.popleft()
+                if all(p.loop is loop and p.proc is not None and p.proc.returncode is None
+                       for p in pooled.procs):
+                    unit = pooled
+                else:  # from an earlier event loop, or it died while waiting
+                    for p in pooled.procs:
+                        await self._dispose(p)
+            starting = [t for t in self._spawning if t.get_loop() is loop and not t.done()]
+            if unit is not None or not starting:
+                break
+            # a worker already starting is ready sooner than a cold one
+            await asyncio.wait(starting, return_when=asyncio.FIRST_COMPLETED)
         if self.warm_pool and not self._closed:
             task = loop.create_task(self._refill())
-            self._refills.add(task)
-            task.add_done_callback(self._refills.discard)
+            self._spawning.add(task)
+            task.add_done_callback(self._spawning.discard)
         return unit if unit is not None else await self._new_unit()
 
     async def _refill(self) -> None:
@@ -528,8 +535,8 @@ class LocalExecutor(Executor):
             transport.close()  # flushes, then closes
 
         task = asyncio.get_running_loop().create_task(write_rest())
-        self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
+        self._writers.add(task)
+        task.add_done_callback(self._writers.discard)
 
     # -- one evaluation ---------------------------------------------------------------------
 

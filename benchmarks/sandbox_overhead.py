@@ -1,0 +1,125 @@
+"""Per-evaluation overhead of the sandbox, cold and warm, next to ``python -c pass``.
+
+Run: ``.venv/bin/python benchmarks/sandbox_overhead.py [--n N] [--sandbox auto|process]``
+
+Evaluates a trivial candidate ``N`` times, one at a time, through the real ``LocalExecutor``
+(sandbox, rlimits, pipes, scratch dir, result parsing) and prints the median wall time per
+evaluation for:
+
+- ``python -c pass``: starting a bare interpreter, measured in the same run (the reference);
+- the plain and the hardened evaluator forms, cold (``warm_pool=false``: the sandboxed
+  interpreter(s) start when the evaluation starts) and warm (``warm_pool=true``: the pool
+  started them ahead of time; every candidate is still a fresh process);
+- an evaluator that imports numpy, cold vs warm with ``preload: [numpy]`` (the import happens
+  before the candidate arrives).
+
+Evaluations run one at a time with a ``--gap`` (default 50 ms) between them, a stand-in for the
+work a real evaluation does, during which the pool starts the next interpreter; ``--gap 0``
+measures back-to-back evaluations, where the refill competes with the next evaluation for the
+CPU. Ratios are against ``python -c pass``. No assertions on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from evoforge.executors.local import LocalExecutor
+
+PLAIN = """
+import importlib.util
+{imports}
+
+def evaluate(program_path):
+    spec = importlib.util.spec_from_file_location("candidate", program_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {{"combined_score": float(module.f(2))}}
+"""
+HARDENED = """
+{imports}
+
+def evaluate(candidate):
+    return {{"combined_score": float(candidate.call("f", 2))}}
+"""
+CANDIDATE = "def f(x):\n    return x + 1\n"
+
+
+def python_pass(n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(problem: Path, n: int, *, sandbox: str, warm: bool, preload: tuple[str, ...],
+            gap: float) -> float:
+    async def go() -> float:
+        ex = LocalExecutor(problem, timeout=60, sandbox=sandbox, warm_pool=warm, preload=preload,
+                           workers=1)
+        times = []
+        try:
+            for i in range(n + 2):  # the first two fill the pool
+                t0 = time.perf_counter()
+                r = await ex.evaluate(CANDIDATE)
+                dt = time.perf_counter() - t0
+                if r.score != 3.0:
+                    raise SystemExit(f"benchmark evaluation failed: {r.status} {r.reason}")
+                if i >= 2:
+                    times.append(dt)
+                    await asyncio.sleep(gap)
+        finally:
+            await ex.aclose()
+        return statistics.median(times)
+
+    return asyncio.run(go())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=30, help="evaluations per configuration")
+    ap.add_argument("--sandbox", default="auto", choices=["auto", "bubblewrap", "process"])
+    ap.add_argument("--gap", type=float, default=0.05, help="seconds between evaluations")
+    args = ap.parse_args(argv)
+
+    base = python_pass(args.n)
+    rows: list[tuple[str, float]] = [("python -c pass", base)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for form, template in (("plain", PLAIN), ("hardened", HARDENED)):
+            for imports, preload, label in (("", (), ""), ("import numpy", ("numpy",), " + numpy")):
+                problem = Path(tmp) / f"{form}{len(preload)}"
+                problem.mkdir()
+                (problem / "evaluator.py").write_text(template.format(imports=imports))
+                cold = measure(problem, args.n, sandbox=args.sandbox, warm=False, preload=(),
+                               gap=args.gap)
+                warm = measure(problem, args.n, sandbox=args.sandbox, warm=True, preload=preload,
+                               gap=args.gap)
+                pre = " (preload numpy)" if preload else ""
+                rows.append((f"{form}{label}, cold", cold))
+                rows.append((f"{form}{label}, warm{pre}", warm))
+
+    probe = LocalExecutor(Path(tmp_dir()), sandbox=args.sandbox)
+    print(f"sandbox: {probe.sandbox.name}; {args.n} evaluations per row, {args.gap:g} s apart; "
+          "median wall time per evaluation")
+    print(f"{'configuration':40s} {'ms':>8s} {'x python -c pass':>18s}")
+    for label, t in rows:
+        print(f"{label:40s} {t * 1000:8.1f} {t / base:18.2f}")
+    return 0
+
+
+def tmp_dir() -> str:
+    d = tempfile.mkdtemp()
+    (Path(d) / "evaluator.py").write_text("def evaluate(p):\n    return {}\n")
+    return d
+
+
+if __name__ == "__main__":
+    sys.exit(main())
