@@ -247,11 +247,12 @@ class Candidate:
                       what=f"write {name!r}", timeout=timeout, allow_nan=False, max_bytes=None)
 
     def read_file(self, name: str, *, max_bytes: int = 1 << 20, timeout: float = 30.0) -> str:
-        """Read the file ``name`` from the candidate's scratch dir (written by the candidate or
-        a command it ran: treat it as the candidate's answer, never as trusted)."""
+        """Read up to ``max_bytes`` bytes of the file ``name`` from the candidate's scratch dir,
+        decoded as UTF-8 (invalid bytes replaced, line endings kept). It was written by the
+        candidate or a command it ran: treat it as the candidate's answer, never as trusted."""
         value = self._request({"op": "read", "path": _plain_name(name), "limit": int(max_bytes)},
                               what=f"read {name!r}", timeout=timeout, allow_nan=False,
-                              max_bytes=max_bytes * 4 + 1024)
+                              max_bytes=max_bytes * 6 + 1024)  # JSON escapes: \uXXXX per byte
         if not isinstance(value, str):
             raise CandidateError(f"read {name!r}: malformed reply from the candidate side")
         return value

@@ -385,8 +385,8 @@ def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
                     f.write(msg["text"])
                 value = None
             elif op == "read":
-                with open(os.path.join(scratch, os.path.basename(msg["path"])), errors="replace") as f:
-                    value = f.read(int(msg["limit"]))
+                with open(os.path.join(scratch, os.path.basename(msg["path"])), "rb") as f:
+                    value = f.read(int(msg["limit"])).decode("utf-8", errors="replace")
             else:
                 raise ValueError(f"unknown request {op!r}")
             reply.update(ok=True, value=value)
