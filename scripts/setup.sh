@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install evoforge with its test tools. Installs the Debian packages evoforge
-# uses (python3-venv, bubblewrap) when running as root on a Debian-like system.
+# uses (python3-venv, bubblewrap; gcc, valgrind, iverilog and yosys for the built-in c_sort and
+# verilog_multiplier problems) when running as root on a Debian-like system.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,6 +10,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
   "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
   command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+  command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+  command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+  command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
+  command -v yosys >/dev/null 2>&1 || need+=(yosys)
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need[*]}"
     apt-get update -qq

@@ -300,17 +300,25 @@ def doctor() -> None:
 
 @problems_app.command("list")
 def problems_list() -> None:
-    """List the built-in problems."""
-    from evoforge.problem import builtin_problems
+    """List the built-in problems: objective, direction, best-known value and its source."""
+    from evoforge.problem import builtin_problems, problem_meta
 
     t = Table(show_edge=False)
-    for col in ("name", "task"):
-        t.add_column(col)
+    for col in ("name", "objective", "direction", "best known", "source", "initial"):
+        t.add_column(col, overflow="fold", no_wrap=col in ("name", "best known", "direction"))
     for pname, path in builtin_problems().items():
-        readme = path / "README.md"
-        first = readme.read_text().splitlines()[0].lstrip("# ") if readme.is_file() else ""
-        t.add_row(pname, first)
+        meta = problem_meta(path)
+        if not meta:
+            readme = path / "README.md"
+            meta = {"objective": readme.read_text().splitlines()[0].lstrip("# ")
+                    if readme.is_file() else ""}
+        best = meta.get("best_known")
+        t.add_row(pname, str(meta.get("objective", "")), str(meta.get("direction", "maximize")),
+                  "-" if best is None else f"{best:.10g}" if isinstance(best, float) else str(best),
+                  str(meta.get("best_known_source", "-")),
+                  "-" if meta.get("baseline") is None else f"{meta['baseline']:.6g}")
     out.print(t)
+    out.print("run one with `evoforge run NAME`; each problem's README.md has the exact definition")
 
 
 def main() -> None:

@@ -28,6 +28,26 @@ def builtin_problems() -> dict[str, Path]:
             if p.is_dir() and (p / "evaluator.py").is_file()}
 
 
+PROBLEM_META_KEYS = ("title", "objective", "direction", "best_known", "best_known_source",
+                     "baseline")
+
+
+def problem_meta(path: Path) -> dict[str, Any]:
+    """A problem's ``problem.yaml`` (optional for user problems; every built-in problem has one):
+    ``title``, ``objective`` (what is scored), ``direction`` (maximize/minimize), ``best_known``
+    (number or null) with ``best_known_source``, ``baseline`` (the initial program's score)."""
+    meta_path = path / "problem.yaml"
+    if not meta_path.is_file():
+        return {}
+    meta = read_yaml(meta_path)
+    if not isinstance(meta, dict):
+        raise ProblemError(f"{meta_path}: expected a mapping of {', '.join(PROBLEM_META_KEYS)}")
+    if meta.get("direction", "maximize") not in ("maximize", "minimize"):
+        raise ProblemError(f"{meta_path}: direction must be maximize or minimize, "
+                           f"got {meta.get('direction')!r}")
+    return meta
+
+
 def resolve_problem_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path).expanduser()
     if p.is_dir():
@@ -70,6 +90,7 @@ class Problem:
     language: str
     task: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # problem.yaml, see problem_meta()
 
     @property
     def program_name(self) -> str:
@@ -134,4 +155,5 @@ class Problem:
         readme = path / "README.md"
         task = readme.read_text() if readme.is_file() else ""
         return cls(name=path.name, path=path, initial_program=initial, initial_code=code,
-                   evaluator=evaluator, language=language, task=task, config=config)
+                   evaluator=evaluator, language=language, task=task, config=config,
+                   meta=problem_meta(path))
