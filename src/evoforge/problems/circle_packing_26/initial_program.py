@@ -40,4 +40,4 @@ def compute_max_radii(centers):
 
 def run_packing():
     centers, radii = construct_packing()
-    return centers, radii, sum(radii)
+    return centers, radii
