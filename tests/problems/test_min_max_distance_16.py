@@ -1,0 +1,124 @@
+"""min_max_distance_16: exact scoring of known constructions, strict rejection of invalid answers
+through the real executor, and a short model-free run that improves on the initial program."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from evoforge.api import evolve
+from evoforge.config import build_config
+from evoforge.executors.local import LocalExecutor
+from evoforge.problem import Problem
+from evoforge.program import EvalResult, Status
+
+NAME = "min_max_distance_16"
+PROB = Problem.load(NAME)
+
+
+def _evaluator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_evaluator_{NAME}", PROB.evaluator)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EV = _evaluator()
+GRID = [[float(i), float(j)] for i in range(4) for j in range(4)]
+
+
+def evaluate_codes(tmp_path: Path, codes: list[str], *, timeout: float | None = None) -> list[EvalResult]:
+    cfg = build_config(PROB.config).evaluation
+    ex = LocalExecutor(PROB.path, program_name=PROB.program_name, workers=2,
+                       timeout=timeout or cfg.timeout, preload=cfg.preload,
+                       scratch_root=tmp_path / "scratch")
+
+    async def go() -> list[EvalResult]:
+        try:
+            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
+        finally:
+            await ex.aclose()
+
+    return asyncio.run(go())
+
+
+def program(body: str) -> str:
+    return f"import math\n\n\ndef construct_points():\n{body}\n"
+
+
+def test_known_constructions_score_exactly() -> None:
+    assert EV.distance_ratio_squared(GRID)[0] == 18.0  # diagonal^2 / side^2 = 18 / 1
+    # scale, translate and integer coordinates change nothing; the computation is exact
+    tiny = [[x * 2.0 ** -600 + 3.0 * 2.0 ** -600, y * 2.0 ** -600] for x, y in GRID]
+    assert EV.distance_ratio_squared(tiny)[0] == 18.0
+    assert EV.distance_ratio_squared([[i, j] for i in range(4) for j in range(4)])[0] == 18.0
+    # a regular 16-gon: (diameter / side)^2 = 1 / sin(pi/16)^2, up to the rounding of the inputs
+    poly = [[math.cos(2 * math.pi * k / 16), math.sin(2 * math.pi * k / 16)] for k in range(16)]
+    assert math.isclose(EV.distance_ratio_squared(poly)[0], 1 / math.sin(math.pi / 16) ** 2, rel_tol=1e-12)
+    # the result is the exact rational ratio rounded once
+    pts = [[0.1 * k, 0.3 * k * k] for k in range(16)]
+    d2 = [(Fraction(a[0]) - Fraction(b[0])) ** 2 + (Fraction(a[1]) - Fraction(b[1])) ** 2
+          for i, a in enumerate(pts) for b in pts[i + 1:]]
+    assert EV.distance_ratio_squared(pts)[0] == float(max(d2) / min(d2))
+    score, pairs = EV.distance_ratio_squared(GRID)
+    assert GRID[pairs["max_i"]] in ([0.0, 0.0], [0.0, 3.0], [3.0, 0.0], [3.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("points", "reason"),
+    [
+        pytest.param(GRID[:15] + [GRID[0]], "coincide", id="coincident"),
+        pytest.param(GRID[:15], "exactly 16", id="too-few"),
+        pytest.param(GRID + [[9.0, 9.0]], "exactly 16", id="too-many"),
+        pytest.param(GRID[:15] + [[1.0, 2.0, 3.0]], "pair", id="three-coordinates"),
+        pytest.param(GRID[:15] + [[True, 5.0]], "bool", id="bool"),
+        pytest.param(GRID[:15] + [["5", 5.0]], "str", id="string"),
+        pytest.param(GRID[:15] + [[float("nan"), 5.0]], "finite", id="nan"),
+        pytest.param(GRID[:15] + [[float("inf"), 5.0]], "finite", id="inf"),
+        pytest.param({"points": GRID}, "list", id="dict"),
+    ],
+)
+def test_invalid_answers_are_rejected(points: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        EV.distance_ratio_squared(points)
+
+
+def test_through_the_executor(tmp_path: Path) -> None:
+    grid = "    return [(i, j) for i in range(4) for j in range(4)]"
+    codes = [
+        PROB.initial_code,
+        program(grid),
+        program("    return [(i % 4, 0.0) for i in range(16)]"),  # coincident points
+        program("    return [(i, 0.0) for i in range(15)]"),
+        program("    return [(i, float('nan')) for i in range(16)]"),
+        program("    return [(i, str(i)) for i in range(16)]"),
+        program("    return [(i, math.inf) for i in range(16)]"),
+    ]
+    ok, grid_r, coincide, short, nan, text, inf = evaluate_codes(tmp_path, codes)
+    assert ok.status is Status.OK and ok.score == PROB.meta["baseline"], (ok.reason, ok.artifacts)
+    assert grid_r.status is Status.OK and grid_r.score == 18.0
+    assert "closest pair" in grid_r.artifacts["feedback"]
+    assert math.isclose(grid_r.metrics["distance_ratio"], math.sqrt(18))
+    for r, reason in ((coincide, "coincide"), (short, "exactly 16"), (nan, "non-finite"),
+                      (text, "expected a real number"), (inf, "non-finite")):
+        assert r.status is Status.FAILED and reason in r.reason, (r.status, r.reason)
+
+
+def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
+    (r,) = evaluate_codes(tmp_path, [program("    while True:\n        pass")], timeout=3)
+    assert r.status is Status.TIMEOUT, (r.status, r.reason)
+
+
+def test_a_short_model_free_run_improves(tmp_path: Path) -> None:
+    cfg = build_config(PROB.config, {"max_programs": 12, "max_time": None, "seed": 3,
+                                     "evaluation": {"workers": 2}})
+    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.best is not None
+    assert outcome.best.score < PROB.meta["baseline"], outcome.best.score
