@@ -136,6 +136,7 @@ def test_max_cost_stops_the_run_at_its_budget(tmp_path):
     assert outcome.ok and outcome.reason == "max_cost"
     with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
         stats = s.stats()
-    # stops once the budget is reached: at most the in-flight requests overshoot it
+    # stops once the money spent (evaluated or not) reaches the budget: at most the requests
+    # already sent overshoot it
     assert 0.01 <= stats["cost"] <= 0.01 + 0.002 * cfg.llm.concurrency + 1e-12
     assert stats["done"] < 1000

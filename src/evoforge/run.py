@@ -47,6 +47,7 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    pending_cost: float = 0.0  # LLM cost of children stored but not evaluated yet (already spent)
     done: int = 0
     done_this_session: int = 0
     consecutive_llm_failures: int = 0
@@ -84,6 +85,7 @@ class Run:
         """Replay committed programs into the selector and counters (resume)."""
         for p in self.storage.programs():
             if p.status is Status.PENDING:
+                self.tally.pending_cost += p.mutation.cost
                 continue
             self._account(p)
             self.selector.add(p)
@@ -135,6 +137,7 @@ class Run:
         if reason:
             return self.tell(p, EvalResult(status=Status.INVALID, reason=reason), stored=False)
         self.storage.add_program(p)
+        self.tally.pending_cost += p.mutation.cost
         return p
 
     def tell(self, program: Program, result: EvalResult, *, stored: bool = True) -> Program:
@@ -144,6 +147,7 @@ class Run:
             done = replace(done, features=self.selector.features(done))
         if stored:
             self.storage.record_result(done)
+            self.tally.pending_cost = max(self.tally.pending_cost - program.mutation.cost, 0.0)
         else:
             self.storage.add_program(done)
         self._next_done += 1
@@ -181,7 +185,7 @@ class Run:
             return "target_score"
         if c.max_time is not None and self.elapsed() >= c.max_time:
             return "max_time"
-        if c.max_cost is not None and self.tally.cost >= c.max_cost:
+        if c.max_cost is not None and self.tally.cost + self.tally.pending_cost >= c.max_cost:
             return "max_cost"
         if self.tally.consecutive_llm_failures >= c.llm.max_consecutive_failures:
             return "llm_failures"

@@ -4,49 +4,18 @@ real executor; a short model-free run that improves on the initial program."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import random
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
-NAME = "autocorrelation_c1"
-PROB = Problem.load(NAME)
-
-
-def _evaluator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_evaluator_{NAME}", PROB.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EV = _evaluator()
-
-
-def evaluate_codes(tmp_path: Path, codes: list[str], *, timeout: float | None = None) -> list[EvalResult]:
-    cfg = build_config(PROB.config).evaluation
-    ex = LocalExecutor(PROB.path, program_name=PROB.program_name, workers=2,
-                       timeout=timeout or cfg.timeout, preload=cfg.preload,
-                       scratch_root=tmp_path / "scratch")
-
-    async def go() -> list[EvalResult]:
-        try:
-            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
+PROB = Problem.load("autocorrelation_c1")
+EV = support.load_evaluator(PROB)
 
 
 def program(body: str) -> str:
@@ -161,7 +130,7 @@ def test_through_the_executor(tmp_path: Path) -> None:
         program("    return [1.0] * 10001"),
         program("    return 'abc'"),
     ]
-    results = evaluate_codes(tmp_path, codes)
+    results = support.evaluate_codes(PROB, tmp_path, codes, concurrent=True)
     init, const, two = results[:3]
     assert init.status is Status.OK and init.score == PROB.meta["baseline"], (init.reason, init.artifacts)
     assert "flat-topped" in init.artifacts["feedback"]
@@ -173,13 +142,11 @@ def test_through_the_executor(tmp_path: Path) -> None:
 
 
 def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
-    (r,) = evaluate_codes(tmp_path, [program("    while True:\n        pass")], timeout=3)
+    hang = program("    while True:\n        pass")
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang], timeout=3)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
 def test_a_short_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 8, "max_time": None, "seed": 1,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score < PROB.meta["baseline"], outcome.best.score
+    best = support.model_free_best(PROB, tmp_path, max_programs=8, seed=1)
+    assert best.score < PROB.meta["baseline"], best.score

@@ -3,28 +3,21 @@ and a short model-free run that improves on the initial program (its insertion-s
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import shutil
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 TOOLS = {"gcc": "gcc", "valgrind": "valgrind", "nm": "binutils", "objdump": "binutils"}
 
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    for tool, package in TOOLS.items():
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install {package})")
+    support.skip_without(TOOLS)
 
 
 @pytest.fixture(scope="module")
@@ -34,34 +27,13 @@ def prob() -> Problem:
 
 @pytest.fixture(scope="module")
 def ev(prob: Problem) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("c_sort_evaluator", prob.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def evaluate_all(prob: Problem, codes: list[str], tmp_path: Path, **evaluation: object
-                 ) -> list[EvalResult]:
-    cfg = build_config(prob.config, {"evaluation": evaluation} if evaluation else {})
-    ex = LocalExecutor.from_config(prob.path, cfg.evaluation, score_metric="combined_score",
-                                   program_name=prob.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
+    return support.load_evaluator(prob)
 
 
 def with_block(prob: Problem, body: str) -> str:
     """The initial program with its EVOLVE block replaced by ``body``."""
-    head, rest = prob.initial_code.split("/* EVOLVE-BLOCK-START */\n")
-    _, tail = rest.split("/* EVOLVE-BLOCK-END */")
-    return f"{head}/* EVOLVE-BLOCK-START */\n{body}/* EVOLVE-BLOCK-END */{tail}"
+    return support.replace_block(prob.initial_code, "/* EVOLVE-BLOCK-START */", "/* EVOLVE-BLOCK-END */",
+                                 body)
 
 
 # -- pure checks ---------------------------------------------------------------------------
@@ -198,7 +170,7 @@ HOSTILE = {
 def test_known_programs_through_the_executor(prob: Problem, tmp_path: Path) -> None:
     codes = [prob.initial_code, with_block(prob, FAST)]
     codes += [with_block(prob, code) for code, _ in HOSTILE.values()]
-    results = evaluate_all(prob, codes, tmp_path)
+    results = support.evaluate_codes(prob, tmp_path, codes, concurrent=True)
     initial, fast, *hostile = results
     assert initial.status is Status.OK, (initial.reason, initial.artifacts)
     assert initial.score == 1.0
@@ -216,7 +188,7 @@ def test_known_programs_through_the_executor(prob: Problem, tmp_path: Path) -> N
 def test_a_hanging_sort_times_out(prob: Problem, tmp_path: Path) -> None:
     code = with_block(
         prob, "void sort_ints(int *a, int n) { volatile int *p = a; (void)n; for (;;) *p += 1; }\n")
-    (r,) = evaluate_all(prob, [code], tmp_path, timeout=3)
+    (r,) = support.evaluate_codes(prob, tmp_path, [code], timeout=3)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
@@ -228,8 +200,5 @@ def test_model_free_run_improves(prob: Problem, tmp_path: Path) -> None:
     Seed 15 does so in the first generation (proposal 3: SMALL 2 -> 4, 1.092x), which every run
     proposes from the initial program, so the outcome does not depend on timing. A short
     evaluation timeout ends children whose literal edit makes the sort loop forever sooner."""
-    cfg = build_config(prob.config, {"max_programs": 5, "max_time": None, "seed": 15,
-                                     "evaluation": {"workers": 2, "timeout": 5}})
-    outcome = evolve(prob, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score is not None and outcome.best.score > prob.meta["baseline"]
+    best = support.model_free_best(prob, tmp_path, max_programs=5, seed=15, timeout=5)
+    assert best.score is not None and best.score > prob.meta["baseline"]

@@ -4,36 +4,23 @@ and a short model-free run improves the initial program."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import math
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 NAME = "heilbronn_triangle_11"
 N = 11
 PROB = Problem.load(NAME)
 
 
-def _load_evaluator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_test_{NAME}_evaluator", PROB.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EV = _load_evaluator()
+EV = support.load_evaluator(PROB)
 
 
 def parabola_points() -> list[list[float]]:
@@ -51,23 +38,6 @@ PARABOLA_SCORE = (1 / 2048) / (math.sqrt(3) / 4)
 
 def points_program(points: Any) -> str:
     return f"def construct_points():\n    return {points!r}\n"
-
-
-def evaluate_codes(tmp_path: Path, codes: list[str], **evaluation: Any) -> list[EvalResult]:
-    """Evaluate ``codes`` one after another through the real executor (the problem's own config,
-    with ``evaluation`` overrides)."""
-    cfg = build_config(PROB.config, {"evaluation": evaluation})
-    ex = LocalExecutor.from_config(PROB.path, cfg.evaluation, score_metric=cfg.objective.score_metric,
-                                   program_name=PROB.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return [await ex.evaluate(code) for code in codes]
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
 
 
 # -- 1. known point sets ------------------------------------------------------------------
@@ -121,10 +91,7 @@ def test_containment_is_exact() -> None:
 
 
 def test_initial_program_points_stay_inside_with_the_helper() -> None:
-    spec = importlib.util.spec_from_file_location(f"_test_{NAME}_initial", PROB.initial_program)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = support.load_module(PROB.initial_program, f"_test_{NAME}_initial")
     corners = [module.to_cartesian(*w) for w in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1),
                                                  (1, 0, 1), (1, 1, 0), (-1, -1, 0)]]
     EV.check_points(corners + [[0.5, 0.1]] * (N - len(corners)))  # no ValueError
@@ -134,8 +101,8 @@ def test_known_points_through_the_executor(tmp_path: Path) -> None:
     numpy_code = ("import numpy as np\n\n\ndef construct_points():\n"
                   f"    return np.array({parabola_points()!r})\n")
     on_an_edge = [[i / 10, 0.0] for i in range(N)]
-    ok, via_numpy, degenerate = evaluate_codes(
-        tmp_path, [points_program(parabola_points()), numpy_code, points_program(on_an_edge)])
+    ok, via_numpy, degenerate = support.evaluate_codes(
+        PROB, tmp_path, [points_program(parabola_points()), numpy_code, points_program(on_an_edge)])
     assert ok.status is Status.OK, (ok.reason, ok.artifacts)
     assert ok.score == PARABOLA_SCORE
     assert ok.metrics["min_area"] == 1 / 2048
@@ -195,14 +162,15 @@ def test_invalid_answers_through_the_executor(tmp_path: Path) -> None:
         ("def construct_points():\n    raise RuntimeError('no points today')\n", Status.FAILED,
          "no points today"),
     ]
-    results = evaluate_codes(tmp_path, [code for code, _, _ in cases])
+    results = support.evaluate_codes(PROB, tmp_path, [code for code, _, _ in cases])
     for (code, status, reason), r in zip(cases, results, strict=True):
         assert r.status is status, (code, r.status, r.reason)
         assert reason in r.reason, (code, r.reason)
 
 
 def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
-    (r,) = evaluate_codes(tmp_path, ["def construct_points():\n    while True:\n        pass\n"], timeout=2)
+    hang = "def construct_points():\n    while True:\n        pass\n"
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang], timeout=2)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
@@ -210,8 +178,5 @@ def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
 
 
 def test_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 30, "max_time": None, "seed": 1,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score > PROB.meta["baseline"] * 1.05, outcome.best.score
+    best = support.model_free_best(PROB, tmp_path, max_programs=30, seed=1)
+    assert best.score > PROB.meta["baseline"] * 1.05, best.score

@@ -3,50 +3,19 @@ through the real executor, and a short model-free run that improves on the initi
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import math
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
-NAME = "min_max_distance_16"
-PROB = Problem.load(NAME)
-
-
-def _evaluator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_evaluator_{NAME}", PROB.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EV = _evaluator()
+PROB = Problem.load("min_max_distance_16")
+EV = support.load_evaluator(PROB)
 GRID = [[float(i), float(j)] for i in range(4) for j in range(4)]
-
-
-def evaluate_codes(tmp_path: Path, codes: list[str], *, timeout: float | None = None) -> list[EvalResult]:
-    cfg = build_config(PROB.config).evaluation
-    ex = LocalExecutor(PROB.path, program_name=PROB.program_name, workers=2,
-                       timeout=timeout or cfg.timeout, preload=cfg.preload,
-                       scratch_root=tmp_path / "scratch")
-
-    async def go() -> list[EvalResult]:
-        try:
-            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
 
 
 def program(body: str) -> str:
@@ -101,7 +70,8 @@ def test_through_the_executor(tmp_path: Path) -> None:
         program("    return [(i, str(i)) for i in range(16)]"),
         program("    return [(i, math.inf) for i in range(16)]"),
     ]
-    ok, grid_r, coincide, short, nan, text, inf = evaluate_codes(tmp_path, codes)
+    results = support.evaluate_codes(PROB, tmp_path, codes, concurrent=True)
+    ok, grid_r, coincide, short, nan, text, inf = results
     assert ok.status is Status.OK and ok.score == PROB.meta["baseline"], (ok.reason, ok.artifacts)
     assert grid_r.status is Status.OK and grid_r.score == 18.0
     assert "closest pair" in grid_r.artifacts["feedback"]
@@ -112,13 +82,11 @@ def test_through_the_executor(tmp_path: Path) -> None:
 
 
 def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
-    (r,) = evaluate_codes(tmp_path, [program("    while True:\n        pass")], timeout=3)
+    hang = program("    while True:\n        pass")
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang], timeout=3)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
 def test_a_short_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 12, "max_time": None, "seed": 3,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score < PROB.meta["baseline"], outcome.best.score
+    best = support.model_free_best(PROB, tmp_path, max_programs=12, seed=3)
+    assert best.score < PROB.meta["baseline"], best.score

@@ -4,25 +4,17 @@ model-free run improving on the initial program."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import sys
 from pathlib import Path
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 PROB = Problem.load("moe_expert_cache")
-sys.path.insert(0, str(PROB.path))
-import evaluator as moe  # noqa: E402
-
-sys.path.remove(str(PROB.path))
-sys.modules.pop("evaluator", None)
+moe = support.load_evaluator(PROB)
 
 TRACES = [moe.make_trace(s) for s in moe.TRACE_SEEDS]
 
@@ -37,21 +29,6 @@ def plan(obs):
 def bad_plan(field: str) -> str:
     return LRU.replace("    return {", "    p = {").replace(
         '"prefetch": []}', f'"prefetch": []}}\n    {field}\n    return p')
-
-
-def evaluate_codes(codes: list[str], tmp_path: Path, **overrides: object) -> list[EvalResult]:
-    cfg = build_config(PROB.config, overrides)
-    ex = LocalExecutor.from_config(PROB.path, cfg.evaluation, score_metric="combined_score",
-                                   program_name=PROB.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return [await ex.evaluate(c) for c in codes]
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
 
 
 def test_reference_values() -> None:
@@ -147,8 +124,8 @@ def test_through_the_executor(tmp_path: Path) -> None:
     nan = bad_plan('p["priority"][3][5] = float("nan")')
     missing = bad_plan('del p["reuse_bonus"]')
     wrong = bad_plan('p["prefetch"] = [[0, 99]] if obs["token"] == 7 else []')
-    lru, initial, r_nan, r_missing, r_wrong = evaluate_codes(
-        [LRU, PROB.initial_code, nan, missing, wrong], tmp_path)
+    lru, initial, r_nan, r_missing, r_wrong = support.evaluate_codes(
+        PROB, tmp_path, [LRU, PROB.initial_code, nan, missing, wrong])
     assert lru.status is Status.OK, (lru.reason, lru.artifacts)
     assert lru.score == 1.0
     assert "Belady" in lru.artifacts["feedback"]
@@ -160,14 +137,11 @@ def test_through_the_executor(tmp_path: Path) -> None:
 
 def test_a_hanging_policy_times_out(tmp_path: Path) -> None:
     hang = "def plan(obs):\n    while True:\n        pass\n"
-    (r,) = evaluate_codes([hang], tmp_path)
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang])
     assert r.status is Status.TIMEOUT and "did not return within 2 s" in r.reason, (r.status, r.reason)
 
 
 def test_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 10, "max_time": None, "seed": 0,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    print("moe_expert_cache model-free best:", outcome.best.score)
-    assert outcome.best.score > PROB.meta["baseline"] + 1e-6
+    best = support.model_free_best(PROB, tmp_path, max_programs=10, seed=0)
+    print("moe_expert_cache model-free best:", best.score)
+    assert best.score > PROB.meta["baseline"] + 1e-6

@@ -4,48 +4,17 @@ that improves on the initial program (first fit)."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import math
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
-NAME = "online_bin_packing"
-PROB = Problem.load(NAME)
-
-
-def _evaluator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_evaluator_{NAME}", PROB.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EV = _evaluator()
-
-
-def evaluate_codes(tmp_path: Path, codes: list[str], *, timeout: float | None = None) -> list[EvalResult]:
-    cfg = build_config(PROB.config).evaluation
-    ex = LocalExecutor(PROB.path, program_name=PROB.program_name, workers=2,
-                       timeout=timeout or cfg.timeout, preload=cfg.preload,
-                       scratch_root=tmp_path / "scratch")
-
-    async def go() -> list[EvalResult]:
-        try:
-            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
+PROB = Problem.load("online_bin_packing")
+EV = support.load_evaluator(PROB)
 
 
 def with_code(extra: str) -> str:
@@ -163,7 +132,7 @@ def test_through_the_executor(tmp_path: Path) -> None:
         with_code("def pack(sizes, capacity):\n    return list(range(len(sizes) - 1))"),
         with_code("def pack(sizes, capacity):\n    return [float(i) for i in range(len(sizes))]"),
     ]
-    first_fit, bf, *bad = evaluate_codes(tmp_path, codes)
+    first_fit, bf, *bad = support.evaluate_codes(PROB, tmp_path, codes, concurrent=True)
     assert first_fit.status is Status.OK, (first_fit.reason, first_fit.artifacts)
     assert first_fit.score == PROB.meta["baseline"]
     assert "bins over 5 instances" in first_fit.artifacts["feedback"]
@@ -178,13 +147,10 @@ def test_through_the_executor(tmp_path: Path) -> None:
 
 def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
     code = with_code("def priority(item, bins):\n    while True:\n        pass")
-    (r,) = evaluate_codes(tmp_path, [code], timeout=3)
+    (r,) = support.evaluate_codes(PROB, tmp_path, [code], timeout=3)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
 def test_a_short_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 4, "max_time": None, "seed": 0,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score < PROB.meta["baseline"], outcome.best.score
+    best = support.model_free_best(PROB, tmp_path, max_programs=4, seed=0)
+    assert best.score < PROB.meta["baseline"], best.score

@@ -4,26 +4,18 @@ model-free run improves on the initial program."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
-import sys
 from pathlib import Path
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 PROB = Problem.load("symbolic_regression")
-sys.path.insert(0, str(PROB.path))
-import evaluator as sr  # noqa: E402
-
-sys.path.remove(str(PROB.path))
-sys.modules.pop("evaluator", None)
+sr = support.load_evaluator(PROB)
 
 # Knows the six formulas; picks the one (with the right number of variables) that best explains
 # the training data, and predicts with it exactly: NMSE 0 on every equation.
@@ -66,21 +58,6 @@ def fit_predict(X_train, y_train, X_test):
             best = (err, np.exp(At @ w))
     return best[1].tolist()
 '''
-
-
-def evaluate_codes(codes: list[str], tmp_path: Path, **overrides: object) -> list[EvalResult]:
-    cfg = build_config(PROB.config, overrides)
-    ex = LocalExecutor.from_config(PROB.path, cfg.evaluation, score_metric="combined_score",
-                                   program_name=PROB.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return [await ex.evaluate(c) for c in codes]
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
 
 
 def test_scoring_functions() -> None:
@@ -126,8 +103,8 @@ def test_known_solutions_through_the_executor(tmp_path: Path) -> None:
     nan = "def fit_predict(X_train, y_train, X_test):\n    return [float('nan')] * len(X_test)\n"
     short = "def fit_predict(X_train, y_train, X_test):\n    return [1.0] * (len(X_test) - 1)\n"
     text = "def fit_predict(X_train, y_train, X_test):\n    return ['1.0'] * len(X_test)\n"
-    oracle, true_forms, r_nan, r_short, r_text = evaluate_codes(
-        [ORACLE, TRUE_FORMS, nan, short, text], tmp_path)
+    oracle, true_forms, r_nan, r_short, r_text = support.evaluate_codes(
+        PROB, tmp_path, [ORACLE, TRUE_FORMS, nan, short, text])
     assert oracle.status is Status.OK, (oracle.reason, oracle.artifacts)
     assert oracle.score == pytest.approx(PROB.meta["best_known"], abs=1e-9)
     assert true_forms.status is Status.OK, (true_forms.reason, true_forms.artifacts)
@@ -141,15 +118,12 @@ def test_known_solutions_through_the_executor(tmp_path: Path) -> None:
 
 def test_a_hanging_candidate_times_out(tmp_path: Path) -> None:
     hang = "def fit_predict(X_train, y_train, X_test):\n    while True:\n        pass\n"
-    (r,) = evaluate_codes([hang], tmp_path, evaluation={"timeout": 2})
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang], timeout=2)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
 def test_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 24, "max_time": None, "seed": 0,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    print("symbolic_regression model-free best:", outcome.best.score)
+    best = support.model_free_best(PROB, tmp_path, max_programs=24, seed=0)
+    print("symbolic_regression model-free best:", best.score)
     # well beyond the evaluation noise (standard deviation about 0.011)
-    assert outcome.best.score > PROB.meta["baseline"] * (1 + PROB.meta["baseline_tolerance"])
+    assert best.score > PROB.meta["baseline"] * (1 + PROB.meta["baseline_tolerance"])

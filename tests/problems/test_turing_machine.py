@@ -3,26 +3,18 @@ reason (through the real executor), and a short model-free run improves the init
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 PROB = Problem.load("turing_machine")
-sys.path.insert(0, str(PROB.path))
-import evaluator as tm  # noqa: E402
-
-sys.path.remove(str(PROB.path))
-sys.modules.pop("evaluator", None)
+tm = support.load_evaluator(PROB)
 
 INC = [
     ["s", "0", "0", "R", "s"], ["s", "1", "1", "R", "s"], ["s", "_", "_", "L", "c"],
@@ -54,21 +46,6 @@ REFERENCE = {"increment": mk(INC, "s", "h"), "add": mk(ADD, "R", "H")}
 
 def program_returning(tables: dict) -> str:
     return (f"TABLES = {json.dumps(tables)}\n\n\ndef machine(task):\n    return TABLES[task]\n")
-
-
-def evaluate_codes(codes: list[str], tmp_path: Path, **overrides: object) -> list[EvalResult]:
-    cfg = build_config(PROB.config, overrides)
-    ex = LocalExecutor.from_config(PROB.path, cfg.evaluation, score_metric="combined_score",
-                                   program_name=PROB.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return [await ex.evaluate(c) for c in codes]
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
 
 
 def test_reference_machines_score_their_known_values() -> None:
@@ -129,8 +106,8 @@ def test_invalid_tables_are_rejected(mutate, reason) -> None:
 def test_through_the_executor(tmp_path: Path) -> None:
     bad_type = REFERENCE | {"add": {**REFERENCE["add"], "states": "RTH"}}
     nan = "def machine(task):\n    return {'states': [float('nan')]}\n"
-    results = evaluate_codes([program_returning(REFERENCE), program_returning(bad_type), nan],
-                             tmp_path)
+    codes = [program_returning(REFERENCE), program_returning(bad_type), nan]
+    results = support.evaluate_codes(PROB, tmp_path, codes)
     good, typed, nonfinite = results
     assert good.status is Status.OK, (good.reason, good.artifacts)
     assert good.score == pytest.approx(PROB.meta["best_known"], abs=1e-6)
@@ -141,14 +118,11 @@ def test_through_the_executor(tmp_path: Path) -> None:
 
 def test_a_hanging_machine_times_out(tmp_path: Path) -> None:
     hang = "def machine(task):\n    while True:\n        pass\n"
-    (r,) = evaluate_codes([hang], tmp_path, evaluation={"timeout": 2})
+    (r,) = support.evaluate_codes(PROB, tmp_path, [hang], timeout=2)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
 def test_model_free_run_improves(tmp_path: Path) -> None:
-    cfg = build_config(PROB.config, {"max_programs": 24, "max_time": None, "seed": 3,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(PROB, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    print("turing_machine model-free best:", outcome.best.score)
-    assert outcome.best.score > PROB.meta["baseline"] + 1e-6
+    best = support.model_free_best(PROB, tmp_path, max_programs=24, seed=3)
+    print("turing_machine model-free best:", best.score)
+    assert best.score > PROB.meta["baseline"] + 1e-6

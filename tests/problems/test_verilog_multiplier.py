@@ -3,30 +3,23 @@ designs and hostile ones through the real executor, and a short model-free run."
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import support
 
-from evoforge.api import evolve
-from evoforge.config import build_config
-from evoforge.executors.local import LocalExecutor
 from evoforge.problem import Problem
-from evoforge.program import EvalResult, Status
+from evoforge.program import Status
 
 TOOLS = {"yosys": "yosys", "iverilog": "iverilog", "vvp": "iverilog"}
 
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    for tool, package in TOOLS.items():
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install {package})")
+    support.skip_without(TOOLS)
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +29,11 @@ def prob() -> Problem:
 
 @pytest.fixture(scope="module")
 def ev(prob: Problem) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("verilog_multiplier_evaluator", prob.evaluator)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def evaluate_all(prob: Problem, codes: list[str], tmp_path: Path, **evaluation: object
-                 ) -> list[EvalResult]:
-    cfg = build_config(prob.config, {"evaluation": evaluation} if evaluation else {})
-    ex = LocalExecutor.from_config(prob.path, cfg.evaluation, score_metric="combined_score",
-                                   program_name=prob.program_name)
-    ex.scratch_root = tmp_path / "scratch"
-
-    async def go() -> list[EvalResult]:
-        try:
-            return list(await asyncio.gather(*(ex.evaluate(c) for c in codes)))
-        finally:
-            await ex.aclose()
-
-    return asyncio.run(go())
+    return support.load_evaluator(prob)
 
 
 def with_block(prob: Problem, body: str) -> str:
-    head, rest = prob.initial_code.split("// EVOLVE-BLOCK-START\n")
-    _, tail = rest.split("// EVOLVE-BLOCK-END")
-    return f"{head}// EVOLVE-BLOCK-START\n{body}// EVOLVE-BLOCK-END{tail}"
+    return support.replace_block(prob.initial_code, "// EVOLVE-BLOCK-START", "// EVOLVE-BLOCK-END", body)
 
 
 def module(body: str, p: str = "output [15:0] p") -> str:
@@ -182,7 +153,8 @@ def test_known_designs_through_the_executor(prob: Problem, tmp_path: Path) -> No
     assert log0 != prob.initial_code
     shift_add = with_block(prob, module(SHIFT_ADD, p="output reg [15:0] p"))
     codes = [prob.initial_code, log0, shift_add, *(with_block(prob, c) for c, _ in HOSTILE.values())]
-    initial, carry_select, behavioural, *hostile = evaluate_all(prob, codes, tmp_path)
+    results = support.evaluate_codes(prob, tmp_path, codes, concurrent=True)
+    initial, carry_select, behavioural, *hostile = results
     for r in (initial, carry_select, behavioural):
         assert r.status is Status.OK, (r.reason, r.artifacts)
         assert r.score == -r.metrics["cells"]
@@ -197,7 +169,7 @@ def test_known_designs_through_the_executor(prob: Problem, tmp_path: Path) -> No
 def test_a_design_that_stalls_yosys_times_out(prob: Problem, tmp_path: Path) -> None:
     code = module("  genvar i;\n  generate for (i = 0; i < 100000000; i = i + 1) begin : g\n"
                   "    wire w;\n  end endgenerate\n  assign p = {a, b};")
-    (r,) = evaluate_all(prob, [with_block(prob, code)], tmp_path, timeout=3)
+    (r,) = support.evaluate_codes(prob, tmp_path, [with_block(prob, code)], timeout=3)
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
 
 
@@ -209,8 +181,5 @@ def test_model_free_run_improves(prob: Problem, tmp_path: Path) -> None:
     LOG_BLOCK (one of 82 literals), and any smaller value is a cheaper correct design. Seed 50
     does so in the first generation (proposal 2: LOG_BLOCK 3 -> 1, 420 cells), which every run
     proposes from the initial program, so the outcome does not depend on timing."""
-    cfg = build_config(prob.config, {"max_programs": 5, "max_time": None, "seed": 50,
-                                     "evaluation": {"workers": 2}})
-    outcome = evolve(prob, run_dir=tmp_path / "r", config=cfg)
-    assert outcome.best is not None
-    assert outcome.best.score is not None and outcome.best.score > prob.meta["baseline"]
+    best = support.model_free_best(prob, tmp_path, max_programs=5, seed=50)
+    assert best.score is not None and best.score > prob.meta["baseline"]
