@@ -251,8 +251,10 @@ def _flaky_problem(tmp_path: Path) -> Path:
     (prob / "evaluator.py").write_text(
         "import random\n"
         "def evaluate(p):\n"
-        "    # a score that is not a function of the program: it cannot be reproduced\n"
-        "    return {'combined_score': random.random()}\n")
+        "    # a score that is not a function of the program: it cannot be reproduced;\n"
+        "    # any changed child outscores the initial program\n"
+        "    changed = 'x = 1.5' not in open(p).read()\n"
+        "    return {'combined_score': random.random() + changed}\n")
     return prob
 
 
