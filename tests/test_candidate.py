@@ -694,3 +694,54 @@ def test_bad_preload_module(tmp_path: Path) -> None:
     assert r.status is Status.FAILED, (r.status, r.reason)
     assert "evoforge_no_such_module" in r.reason, r.reason
     assert r.score is None
+
+
+@pytest.mark.skipif(bubblewrap_problem() is not None, reason="hiding a directory needs bubblewrap")
+def test_the_candidate_cannot_see_the_problem_dir(tmp_path: Path) -> None:
+    """Reference data next to the evaluator stays with the evaluator: under bubblewrap the problem
+    dir is an empty read-only directory for the candidate (here the dir is outside /tmp, which a
+    sandbox hides anyway)."""
+    import tempfile
+
+    problem = Path(tempfile.mkdtemp(prefix="evoforge-test-", dir="/var/tmp"))
+    try:
+        (problem / "secret.txt").write_text("42")
+        (problem / "evaluator.py").write_text(textwrap.dedent("""
+            import os
+
+            def evaluate(candidate):
+                here = os.path.dirname(os.path.abspath(__file__))
+                with open(os.path.join(here, "secret.txt")) as f:
+                    secret = f.read()  # the evaluator reads it
+                seen = candidate.call("peek", here, timeout=10)
+                return {"combined_score": 1.0 if secret == "42" and seen == [] else 0.0}
+        """))
+        code = textwrap.dedent("""
+            import os
+
+            def peek(path):
+                try:
+                    names = sorted(os.listdir(path))
+                except OSError as e:
+                    return "error: " + str(e)
+                try:
+                    with open(os.path.join(path, "planted.txt"), "w") as f:
+                        f.write("x")
+                    names.append("WROTE")
+                except OSError:
+                    pass
+                return names
+        """)
+        ex = LocalExecutor(problem, timeout=20, memory_mb=256, scratch_root=tmp_path / "scratch")
+
+        async def go() -> EvalResult:
+            try:
+                return await ex.evaluate(code)
+            finally:
+                await ex.aclose()
+
+        r = asyncio.run(go())
+        assert r.status is Status.OK and r.score == 1.0, (r.status, r.reason, r.metrics)
+        assert sorted(p.name for p in problem.iterdir()) == ["evaluator.py", "secret.txt"]
+    finally:
+        shutil.rmtree(problem, ignore_errors=True)

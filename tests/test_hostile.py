@@ -97,6 +97,7 @@ CASES = [
     case("exit_before_work", C, reason="exited with code 0 without a result",
          hardened_reason="process ended during the call (exit code 0)"),
     case("fake_result", OK, score=0.25),
+    case("nested_result", F, C, reason="not valid JSON | process ended | more than max_bytes"),
     # score forgery against the hardened form (the evaluator checks solve(xs) == sorted(xs))
     case("eq_always_true", F, reason="not a JSON value", forms=HARD),
     case("list_subclass_eq", F, reason="wrong answer", forms=HARD),

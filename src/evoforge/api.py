@@ -62,6 +62,8 @@ async def _drive(run: Run, config: Config, problem: Problem,
     executor = _executor(problem, config)
     run.integrity = integrity(executor.form, executor.sandbox.name)
     run.storage.set_meta("integrity", run.integrity)
+    if run.best is not None:  # a resumed run's best.json gets this session's record too
+        run.write_best()
     if not run.integrity["protected"]:
         log.warning("score integrity: %s", run.integrity["summary"])
     pipeline = Pipeline(run, mutator, executor, on_event=on_event)

@@ -94,11 +94,23 @@ def encode_frame(obj: Any, default: Any = None) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def write_bytes(fd: int, data: bytes) -> None:
+def write_bytes(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """Write all of ``data``; on a non-blocking ``fd``, wait for room until ``deadline``
+    (``_Late`` after it)."""
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        try:
+            view = view[os.write(fd, view):]
+            continue
+        except BlockingIOError:
+            pass
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise _Late
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not poller.poll(None if left is None else left * 1000):
+            raise _Late
 
 
 class _Closed(Exception):
@@ -166,6 +178,7 @@ class Candidate:
     ) -> None:
         self._req = request_fd
         self._rep = reply_fd
+        os.set_blocking(request_fd, False)  # a candidate that stops reading cannot block a call
         self.source = source
         self.program_name = program_name
         self.max_bytes = int(max_bytes)
@@ -282,13 +295,11 @@ class Candidate:
         t0 = time.monotonic()
         deadline = None if timeout is None else t0 + float(timeout)
         try:
-            write_bytes(self._req, encode_frame(message))
-        except (BrokenPipeError, OSError) as e:
-            self._dead = "its process ended"
-            raise CandidateCrashed(f"{what}: the candidate's process ended ({e})") from None
+            frame = encode_frame(message)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{what}: the arguments are not JSON-serialisable: {e}") from None
         try:
+            write_bytes(self._req, frame, deadline)
             while True:
                 data = read_frame_bytes(self._rep, cap, deadline)
                 reply = decode_value(data)  # the envelope; the value is checked below
@@ -297,7 +308,7 @@ class Candidate:
         except _Late:
             self._dead = f"{what} timed out"
             raise CandidateTimeout(f"{what} did not return within {timeout:g} s") from None
-        except _Closed:
+        except (_Closed, BrokenPipeError):
             self._dead = "its process ended"
             raise CandidateCrashed(f"{what}: the candidate's process ended during the call") from None
         except OverflowError as e:

@@ -216,6 +216,11 @@ class Run:
             if write:
                 self._write_best(p)
 
+    def write_best(self) -> None:
+        """(Re)write best_program.* and best.json for the current best, if there is one."""
+        if self._best is not None:
+            self._write_best(self._best)
+
     def _write_best(self, p: Program) -> None:
         """Atomically write the best program and its record beside the database."""
         path = self.best_path

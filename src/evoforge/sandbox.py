@@ -104,6 +104,7 @@ class Sandbox(ABC):
         stderr: int,
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
+        hidden: Sequence[Path] = (),
     ) -> asyncio.subprocess.Process:
         """Start ``argv`` in ``cwd`` with exactly ``env`` (nothing inherited), stdin from
         /dev/null, ``stdout``/``stderr`` going to the given file descriptors and ``pass_fds``
@@ -111,7 +112,9 @@ class Sandbox(ABC):
         files in it are visible at the same paths inside. ``readable`` lists paths the process
         must be able to read (problem dir, interpreter): a sandbox that hides parts of the
         filesystem keeps these visible, read-only. ``scratch_mb`` caps the scratch dir's total
-        size where the sandbox can. Raise ``OSError`` if it cannot start."""
+        size where the sandbox can. ``hidden`` lists directories the process must not see (the
+        problem dir, for a candidate), where the sandbox can hide them. Raise ``OSError`` if it
+        cannot start."""
 
     @abstractmethod
     def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
@@ -153,6 +156,7 @@ class ProcessSandbox(Sandbox):
         stderr: int,
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
+        hidden: Sequence[Path] = (),
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *argv,
@@ -224,6 +228,7 @@ class BubblewrapSandbox(Sandbox):
         scratch_mb: int | None = None,
         files: Mapping[str, int] | None = None,
         info_fd: int | None = None,
+        hidden: Sequence[Path] = (),
     ) -> list[str]:
         """The full bwrap argv. ``files`` maps a file name in ``cwd`` to an open fd whose
         content bwrap copies into the (tmpfs) scratch dir."""
@@ -238,9 +243,9 @@ class BubblewrapSandbox(Sandbox):
             "--dev", "/dev",
             "--tmpfs", "/tmp",
         ]
-        for hidden in self.hide:
-            if os.path.isdir(hidden):
-                cmd += ["--tmpfs", hidden]
+        for root in self.hide:
+            if os.path.isdir(root):
+                cmd += ["--tmpfs", root]
         shown: list[str] = []
         covered = ("/tmp", *self.hide)  # paths inside these must be bound back in
         for p in readable:
@@ -249,6 +254,9 @@ class BubblewrapSandbox(Sandbox):
                 if not any(_under(path, s) for s in shown):
                     shown.append(path)
                     cmd += ["--ro-bind", path, path]
+        for h in hidden:  # after the binds, so a bound-in parent does not show it again
+            if os.path.isdir(h):
+                cmd += ["--tmpfs", os.path.abspath(h), "--remount-ro", os.path.abspath(h)]
         if files is not None:
             if scratch_mb is not None:
                 cmd += ["--size", str(int(scratch_mb) * 1024 * 1024)]
@@ -276,6 +284,7 @@ class BubblewrapSandbox(Sandbox):
         stderr: int,
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
+        hidden: Sequence[Path] = (),
     ) -> asyncio.subprocess.Process:
         # The scratch dir becomes a size-capped tmpfs inside; its (top-level) files are copied
         # in by bwrap. Anything else in it is not visible inside.
@@ -288,7 +297,7 @@ class BubblewrapSandbox(Sandbox):
                     opened[entry] = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
             cmd = self.command(
                 argv, cwd=cwd, env=env, readable=readable, scratch_mb=scratch_mb,
-                files=opened, info_fd=info_w,
+                files=opened, info_fd=info_w, hidden=hidden,
             )
             proc = await asyncio.create_subprocess_exec(
                 *cmd,

@@ -351,8 +351,11 @@ def _run_command(msg: dict[str, Any], scratch: str) -> dict[str, Any]:
     }
 
 
-def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
-    """Answer the evaluator's requests until it closes the channel."""
+def _serve_candidate(
+    job: dict[str, Any], chan_in: int, chan_out: int, preload_error: BaseException | None = None
+) -> None:
+    """Answer the evaluator's requests until it closes the channel (each with the preload error,
+    if importing ``preload`` failed here)."""
     from evoforge.candidate import _Closed, encode_frame, read_frame_bytes, write_bytes
 
     scratch = os.getcwd()
@@ -365,6 +368,11 @@ def _serve_candidate(job: dict[str, Any], chan_in: int, chan_out: int) -> None:
             return
         reply: dict[str, Any] = {"id": msg.get("id")}
         try:
+            if preload_error is not None:
+                raise ImportError(
+                    f"evaluation.preload failed in the candidate's process: "
+                    f"{type(preload_error).__name__}: {preload_error}"
+                )
             op = msg.get("op")
             if op == "call":
                 if module is None:
@@ -463,8 +471,7 @@ def main() -> None:
             f.write(job["program"])
 
     if role == "candidate":
-        if preload_error is None:
-            _serve_candidate(job, chan_in, chan_out)
+        _serve_candidate(job, chan_in, chan_out, preload_error)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -114,6 +114,7 @@ class _Proc:
     loop: asyncio.AbstractEventLoop
     proc: asyncio.subprocess.Process | None = None
     start_w: int | None = None  # the job goes here; the worker waits for it
+    writer_loop: asyncio.AbstractEventLoop | None = None  # while a large job is being written
     caps: list[_Capture] = field(default_factory=list)  # stdout, stderr[, result]
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
@@ -252,7 +253,6 @@ class LocalExecutor(Executor):
         self._seq = 0
         self._pool: deque[_Unit] = deque()  # started workers waiting for a job
         self._spawning: set[asyncio.Task[None]] = set()  # refills of the pool
-        self._writers: set[asyncio.Task[None]] = set()  # large jobs being written
 
     @classmethod
     def from_config(
@@ -305,7 +305,7 @@ class LocalExecutor(Executor):
         """Kill every running process tree and remove every scratch dir. Idempotent."""
         self._closed = True
         loop = asyncio.get_running_loop()
-        ours = [t for t in (*self._spawning, *self._writers) if t.get_loop() is loop]
+        ours = [t for t in self._spawning if t.get_loop() is loop]
         if ours:  # a refill finishing now sees _closed and disposes of what it started
             await asyncio.gather(*ours, return_exceptions=True)
         while self._pool:
@@ -409,8 +409,9 @@ class LocalExecutor(Executor):
                     pass_fds=passed,
                     stdout=child_fds[0],
                     stderr=child_fds[1],
-                    readable=self._readable(),
+                    readable=self._readable(role),
                     scratch_mb=self.scratch_mb,
+                    hidden=self._hidden(role, scratch),
                 )
             except OSError as e:
                 raise ConfigError(
@@ -502,46 +503,62 @@ class LocalExecutor(Executor):
                 f.close()
         p.transports.clear()
         p.files.clear()
-        if p.start_w is not None:
-            with contextlib.suppress(OSError):
-                os.close(p.start_w)
-            p.start_w = None
+        self._close_start(p)
         shutil.rmtree(p.scratch, ignore_errors=True)
         self._scratch.discard(p.scratch)
 
     def _send_job(self, p: _Proc, job: bytes) -> None:
-        """Hand the job to a waiting worker: written by the event loop, then the pipe closes."""
+        """Hand the job to a waiting worker without blocking the event loop: what does not fit
+        the pipe now is written as the worker reads it; then the pipe is closed (EOF = go)."""
         assert p.start_w is not None
-        f = os.fdopen(p.start_w, "wb", buffering=0)
-        p.start_w = None
+        fd = p.start_w
+        os.set_blocking(fd, False)
+        rest = memoryview(job)
         try:
-            n = os.write(f.fileno(), job)  # small jobs fit the pipe buffer at once
+            rest = rest[os.write(fd, rest):]
+        except BlockingIOError:
+            pass
         except OSError:
-            f.close()
-            return  # the worker is gone: its exit status tells why
-        if n == len(job):
-            f.close()
+            rest = rest[:0]  # the worker is gone: its exit status tells why
+        if not rest:
+            self._close_start(p)
             return
-        rest = job[n:]
+        loop = asyncio.get_running_loop()
 
-        async def write_rest() -> None:
-            loop = asyncio.get_running_loop()
+        def on_writable() -> None:
+            nonlocal rest
             try:
-                transport, _ = await loop.connect_write_pipe(asyncio.Protocol, f)
-            except OSError:
-                f.close()
+                rest = rest[os.write(fd, rest):]
+            except BlockingIOError:
                 return
-            transport.write(rest)
-            transport.close()  # flushes, then closes
+            except OSError:
+                rest = rest[:0]
+            if not rest:
+                self._close_start(p)
 
-        task = asyncio.get_running_loop().create_task(write_rest())
-        self._writers.add(task)
-        task.add_done_callback(self._writers.discard)
+        loop.add_writer(fd, on_writable)
+        p.writer_loop = loop
+
+    def _close_start(self, p: _Proc) -> None:
+        if p.start_w is None:
+            return
+        if p.writer_loop is not None:
+            with contextlib.suppress(Exception):
+                p.writer_loop.remove_writer(p.start_w)
+            p.writer_loop = None
+        with contextlib.suppress(OSError):
+            os.close(p.start_w)
+        p.start_w = None
 
     # -- one evaluation ---------------------------------------------------------------------
 
     async def _run_one(self, code: str, program_id: int) -> EvalResult:
         unit = await self._take_unit()
+        if self._closed:  # closed while this evaluation waited for its worker
+            for p in unit.procs:
+                self._discard(p)
+            self._drop_root()
+            return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
         t0 = time.monotonic()
         deadline = t0 + self.timeout
         main, cand = unit.procs[0], (unit.procs[1] if len(unit.procs) > 1 else None)
@@ -606,9 +623,20 @@ class LocalExecutor(Executor):
                 self._discard(p)
             self._drop_root()
 
-    def _readable(self) -> list[Path]:
-        """What the worker must read: problem dir, evoforge's source, the interpreter."""
-        paths = [self.problem_dir, Path(_SRC_ROOT)]
+    def _hidden(self, role: str, scratch: Path) -> list[Path]:
+        """A candidate does not see the problem dir (the evaluator, reference data), unless it
+        contains what the candidate must run (the interpreter, its scratch dir)."""
+        if role != "candidate":
+            return []
+        needed = [*self._readable(role), scratch]
+        if any(p.resolve().is_relative_to(self.problem_dir) for p in needed):
+            return []
+        return [self.problem_dir]
+
+    def _readable(self, role: str = "plain") -> list[Path]:
+        """What the worker must read: problem dir (not for a candidate), evoforge's source,
+        the interpreter."""
+        paths = [Path(_SRC_ROOT)] if role == "candidate" else [self.problem_dir, Path(_SRC_ROOT)]
         exe = Path(self.python)
         if not exe.is_absolute():
             found = shutil.which(self.python)
@@ -660,7 +688,7 @@ class LocalExecutor(Executor):
                 )
             try:
                 reply = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
                 return done(Status.FAILED, f"the evaluation result was not valid JSON: {e}")
             if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
                 return done(Status.FAILED, "the evaluation result had an unexpected shape")
@@ -712,6 +740,9 @@ class LocalExecutor(Executor):
                 extra["traceback"] = _cap(ctb, limit)
             if reply.get("status") == "timeout":
                 return done(Status.TIMEOUT, message or "a candidate call timed out")
+            if reply.get("status") == "crashed" and candidate_status == -signal.SIGXCPU:
+                return done(Status.TIMEOUT, f"the candidate exceeded the CPU-time limit of "
+                                            f"{math.ceil(self.timeout) + 1} s; process tree killed")
             if reply.get("status") == "crashed":
                 why = message or "the candidate's process ended"
                 if "out of memory" in why and self.memory_mb is not None:

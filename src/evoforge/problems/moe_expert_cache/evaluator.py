@@ -229,9 +229,10 @@ def simulate(trace: dict[str, list], plan_for: Callable[[int, dict[str, Any]], P
             end = start + COMPUTE_TIME
             if not belady:
                 while link_free < end:
-                    key = next(spec_iter, None)
-                    if key is None:
+                    spec_key = next(spec_iter, None)
+                    if spec_key is None:
                         break
+                    key = spec_key
                     if key in resident:
                         continue
                     at = max(link_free, start)
