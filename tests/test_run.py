@@ -299,3 +299,20 @@ def test_inspection_reads_only_the_run_not_its_problem(tmp_path):
     # resume does need the problem, and says what is wrong with it
     r = subprocess.run([*EVOFORGE, "resume", str(tmp_path / "r")], capture_output=True, text=True)
     assert r.returncode == 1 and "evaluator.py: syntax error" in r.stderr
+
+
+@pytest.mark.skipif(bubblewrap_problem() is not None, reason="needs bubblewrap for the first session")
+def test_a_resume_that_changes_integrity_keeps_the_earlier_record(tmp_path):
+    target = tmp_path / "hardened"
+    assert subprocess.run([*EVOFORGE, "init", str(target)], capture_output=True).returncode == 0
+    run_dir = tmp_path / "r"
+    api.evolve(target, run_dir=run_dir, config=build_config(Problem.load(target).config,
+                                                            {"max_programs": 3}))
+    assert json.loads((run_dir / "best.json").read_text())["integrity"]["protected"] is True
+    api.resume(run_dir, overrides=["evaluation.sandbox=process"], flags={"max_programs": 5})
+    now = json.loads((run_dir / "best.json").read_text())["integrity"]
+    assert now["sandbox"] == "process" and now["protected"] is False
+    assert any(e.startswith("protected: hardened") for e in now["earlier_sessions"])
+    st = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
+    assert st.returncode == 0 and "score integrity: partial" in st.stdout
+    assert "earlier session(s) of this run: protected" in st.stdout

@@ -164,6 +164,8 @@ def status(
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
         out.print(f"  score integrity: {integrity.get('summary', '?')}", markup=False)
+        for earlier in integrity.get("earlier_sessions", []):
+            out.print(f"  earlier session(s) of this run: {earlier}", markup=False)
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     if oks:
