@@ -469,7 +469,8 @@ class LocalExecutor(Executor):
         return unit if unit is not None else await self._new_unit()
 
     async def _refill(self) -> None:
-        if self._closed or len(self._pool) >= self.workers:
+        others = len(self._spawning) - 1  # refills already starting (this one is in the set)
+        if self._closed or len(self._pool) + others >= self.workers:
             return
         try:
             unit = await self._new_unit()
