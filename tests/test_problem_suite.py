@@ -15,11 +15,28 @@ import sys
 import pytest
 
 from evoforge.config import build_config
+from evoforge.errors import ProblemError
 from evoforge.executors.local import LocalExecutor
 from evoforge.problem import PROBLEM_META_KEYS, Problem, builtin_problems
 from evoforge.program import Status
 
 PROBLEMS = sorted(builtin_problems())
+
+
+def test_missing_tools_are_named_with_their_package(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    prob = Problem.load("verilog_multiplier")
+    assert set(prob.missing_tools()) == {"yosys", "iverilog", "vvp"}
+    with pytest.raises(ProblemError, match="apt-get install iverilog yosys"):
+        prob.check_tools()
+    from evoforge import api
+
+    with pytest.raises(ProblemError, match="verilog_multiplier needs iverilog, vvp, yosys"):
+        api.evolve(prob, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before anything was created
+    r = subprocess.run([sys.executable, "-m", "evoforge.cli", "problems", "list"],
+                       capture_output=True, text=True, env={"COLUMNS": "250", "PATH": str(tmp_path)})
+    assert "apt-get install iverilog" in r.stdout and "missing tools" in r.stdout
 
 
 def test_the_suite_is_listed() -> None:
@@ -53,6 +70,8 @@ def test_problem_is_complete(name: str) -> None:
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_initial_program_scores_its_baseline(name: str, tmp_path) -> None:
     prob = Problem.load(name)
+    if prob.missing_tools():
+        pytest.skip(f"{name} needs {sorted(prob.missing_tools())} (see problem.yaml requires)")
     cfg = build_config(prob.config)
     ex = LocalExecutor.from_config(prob.path, cfg.evaluation, score_metric=cfg.objective.score_metric,
                                    program_name=prob.program_name)

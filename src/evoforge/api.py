@@ -157,6 +157,7 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
            on_run: Callable[[Run], None] | None = None) -> RunOutcome:
     """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
+    prob.check_tools()
     cfg = config or build_config(prob.config)
     with run_lock(Path(run_dir)):
         run = start_run(prob, cfg, Path(run_dir))
@@ -186,6 +187,7 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
             raise StorageError(f"the problem directory of this run ({ppath}) no longer exists; "
                                "restore it to resume")
         problem = Problem.load(ppath)
+        problem.check_tools()
         warning = check_problem_unchanged(storage, problem)
         if warning:
             log.warning(warning)

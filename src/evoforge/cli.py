@@ -303,11 +303,9 @@ def doctor() -> None:
 @problems_app.command("list")
 def problems_list() -> None:
     """List the built-in problems: objective, direction, best-known value and its source."""
-    from evoforge.problem import builtin_problems, problem_meta
+    from evoforge.problem import builtin_problems, missing_tools, problem_meta
 
-    t = Table(show_edge=False)
-    for col in ("name", "objective", "direction", "best known", "source", "initial"):
-        t.add_column(col, overflow="fold", no_wrap=col in ("name", "best known", "direction"))
+    rows = []
     for pname, path in builtin_problems().items():
         meta = problem_meta(path)
         if not meta:
@@ -315,10 +313,21 @@ def problems_list() -> None:
             meta = {"objective": readme.read_text().splitlines()[0].lstrip("# ")
                     if readme.is_file() else ""}
         best = meta.get("best_known")
-        t.add_row(pname, str(meta.get("objective", "")), str(meta.get("direction", "maximize")),
-                  "-" if best is None else f"{best:.10g}" if isinstance(best, float) else str(best),
-                  str(meta.get("best_known_source", "-")),
-                  "-" if meta.get("baseline") is None else f"{meta['baseline']:.6g}")
+        missing = missing_tools(meta)
+        rows.append([pname, str(meta.get("objective", "")), str(meta.get("direction", "maximize")),
+                     "-" if best is None else f"{best:.10g}" if isinstance(best, float) else str(best),
+                     str(meta.get("best_known_source", "-")),
+                     "-" if meta.get("baseline") is None else f"{meta['baseline']:.6g}",
+                     f"{', '.join(sorted(missing))}: apt-get install "
+                     + " ".join(sorted(set(missing.values()))) if missing else ""])
+    cols = ["name", "objective", "direction", "best known", "source", "initial", "missing tools"]
+    if not any(r[-1] for r in rows):
+        cols.pop()
+    t = Table(show_edge=False)
+    for col in cols:
+        t.add_column(col, overflow="fold", no_wrap=col in ("name", "best known", "direction"))
+    for r in rows:
+        t.add_row(*r[:len(cols)])
     out.print(t)
     out.print("run one with `evoforge run NAME`; each problem's README.md has the exact definition")
 

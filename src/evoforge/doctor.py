@@ -207,7 +207,23 @@ def checks() -> list[Check]:
         )
     out += _isolation_checks()
     out += _rlimit_checks()
+    out.append(_toolchain_check())
     return out
+
+
+def _toolchain_check() -> Check:
+    """Tools the built-in problems run (problem.yaml ``requires``)."""
+    from evoforge.problem import builtin_problems, missing_tools, problem_meta
+
+    missing: dict[str, set[str]] = {}
+    for name, path in builtin_problems().items():
+        for tool, pkg in missing_tools(problem_meta(path)).items():
+            missing.setdefault(f"{tool} ({pkg})", set()).add(name)
+    if not missing:
+        return Check("problem toolchains", True, "every tool the built-in problems run is on PATH")
+    detail = "; ".join(f"{t} for {', '.join(sorted(ps))}" for t, ps in sorted(missing.items()))
+    pkgs = sorted({t.split("(")[1].rstrip(")") for t in missing})
+    return Check("problem toolchains", False, f"missing {detail}: apt-get install {' '.join(pkgs)}")
 
 
 def render(results: list[Check]) -> str:

@@ -29,7 +29,7 @@ def builtin_problems() -> dict[str, Path]:
 
 
 PROBLEM_META_KEYS = ("title", "objective", "direction", "best_known", "best_known_source",
-                     "baseline")
+                     "baseline")  # optional: baseline_tolerance, requires {tool: Debian package}
 
 
 def problem_meta(path: Path) -> dict[str, Any]:
@@ -42,10 +42,20 @@ def problem_meta(path: Path) -> dict[str, Any]:
     meta = read_yaml(meta_path)
     if not isinstance(meta, dict):
         raise ProblemError(f"{meta_path}: expected a mapping of {', '.join(PROBLEM_META_KEYS)}")
+    requires = meta.get("requires", {})
+    if not isinstance(requires, dict) or not all(isinstance(v, str) for v in requires.values()):
+        raise ProblemError(f"{meta_path}: requires must map a tool name to its Debian package, "
+                           "e.g. {gcc: gcc}")
     if meta.get("direction", "maximize") not in ("maximize", "minimize"):
         raise ProblemError(f"{meta_path}: direction must be maximize or minimize, "
                            f"got {meta.get('direction')!r}")
     return meta
+
+
+def missing_tools(meta: dict[str, Any]) -> dict[str, str]:
+    import shutil
+
+    return {t: pkg for t, pkg in (meta.get("requires") or {}).items() if shutil.which(t) is None}
 
 
 def resolve_problem_path(name_or_path: str | Path) -> Path:
@@ -103,6 +113,20 @@ class Problem:
         for p in (self.initial_program, self.evaluator):
             h.update(p.read_bytes())
         return h.hexdigest()[:16]
+
+    def missing_tools(self) -> dict[str, str]:
+        """Tools this problem's evaluator runs (``requires`` in problem.yaml) that are not on PATH,
+        with the Debian package that provides each."""
+        return missing_tools(self.meta)
+
+    def check_tools(self) -> None:
+        """Raise ProblemError naming the install command if a required tool is missing."""
+        missing = self.missing_tools()
+        if missing:
+            raise ProblemError(
+                f"{self.name} needs {', '.join(sorted(missing))} on PATH: "
+                f"apt-get install {' '.join(sorted(set(missing.values())))}"
+            )
 
     @property
     def form(self) -> str:
