@@ -6,7 +6,10 @@ Heavy submodules are imported lazily so that ``import evoforge`` (and the CLI) s
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs ms in every worker
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -32,8 +32,10 @@ import os
 import select
 import struct
 import time
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs ms in every worker
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Candidate",
@@ -71,16 +73,24 @@ class CandidateCrashed(CandidateError):
     Uncaught, the program is stored ``crashed``."""
 
 
-@dataclass(frozen=True)
 class RunResult:
     """What :meth:`Candidate.run` returns: the command's outcome inside the candidate sandbox.
-    ``elapsed`` is measured by the evaluator's own clock."""
+    ``elapsed`` is measured by the evaluator's own clock. (A plain class, not a dataclass: the
+    dataclasses import costs milliseconds in every evaluation process.)"""
 
-    returncode: int | None
-    stdout: str
-    stderr: str
-    timed_out: bool
-    elapsed: float
+    __slots__ = ("elapsed", "returncode", "stderr", "stdout", "timed_out")
+
+    def __init__(self, returncode: int | None, stdout: str, stderr: str, timed_out: bool,
+                 elapsed: float) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timed_out = timed_out
+        self.elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return (f"RunResult(returncode={self.returncode!r}, timed_out={self.timed_out!r}, "
+                f"elapsed={self.elapsed:.3f}, stdout={self.stdout[:60]!r}, stderr={self.stderr[:60]!r})")
 
 
 # -- framing (both sides) ------------------------------------------------------------------

@@ -33,7 +33,10 @@ import numbers
 import os
 import sys
 import traceback
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs ms in every worker
+if TYPE_CHECKING:
+    from typing import Any
 
 _PROTOCOL = 1
 _MAX_ARTIFACTS = 64

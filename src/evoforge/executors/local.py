@@ -220,6 +220,9 @@ class LocalExecutor(Executor):
             )
         self.evaluator = evaluator
         self.form = evaluator_form(evaluator_path)
+        if self.form == "hardened":
+            # imported here once so its bytecode is cached: workers never write bytecode
+            import evoforge.candidate  # noqa: F401
         self.warm_pool = bool(warm_pool)
         self.preload = tuple(preload)
         self.program_name = program_name
