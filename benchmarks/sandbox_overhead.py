@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from evoforge.executors.local import LocalExecutor
+from evoforge.sandbox import make_sandbox
 
 PLAIN = """
 import importlib.util
@@ -106,19 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((f"{form}{label}, cold", cold))
                 rows.append((f"{form}{label}, warm{pre}", warm))
 
-    probe = LocalExecutor(Path(tmp_dir()), sandbox=args.sandbox)
-    print(f"sandbox: {probe.sandbox.name}; {args.n} evaluations per row, {args.gap:g} s apart; "
+    print(f"sandbox: {make_sandbox(args.sandbox).name}; {args.n} evaluations per row, {args.gap:g} s apart; "
           "median wall time per evaluation")
     print(f"{'configuration':40s} {'ms':>8s} {'x python -c pass':>18s}")
     for label, t in rows:
         print(f"{label:40s} {t * 1000:8.1f} {t / base:18.2f}")
     return 0
-
-
-def tmp_dir() -> str:
-    d = tempfile.mkdtemp()
-    (Path(d) / "evaluator.py").write_text("def evaluate(p):\n    return {}\n")
-    return d
 
 
 if __name__ == "__main__":

@@ -61,14 +61,12 @@ async def _drive(run: Run, config: Config, problem: Problem,
     mutator = make_mutator(config)
     executor = _executor(problem, config)
     run.integrity = integrity(executor.form, executor.sandbox.name)
-    earlier = run.storage.get_meta("integrity")
-    history = list(run.storage.get_meta("integrity_history") or [])
-    if isinstance(earlier, dict) and earlier.get("summary") != run.integrity["summary"]:
+    earlier = run.storage.get_meta("integrity") or {}
+    history = list(earlier.get("earlier_sessions", []))
+    if earlier and earlier["summary"] != run.integrity["summary"]:
         history.append(earlier["summary"])  # a resume changed it: the run keeps both
-        run.integrity = {**run.integrity, "earlier_sessions": history}
-        run.storage.set_meta("integrity_history", history)
-    elif history:
-        run.integrity = {**run.integrity, "earlier_sessions": history}
+    if history:
+        run.integrity["earlier_sessions"] = history
     run.storage.set_meta("integrity", run.integrity)
     if run.best is not None:  # a resumed run's best.json gets this session's record too
         run.write_best()

@@ -159,12 +159,6 @@ def read_frame_bytes(fd: int, max_bytes: int, deadline: float | None = None) -> 
     return _read_exact(fd, size, deadline)
 
 
-def decode_value(data: bytes) -> Any:
-    """JSON bytes -> plain Python values (NaN/Infinity/1e999 decode to floats; the caller
-    checks finiteness)."""
-    return json.loads(data.decode("utf-8"))
-
-
 # -- the evaluator's handle ------------------------------------------------------------------
 
 
@@ -218,14 +212,13 @@ class Candidate:
         """
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"call() needs a function name, got {name!r}")
-        value = self._request(
+        return self._request(
             {"op": "call", "name": name, "args": list(args), "kwargs": kwargs},
             what=f"{name}()",
             timeout=timeout,
             allow_nan=allow_nan,
             max_bytes=max_bytes,
         )
-        return value
 
     def run(
         self,
@@ -312,7 +305,7 @@ class Candidate:
             write_bytes(self._req, frame, deadline)
             while True:
                 data = read_frame_bytes(self._rep, cap, deadline)
-                reply = decode_value(data)  # the envelope; the value is checked below
+                reply = json.loads(data.decode("utf-8"))  # the envelope; the value is checked below
                 if isinstance(reply, dict) and reply.get("id") == self._seq:
                     break  # earlier frames (stale or pre-written) are skipped
         except _Late:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,11 +37,12 @@ def load_evaluator(prob: Problem) -> ModuleType:
     return load_module(prob.evaluator, f"_test_{prob.path.name}_evaluator")
 
 
-def skip_without(tools: dict[str, str]) -> None:
-    """Skip the calling test unless every tool (name -> the apt package providing it) is on PATH."""
-    for tool, package in tools.items():
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install {package})")
+def skip_without_tools(prob: Problem) -> None:
+    """Skip the calling test unless every tool the problem requires (problem.yaml) is on PATH."""
+    missing = prob.missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(sorted(missing))} not installed "
+                    f"(apt-get install {' '.join(sorted(set(missing.values())))})")
 
 
 def make_executor(prob: Problem, tmp_path: Path, **evaluation: Any) -> LocalExecutor:

@@ -12,12 +12,10 @@ import support
 from evoforge.problem import Problem
 from evoforge.program import Status
 
-TOOLS = {"gcc": "gcc", "valgrind": "valgrind", "nm": "binutils", "objdump": "binutils"}
-
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    support.skip_without(TOOLS)
+    support.skip_without_tools(Problem.load("c_sort"))
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,10 @@ import support
 from evoforge.problem import Problem
 from evoforge.program import Status
 
-TOOLS = {"yosys": "yosys", "iverilog": "iverilog", "vvp": "iverilog"}
-
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    support.skip_without(TOOLS)
+    support.skip_without_tools(Problem.load("verilog_multiplier"))
 
 
 @pytest.fixture(scope="module")

@@ -171,13 +171,13 @@ def _score_of(metrics: dict[str, float], score_metric: str) -> float | None:
     return None
 
 
-def _load_evaluator(problem_dir: str, evaluator: str) -> Any:
-    path = os.path.join(problem_dir, evaluator)
-    spec = importlib.util.spec_from_file_location("evaluator", path)
+def _load_module(name: str, path: str) -> Any:
+    """Import the file ``path`` as module ``name`` (registered in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load evaluator from {path}")
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["evaluator"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -186,7 +186,7 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
     """Load the evaluator and run its stages on ``target`` (the program's path in the plain
     form, a ``Candidate`` in the hardened form)."""
     where[0] = f"loading {req['evaluator']}"
-    module = _load_evaluator(req["problem_dir"], req["evaluator"])
+    module = _load_module("evaluator", os.path.join(req["problem_dir"], req["evaluator"]))
     score_metric = req["score_metric"]
     thresholds = [float(t) for t in req["cascade_thresholds"]]
 
@@ -379,12 +379,7 @@ def _serve_candidate(
             op = msg.get("op")
             if op == "call":
                 if module is None:
-                    spec = importlib.util.spec_from_file_location("program", program_path)
-                    if spec is None or spec.loader is None:
-                        raise ImportError(f"cannot load {job['program_name']}")
-                    module = importlib.util.module_from_spec(spec)
-                    sys.modules["program"] = module
-                    spec.loader.exec_module(module)
+                    module = _load_module("program", program_path)
                 fn = getattr(module, msg["name"], None)
                 if not callable(fn):
                     raise AttributeError(f"the program defines no function {msg['name']}()")

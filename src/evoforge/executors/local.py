@@ -255,6 +255,7 @@ class LocalExecutor(Executor):
         self._closed = False
         self._seq = 0
         self._pool: deque[_Unit] = deque()  # started workers waiting for a job
+        self._views: dict[str, tuple[list[Path], list[Path]]] = {}  # see _view()
         self._spawning: set[asyncio.Task[None]] = set()  # refills of the pool
 
     @classmethod
@@ -412,9 +413,9 @@ class LocalExecutor(Executor):
                     pass_fds=passed,
                     stdout=child_fds[0],
                     stderr=child_fds[1],
-                    readable=self._readable(role),
+                    readable=self._view(role)[0],
                     scratch_mb=self.scratch_mb,
-                    hidden=self._hidden(role, scratch),
+                    hidden=self._view(role)[1],
                 )
             except OSError as e:
                 raise ConfigError(
@@ -594,9 +595,6 @@ class LocalExecutor(Executor):
             # Pipes reach EOF once the whole group is dead; a process that escaped the group
             # (setsid) may hold them open, so wait only briefly and then stop reading.
             await asyncio.wait([c.done for p in unit.procs for c in p.caps], timeout=_PIPE_GRACE)
-            for p in unit.procs:
-                for tr in p.transports:
-                    tr.close()
 
             out_cap, err_cap, res_cap = main.caps
             outputs = {"stdout": out_cap.text(), "stderr": err_cap.text()}
@@ -627,19 +625,13 @@ class LocalExecutor(Executor):
                 self._discard(p)
             self._drop_root()
 
-    def _hidden(self, role: str, scratch: Path) -> list[Path]:
-        """A candidate does not see the problem dir (the evaluator, reference data), unless it
-        contains what the candidate must run (the interpreter, its scratch dir)."""
-        if role != "candidate":
-            return []
-        needed = [*self._readable(role), scratch]
-        if any(p.resolve().is_relative_to(self.problem_dir) for p in needed):
-            return []
-        return [self.problem_dir]
-
-    def _readable(self, role: str = "plain") -> list[Path]:
-        """What the worker must read: problem dir (not for a candidate), evoforge's source,
-        the interpreter."""
+    def _view(self, role: str) -> tuple[list[Path], list[Path]]:
+        """What a worker of ``role`` must read (problem dir - not for a candidate -, evoforge's
+        source, the interpreter), and what it must not see: a candidate does not see the problem
+        dir (the evaluator, reference data) unless that holds the interpreter or the scratch
+        dirs. Worked out once per role, not at every sandbox start."""
+        if role in self._views:
+            return self._views[role]
         paths = [Path(_SRC_ROOT)] if role == "candidate" else [self.problem_dir, Path(_SRC_ROOT)]
         exe = Path(self.python)
         if not exe.is_absolute():
@@ -648,7 +640,13 @@ class LocalExecutor(Executor):
         paths += [exe.parent.parent, exe.resolve().parent.parent]
         if exe.resolve() == Path(sys.executable).resolve():
             paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
-        return paths
+        hidden: list[Path] = []
+        if role == "candidate":
+            base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
+            if not any(p.resolve().is_relative_to(self.problem_dir) for p in [*paths, base]):
+                hidden = [self.problem_dir]
+        self._views[role] = (paths, hidden)
+        return paths, hidden
 
     # -- turning what came back into an EvalResult ------------------------------------------
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 
 from evoforge.candidate import CandidateTimeout
 from evoforge.evaluation_result import EvaluationResult
@@ -167,15 +166,6 @@ def parse_result(stdout: str, token: str) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- evaluate
 
 
-TOOLS = {"yosys": "yosys", "iverilog": "iverilog", "vvp": "iverilog"}
-
-
-def _require_tools() -> None:
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
-    if missing:
-        raise RuntimeError(f"this problem needs {', '.join(TOOLS)} on PATH: apt-get install "
-                           f"{' '.join(missing)}")
-
 
 def _cap(text: str, n: int = 1500) -> str:
     text = text.strip()
@@ -195,7 +185,6 @@ def _run(candidate, argv: list[str], what: str, timeout: float):
 
 
 def evaluate(candidate) -> EvaluationResult:
-    _require_tools()
     check_source(candidate.source)
     tag = secrets.token_hex(8)
     net, stat_file, tb, sim = f"net_{tag}.v", f"stat_{tag}.json", f"tb_{tag}.v", f"sim_{tag}"
