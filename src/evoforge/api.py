@@ -23,10 +23,11 @@ from evoforge.storages import open_storage, resolve_storage_url
 log = logging.getLogger("evoforge")
 
 
-def _executor(problem: Problem, config: Config) -> LocalExecutor:
+def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> LocalExecutor:
     return LocalExecutor.from_config(problem.path, config.evaluation,
                                      score_metric=config.objective.score_metric,
-                                     program_name=problem.program_name)
+                                     program_name=problem.program_name,
+                                     hide=[run_dir] if run_dir is not None else [])
 
 
 def prepare(problem: str | Path | Problem, *, run_dir: str | Path,
@@ -59,7 +60,7 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 async def _drive(run: Run, config: Config, problem: Problem,
                  on_event: Callable[[Program], None] | None) -> RunOutcome:
     mutator = make_mutator(config)
-    executor = _executor(problem, config)
+    executor = _executor(problem, config, run.run_dir)
     run.integrity = integrity(executor.form, executor.sandbox.name)
     earlier = run.storage.get_meta("integrity") or {}
     history = list(earlier.get("earlier_sessions", []))

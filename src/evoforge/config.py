@@ -87,6 +87,8 @@ class EvaluationConfig(_Strict):
     env_allow: list[str] = Field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
     python: str | None = None  # interpreter for the evaluator; default: the one running evoforge
     sandbox: Literal["auto", "bubblewrap", "process"] = "auto"
+    sandbox_user: str = "auto"  # as root: who candidates run as (auto: evoforge-sandbox/nobody)
+    sandbox_paths: list[str] = Field(default_factory=list)  # extra read-only paths (toolchains)
     scratch_mb: int = Field(256, ge=1)
     max_processes: int | None = Field(64, ge=1)
     max_open_files: int = Field(256, ge=16)

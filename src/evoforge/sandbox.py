@@ -57,6 +57,7 @@ __all__ = [
     "make_sandbox",
     "minimal_env",
     "reap_orphaned_sandboxes",
+    "resolve_user",
 ]
 
 log = logging.getLogger("evoforge.sandbox")
@@ -91,6 +92,10 @@ class Sandbox(ABC):
 
     #: short name shown in logs, doctor output and results
     name = "sandbox"
+    #: (uid, gid) the candidate runs as, when different from this process's
+    user: tuple[int, int] | None = None
+    #: whether ``spawn(binds=...)`` shows a host path at another path inside
+    remaps = False
 
     @abstractmethod
     async def spawn(
@@ -105,6 +110,7 @@ class Sandbox(ABC):
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
         hidden: Sequence[Path] = (),
+        binds: Mapping[Path, Path] | None = None,
     ) -> asyncio.subprocess.Process:
         """Start ``argv`` in ``cwd`` with exactly ``env`` (nothing inherited), stdin from
         /dev/null, ``stdout``/``stderr`` going to the given file descriptors and ``pass_fds``
@@ -113,8 +119,9 @@ class Sandbox(ABC):
         must be able to read (problem dir, interpreter): a sandbox that hides parts of the
         filesystem keeps these visible, read-only. ``scratch_mb`` caps the scratch dir's total
         size where the sandbox can. ``hidden`` lists directories the process must not see (the
-        problem dir, for a candidate), where the sandbox can hide them. Raise ``OSError`` if it
-        cannot start."""
+        problem dir, for a candidate), where the sandbox can hide them. ``binds`` maps a path
+        inside to the host path shown there read-only, where the sandbox can remap paths
+        (check :attr:`remaps`). Raise ``OSError`` if it cannot start."""
 
     @abstractmethod
     def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
@@ -157,6 +164,7 @@ class ProcessSandbox(Sandbox):
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
         hidden: Sequence[Path] = (),
+        binds: Mapping[Path, Path] | None = None,
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *argv,
@@ -188,16 +196,95 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 
 # -- bubblewrap ---------------------------------------------------------------------------------
 
-_HIDDEN = ("/root", "/home")
+#: The system's program and library directories: the only host paths every sandbox sees.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: The files and directories of /etc that programs and toolchains read (the dynamic loader's
+#: cache, the alternatives behind ``cc``, user and group names, time zone, locale). Nothing else
+#: of /etc (no /etc/shadow, SSH host keys, TLS private keys, credentials of services).
+ETC_ALLOWED = (
+    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group",
+    "nsswitch.conf", "localtime", "timezone", "os-release", "debian_version", "mime.types",
+    "protocols", "services", "hosts", "host.conf", "locale.alias", "fonts", "gcc",
+)
+#: Used when evoforge runs as root and ``evaluation.sandbox_user`` is ``auto``: the dedicated
+#: user ``scripts/setup.sh`` creates, else ``nobody``.
+SANDBOX_USERS = ("evoforge-sandbox", "nobody")
 
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def resolve_user(spec: str | int | None = "auto") -> tuple[int, int] | None:
+    """The (uid, gid) candidates run as, or None to keep this process's own.
+
+    Only root switches: ``auto`` picks the first of :data:`SANDBOX_USERS` that exists; a user
+    name, a uid, or ``uid:gid`` pick one; ``root`` (or ``none``) keeps uid 0, unprotected.
+    Not root: candidates run as this user (bubblewrap drops every capability), and anything
+    but ``auto`` is an error, since only root can switch users."""
+    import pwd
+
+    text = "auto" if spec is None else str(spec).strip()
+    if os.geteuid() != 0:
+        if text != "auto":
+            raise ConfigError(
+                f"evaluation.sandbox_user={text!r} needs root (evoforge runs as uid "
+                f"{os.geteuid()}); candidates already run as this user: set it to auto"
+            )
+        return None
+    if text.lower() in ("root", "none", "0"):
+        return None
+    if text == "auto":
+        for name in SANDBOX_USERS:
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return entry.pw_uid, entry.pw_gid
+        raise ConfigError(
+            "no unprivileged user to run candidates as (neither of "
+            f"{', '.join(SANDBOX_USERS)} exists): run scripts/setup.sh as root, or set "
+            "evaluation.sandbox_user to an existing user"
+        )
+    uid_text, _, gid_text = text.partition(":")
+    try:
+        if uid_text.isdigit():
+            uid = int(uid_text)
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                gid = uid
+        else:
+            entry = pwd.getpwnam(uid_text)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        if gid_text:
+            gid = int(gid_text)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(
+            f"evaluation.sandbox_user={text!r} is not a user on this machine ({e}); give a "
+            "user name, a uid, or uid:gid"
+        ) from e
+    if uid == 0:
+        return None
+    return uid, gid
+
+
 class BubblewrapSandbox(Sandbox):
-    """Runs the process tree inside ``bwrap``: no network, read-only system, private
-    size-capped scratch, own PID namespace, new session, dies with its parent.
+    """Runs the process tree inside ``bwrap``: no network, an allow-listed read-only view of
+    the system, private size-capped scratch, own PID namespace, new session, no capabilities,
+    an unprivileged uid, dies with its parent.
+
+    Nothing of the host is visible but what is listed: :data:`SYSTEM_DIRS`, the part of /etc
+    in :data:`ETC_ALLOWED`, the paths the caller passes as ``readable`` (interpreter, problem
+    dir) and ``extra_paths`` (toolchains outside /usr), all read-only; fresh private /tmp and
+    /dev/shm; the scratch dir. /run, /var, /home, /root, the run dir and every host UNIX socket
+    are absent.
+
+    As root, bwrap sets the sandbox up in the host's user namespace and ``setpriv`` then
+    switches to ``user`` (default: ``nobody`` or the dedicated ``evoforge-sandbox``), clearing
+    every capability (bounding set included) with no_new_privs: the candidate cannot remount,
+    unmount, read root-only files or signal anything outside. Not root, bwrap runs in a new
+    user namespace with no capabilities and nested user namespaces disabled.
 
     ``kill_tree`` SIGKILLs bwrap's process group and the PID namespace's init (found through
     ``--info-fd``, held as a pidfd so a reused pid is never hit); the kernel then kills every
@@ -206,8 +293,15 @@ class BubblewrapSandbox(Sandbox):
     """
 
     name = "bubblewrap"
+    remaps = True
 
-    def __init__(self, bwrap: str | None = None, *, hide: Sequence[str] = _HIDDEN) -> None:
+    def __init__(
+        self,
+        bwrap: str | None = None,
+        *,
+        user: str | int | tuple[int, int] | None = "auto",
+        extra_paths: Sequence[str | Path] = (),
+    ) -> None:
         found = bwrap or shutil.which("bwrap")
         if not found:
             raise ConfigError(
@@ -215,7 +309,18 @@ class BubblewrapSandbox(Sandbox):
                 "or set evaluation.sandbox=process to run without it"
             )
         self.bwrap = found
-        self.hide = tuple(hide)
+        self.user: tuple[int, int] | None = (
+            user if isinstance(user, tuple) else resolve_user(user)
+        )
+        self.setpriv: str | None = None
+        if self.user is not None:
+            self.setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+            if self.setpriv is None or not self.setpriv.startswith("/usr/"):
+                raise ConfigError(
+                    "setpriv (util-linux) is needed to run candidates as an unprivileged user "
+                    "when evoforge runs as root: run `apt-get install util-linux`"
+                )
+        self.extra_paths = tuple(os.path.abspath(p) for p in extra_paths)
         self._inits: dict[int, int] = {}  # bwrap pid -> pidfd of the namespace's init
 
     def command(
@@ -229,48 +334,102 @@ class BubblewrapSandbox(Sandbox):
         files: Mapping[str, int] | None = None,
         info_fd: int | None = None,
         hidden: Sequence[Path] = (),
+        binds: Mapping[Path, Path] | None = None,
     ) -> list[str]:
         """The full bwrap argv. ``files`` maps a file name in ``cwd`` to an open fd whose
-        content bwrap copies into the (tmpfs) scratch dir."""
+        content bwrap copies into the (tmpfs) scratch dir; ``binds`` maps a path inside to
+        the host path shown there read-only (a snapshot of the problem dir)."""
         scratch = os.path.abspath(cwd)
-        cmd = [
-            self.bwrap,
-            "--unshare-all",  # net, pid, ipc, uts, cgroup, user where possible
-            "--die-with-parent",
-            "--new-session",
-            "--ro-bind", "/", "/",
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--tmpfs", "/tmp",
-        ]
-        for root in self.hide:
-            if os.path.isdir(root):
-                cmd += ["--tmpfs", root]
-        shown: list[str] = []
-        covered = ("/tmp", *self.hide)  # paths inside these must be bound back in
-        for p in readable:
-            path = os.path.abspath(p)
-            if any(_under(path, h) for h in covered) and os.path.exists(path):
-                if not any(_under(path, s) for s in shown):
-                    shown.append(path)
-                    cmd += ["--ro-bind", path, path]
-        for h in hidden:  # after the binds, so a bound-in parent does not show it again
-            if os.path.isdir(h):
-                cmd += ["--tmpfs", os.path.abspath(h), "--remount-ro", os.path.abspath(h)]
-        if files is not None:
-            if scratch_mb is not None:
-                cmd += ["--size", str(int(scratch_mb) * 1024 * 1024)]
-            cmd += ["--perms", "0700", "--tmpfs", scratch]
-            for name, fd in files.items():
-                cmd += ["--file", str(fd), os.path.join(scratch, name)]
+        size = ["--size", str(int(scratch_mb) * 1024 * 1024)] if scratch_mb is not None else []
+        cmd = [self.bwrap]
+        if self.user is None and os.geteuid() != 0:
+            # unprivileged: a user namespace (bwrap drops every capability in it), no nesting
+            cmd += ["--unshare-all", "--unshare-user", "--disable-userns"]
         else:
+            # root: stay in the host's user namespace (so setpriv can switch to the sandbox
+            # user) and keep only what that switch needs; setpriv drops the rest
+            cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                    "--unshare-cgroup-try", "--cap-drop", "ALL"]
+            if self.user is not None:
+                cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                        "--cap-add", "CAP_SETPCAP"]
+        cmd += ["--die-with-parent", "--new-session"]
+        made: set[str] = {"/"}
+
+        def parents(path: str) -> None:
+            # bwrap creates missing parents mode 0700 (unreadable to the sandbox user)
+            todo = []
+            parent = os.path.dirname(path)
+            while parent not in made:
+                todo.append(parent)
+                made.add(parent)
+                parent = os.path.dirname(parent)
+            for d in reversed(todo):
+                cmd.extend(["--perms", "0755", "--dir", d])
+
+        bound: dict[str, str] = {}  # inside -> host, in mount order
+
+        def show(src: str, dest: str, *, over: bool = False) -> None:
+            if not over and any(_under(dest, b) for b in bound):
+                return  # already visible through a bound parent
+            parents(dest)
+            cmd.extend(["--ro-bind", src, dest])
+            bound[dest] = src
+            made.add(dest)
+
+        def host(path: str) -> str | None:
+            """The host path shown at ``path`` inside (through the deepest mount), if any."""
+            best = max((b for b in bound if _under(path, b)), key=len, default=None)
+            return None if best is None else bound[best] + path[len(best):]
+
+        for d in SYSTEM_DIRS:
+            if os.path.islink(d):
+                cmd += ["--symlink", os.readlink(d), d]
+                made.add(d)
+            elif os.path.isdir(d):
+                show(d, d)
+        for name in ETC_ALLOWED:
+            path = os.path.join("/etc", name)
+            if os.path.exists(path):
+                show(path, path)
+        cmd += ["--proc", "/proc", "--dev", "/dev"]
+        cmd += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
+        cmd += ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]
+        made.update(("/proc", "/dev", "/tmp", "/dev/shm"))
+        wanted = {os.path.abspath(r) for r in readable} | set(self.extra_paths)
+        for path in sorted(wanted, key=len):
+            if os.path.exists(path):
+                show(path, path)
+        for dest, src in sorted(
+            ((os.path.abspath(d), os.path.abspath(s)) for d, s in (binds or {}).items()),
+            key=lambda ds: len(ds[0]),
+        ):  # a remap is shown even inside a bound parent (the snapshot over the problem dir)
+            show(src, dest, over=True)
+        for h in hidden:  # after the binds, so a bound-in parent does not show it again
+            path = os.path.abspath(h)
+            seen = host(path)  # None: not shown at all, nothing to hide
+            if seen is not None and os.path.isdir(seen):
+                cmd += ["--tmpfs", path, "--remount-ro", path]
+        if files is not None:
+            parents(scratch)
+            cmd += ["--perms", "1777", *size, "--tmpfs", scratch]
+            for name, fd in files.items():
+                cmd += ["--perms", "0644", "--file", str(fd), os.path.join(scratch, name)]
+        else:
+            parents(scratch)
             cmd += ["--bind", scratch, scratch]
         cmd += ["--chdir", scratch, "--clearenv"]
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         if info_fd is not None:
             cmd += ["--info-fd", str(info_fd)]
-        cmd += ["--", *argv]
+        cmd.append("--")
+        if self.user is not None:
+            assert self.setpriv is not None
+            uid, gid = self.user
+            cmd += [self.setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--"]
+        cmd += list(argv)
         return cmd
 
     async def spawn(
@@ -285,6 +444,7 @@ class BubblewrapSandbox(Sandbox):
         readable: Sequence[Path] = (),
         scratch_mb: int | None = None,
         hidden: Sequence[Path] = (),
+        binds: Mapping[Path, Path] | None = None,
     ) -> asyncio.subprocess.Process:
         # The scratch dir becomes a size-capped tmpfs inside; its (top-level) files are copied
         # in by bwrap. Anything else in it is not visible inside.
@@ -297,7 +457,7 @@ class BubblewrapSandbox(Sandbox):
                     opened[entry] = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
             cmd = self.command(
                 argv, cwd=cwd, env=env, readable=readable, scratch_mb=scratch_mb,
-                files=opened, info_fd=info_w, hidden=hidden,
+                files=opened, info_fd=info_w, hidden=hidden, binds=binds,
             )
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
@@ -444,25 +604,28 @@ def reap_orphaned_sandboxes(marker: str) -> list[int]:
     return killed
 
 
-def _probe_argv(bwrap: str) -> list[str]:
-    true = shutil.which("true") or "/bin/true"
-    return [
-        bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-        "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-        "--size", str(1024 * 1024), "--tmpfs", "/tmp/probe", "--", true,
-    ]
+def _probe_argv(sandbox: BubblewrapSandbox) -> list[str]:
+    true = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
+    return sandbox.command(
+        [true], cwd=Path("/tmp/evoforge-probe"), env={"PATH": "/usr/bin:/bin"},
+        scratch_mb=1, files={},
+    )
 
 
-@functools.lru_cache(maxsize=1)
-def bubblewrap_problem() -> str | None:
-    """None if bubblewrap is installed and works here (probed once per process), else why not
-    and how to fix it."""
+@functools.lru_cache(maxsize=4)
+def bubblewrap_problem(user: str | int | None = "auto") -> str | None:
+    """None if bubblewrap is installed and works here the way evoforge starts it (as the
+    sandbox user when root), probed once per process, else why not and how to fix it."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed; install it with `apt-get install bubblewrap`"
     try:
+        sandbox = BubblewrapSandbox(bwrap, user=user)
+    except ConfigError as e:
+        return str(e)
+    try:
         done = subprocess.run(
-            _probe_argv(bwrap), stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
+            _probe_argv(sandbox), stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as e:
@@ -480,9 +643,12 @@ def bubblewrap_problem() -> str | None:
 _warned = False
 
 
-def make_sandbox(kind: str = "auto") -> Sandbox:
+def make_sandbox(
+    kind: str = "auto", *, user: str | int | None = "auto", extra_paths: Sequence[str] = ()
+) -> Sandbox:
     """``"bubblewrap"``, ``"process"``, or ``"auto"``: bubblewrap if it works here, else the
-    process sandbox with one loud warning naming the protections that are missing."""
+    process sandbox with one loud warning naming the protections that are missing. ``user``
+    and ``extra_paths`` are :class:`BubblewrapSandbox`'s."""
     global _warned
     if kind == "process":
         return ProcessSandbox()
@@ -490,9 +656,10 @@ def make_sandbox(kind: str = "auto") -> Sandbox:
         raise ConfigError(
             f"unknown sandbox {kind!r}; set evaluation.sandbox to one of auto, bubblewrap, process"
         )
-    problem = bubblewrap_problem()
+    resolve_user(user)  # a bad sandbox_user is a config error, whatever the sandbox
+    problem = bubblewrap_problem(user)
     if problem is None:
-        return BubblewrapSandbox()
+        return BubblewrapSandbox(user=user, extra_paths=extra_paths)
     if kind == "bubblewrap":
         raise ConfigError(
             f"evaluation.sandbox=bubblewrap but {problem}; or set evaluation.sandbox=process "

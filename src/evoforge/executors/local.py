@@ -160,6 +160,33 @@ def _sweep_dead_scratch(parent: Path) -> None:
             os.close(fd)
 
 
+def _snapshot_ignore(hide: Sequence[Path]) -> Any:
+    """copytree's ``ignore``: run dirs (any dir holding an ``evoforge.db``, and ``hide``),
+    ``.git`` and bytecode caches stay out of the sandbox's copy of the problem dir."""
+    hidden = {str(h) for h in hide}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        out = {n for n in names if n in (".git", "__pycache__", ".lock")}
+        for n in names:
+            full = os.path.join(directory, n)
+            if full in hidden or (os.path.isdir(full) and os.path.exists(
+                    os.path.join(full, "evoforge.db"))):
+                out.add(n)
+        return out
+
+    return ignore
+
+
+def _world_readable(root: Path) -> None:
+    """Directories 0755, files 0644 (0755 if executable): readable by the sandbox user."""
+    for dirpath, _dirs, files in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            full = os.path.join(dirpath, f)
+            if not os.path.islink(full):
+                os.chmod(full, 0o755 if os.stat(full).st_mode & 0o111 else 0o644)
+
+
 class LocalExecutor(Executor):
     """Runs evaluations as local subprocesses, at most ``workers`` at a time.
 
@@ -188,6 +215,9 @@ class LocalExecutor(Executor):
         max_open_files: int | None = 256,
         warm_pool: bool = True,
         preload: Sequence[str] = (),
+        sandbox_user: str | int | None = "auto",
+        sandbox_paths: Sequence[str] = (),
+        hide: Sequence[Path] = (),
     ) -> None:
         self.problem_dir = Path(problem_dir).resolve()
         evaluator_path = self.problem_dir / evaluator
@@ -240,7 +270,9 @@ class LocalExecutor(Executor):
         self.max_open_files = max_open_files
         # None / "auto": bubblewrap where it works, else the process sandbox with one warning
         if sandbox is None or isinstance(sandbox, str):
-            sandbox = make_sandbox(sandbox or "auto")
+            sandbox = make_sandbox(sandbox or "auto", user=sandbox_user, extra_paths=sandbox_paths)
+        self.hide = tuple(Path(h).resolve() for h in hide)  # e.g. the run dir: never visible
+        self._snapshot: Path | None = None  # the problem dir as the sandbox user reads it
         self._sandbox = sandbox
         global _swept
         if isinstance(sandbox, BubblewrapSandbox) and not _swept:
@@ -260,7 +292,8 @@ class LocalExecutor(Executor):
 
     @classmethod
     def from_config(
-        cls, problem_dir: Path, cfg: EvaluationConfig, *, score_metric: str, program_name: str
+        cls, problem_dir: Path, cfg: EvaluationConfig, *, score_metric: str, program_name: str,
+        hide: Sequence[Path] = (),
     ) -> LocalExecutor:
         return cls(
             problem_dir,
@@ -279,6 +312,9 @@ class LocalExecutor(Executor):
             max_open_files=cfg.max_open_files,
             warm_pool=cfg.warm_pool,
             preload=cfg.preload,
+            sandbox_user=cfg.sandbox_user,
+            sandbox_paths=cfg.sandbox_paths,
+            hide=hide,
         )
 
     @property
@@ -416,6 +452,7 @@ class LocalExecutor(Executor):
                     readable=self._view(role)[0],
                     scratch_mb=self.scratch_mb,
                     hidden=self._view(role)[1],
+                    binds=self._binds(role),
                 )
             except OSError as e:
                 raise ConfigError(
@@ -625,6 +662,27 @@ class LocalExecutor(Executor):
                 self._discard(p)
             self._drop_root()
 
+    def _binds(self, role: str) -> dict[Path, Path] | None:
+        """For a sandbox that runs as another user and can remap paths: the problem dir is
+        shown as a snapshot (taken once per executor) that this user can read whatever the
+        original's permissions, without run dirs, ``.git`` and caches, and that later edits
+        of the original do not change mid-run."""
+        if role == "candidate" or self._sandbox.user is None or not self._sandbox.remaps:
+            return None
+        if self._snapshot is None:
+            snap = self._scratch_parent() / "problem"
+            try:
+                shutil.copytree(self.problem_dir, snap, ignore=_snapshot_ignore(self.hide),
+                                symlinks=False, ignore_dangling_symlinks=True)
+                _world_readable(snap)
+            except (OSError, shutil.Error) as e:
+                raise ProblemError(
+                    f"cannot copy the problem dir {self.problem_dir} for the sandbox user: {e}; "
+                    "make its files readable, or remove unreadable files from it"
+                ) from e
+            self._snapshot = snap
+        return {self.problem_dir: self._snapshot}
+
     def _view(self, role: str) -> tuple[list[Path], list[Path]]:
         """What a worker of ``role`` must read (problem dir - not for a candidate -, evoforge's
         source, the interpreter), and what it must not see: a candidate does not see the problem
@@ -640,11 +698,11 @@ class LocalExecutor(Executor):
         paths += [exe.parent.parent, exe.resolve().parent.parent]
         if exe.resolve() == Path(sys.executable).resolve():
             paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
-        hidden: list[Path] = []
+        hidden: list[Path] = list(self.hide)
         if role == "candidate":
             base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
             if not any(p.resolve().is_relative_to(self.problem_dir) for p in [*paths, base]):
-                hidden = [self.problem_dir]
+                hidden.append(self.problem_dir)
         self._views[role] = (paths, hidden)
         return paths, hidden
 
