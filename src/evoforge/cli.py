@@ -12,17 +12,41 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from evoforge.errors import EvoforgeError
+from evoforge.termsafe import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="evoforge: LLM-guided evolutionary program search.")
 problems_app = typer.Typer(no_args_is_help=True, help="The built-in problem suite.")
 app.add_typer(problems_app, name="problems")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Text from candidates, evaluators, LLMs and stored runs is hostile: it reaches a console only as
+# _lit(x) (a Text: no markup, no emoji codes, no highlighting) or as _m(x) inside our own markup,
+# both through termsafe.visible (no terminal controls). Rich itself passes ESC, C1 and bidi
+# controls through (it strips only BEL, BS, VT, FF, CR), in Text, Table and Syntax alike.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+def _lit(text: object) -> Text:
+    """Untrusted text as a renderable shown literally: controls made visible, no markup."""
+    return Text(visible(str(text)))
+
+
+def _m(text: object) -> str:
+    """Untrusted text to embed in a markup string: controls made visible, markup escaped."""
+    return escape(visible(str(text)))
+
+
+class _VisibleFormatter(logging.Formatter):
+    """Log records can quote LLM replies and evaluator output: no terminal controls in them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record))
 
 EXIT_ERROR, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 1, 3, 130
 
@@ -44,8 +68,9 @@ def _flags(max_programs: int | None, max_time: str | None, max_cost: float | Non
 def _setup_logging() -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_time=False, show_path=False)])
+    handler = RichHandler(console=err, show_time=False, show_path=False)
+    handler.setFormatter(_VisibleFormatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 def _drive(start: Any, quiet: bool) -> None:
@@ -67,7 +92,7 @@ def _drive(start: Any, quiet: bool) -> None:
     best = outcome.best
     err.print()
     style = "green" if outcome.ok else ("yellow" if outcome.reason == "interrupted" else "red")
-    err.print(f"[{style}]stopped: {outcome.message}[/{style}]")
+    err.print(f"[{style}]stopped: {_m(outcome.message)}[/{style}]")
     if run is not None:
         t = run.tally
         counts = ", ".join(f"{k}={v}" for k, v in sorted(t.counts.items()))
@@ -78,9 +103,9 @@ def _drive(start: Any, quiet: bool) -> None:
             initial = run.initial_score
             out.print(f"best score: {best.score:.10g} (program #{best.id}, initial "
                       f"{initial if initial is None else format(initial, '.10g')})")
-            out.print(f"best program written to: {run.best_path}")
-        out.print(f"inspect: evoforge status {run.run_dir}   |   evoforge show {run.run_dir} "
-                  f"{best.id if best else 0}   |   evoforge resume {run.run_dir}")
+            out.print(_lit(f"best program written to: {run.best_path}"))
+        out.print(_lit(f"inspect: evoforge status {run.run_dir}   |   evoforge show {run.run_dir} "
+                       f"{best.id if best else 0}   |   evoforge resume {run.run_dir}"))
     if outcome.reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if not outcome.ok:
@@ -109,13 +134,13 @@ def run(
     run_dir = out_dir or Path("runs") / f"{Path(problem).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     prob, cfg, run_dir = api.prepare(problem, run_dir=run_dir, config_file=config,
                                      overrides=set_ or [], flags=flags)
-    err.print(f"evoforge: evolving [bold]{prob.name}[/bold] into {run_dir}")
-    err.print(f"  {api.describe_mutator(cfg)}")
-    err.print(f"  score integrity: {api.describe_integrity(prob, cfg)}", markup=False)
-    err.print(f"  {cfg.evaluation.workers} evaluation slot(s), budget: "
-              + ", ".join(f"{k}={getattr(cfg, k)}" for k in
-                          ("max_programs", "max_time", "max_cost", "target_score")
-                          if getattr(cfg, k) is not None))
+    err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
+    err.print(_lit(f"  {api.describe_mutator(cfg)}"))
+    err.print(_lit(f"  score integrity: {api.describe_integrity(prob, cfg)}"))
+    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s), budget: "
+                   + ", ".join(f"{k}={getattr(cfg, k)}" for k in
+                               ("max_programs", "max_time", "max_cost", "target_score")
+                               if getattr(cfg, k) is not None)))
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet)
 
@@ -134,7 +159,7 @@ def resume(
     from evoforge import api
 
     flags = _flags(max_programs, max_time, max_cost, target_score)
-    err.print(f"evoforge: resuming {run_dir}")
+    err.print(_lit(f"evoforge: resuming {run_dir}"))
     _drive(lambda on_run, on_event: api.resume(run_dir, overrides=set_ or [], flags=flags,
                                                on_event=on_event, on_run=on_run), quiet)
 
@@ -159,13 +184,13 @@ def status(
     cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
-    out.print(f"[bold]{run_dir}[/bold]: {len(programs)} programs, objective "
-              f"{cfg.objective.direction} {cfg.objective.score_metric}")
+    out.print(f"[bold]{_m(run_dir)}[/bold]: {len(programs)} programs, objective "
+              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
-        out.print(f"  score integrity: {integrity.get('summary', '?')}", markup=False)
+        out.print(_lit(f"  score integrity: {integrity.get('summary', '?')}"))
         for earlier in integrity.get("earlier_sessions", []):
-            out.print(f"  earlier session(s) of this run: {earlier}", markup=False)
+            out.print(_lit(f"  earlier session(s) of this run: {earlier}"))
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     if oks:
@@ -186,8 +211,8 @@ def status(
             t.add_column(col)
         for p in tops:
             t.add_row(str(p.id), f"{p.score:.10g}", str(p.generation), str(p.island),
-                      ",".join(map(str, p.parent_ids)) or "-", p.mutation.mutator,
-                      (p.mutation.edit_kind or "-")[:30])
+                      ",".join(map(str, p.parent_ids)) or "-", _lit(p.mutation.mutator),
+                      _lit((p.mutation.edit_kind or "-")[:30]))
         out.print(t)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
@@ -202,13 +227,13 @@ def status(
         for col in ("model", "requests", "prompt tok", "completion tok", "cost USD"):
             t.add_column(col, justify="right")
         for name, (n, pt, ct, cost) in sorted(by_model.items()):
-            t.add_row(name, str(int(n)), f"{int(pt):,}", f"{int(ct):,}", f"{cost:.4f}")
+            t.add_row(_lit(name), str(int(n)), f"{int(pt):,}", f"{int(ct):,}", f"{cost:.4f}")
         out.print(t)
     fails = Counter(p.reason.split("\n")[0][:90] for p in done if p.status is not Status.OK)
     if fails:
         out.print("most common failure reasons:")
         for reason, n in fails.most_common(5):
-            out.print(f"  {n:6d}  {reason}")
+            out.print(_lit(f"  {n:6d}  {reason}"))
 
 
 @app.command()
@@ -226,10 +251,13 @@ def best(
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
     if write:
-        write.write_text(pick.code)
-        err.print(f"written to {write}")
-    else:
-        out.print(pick.code, end="", markup=False, highlight=False)
+        write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
+        err.print(_lit(f"written to {write}"))
+    elif sys.stdout.isatty():  # a person reads it: escape sequences in it are shown, not obeyed
+        out.print(_lit(pick.code), end="")
+    else:  # a pipe or a file gets the exact code (rich would drop CR and expand :emoji: codes)
+        sys.stdout.write(pick.code)
+        sys.stdout.flush()
 
 
 @app.command()
@@ -250,29 +278,30 @@ def show(
     out.print(f"[bold]program #{p.id}[/bold]  status={p.status.value}  score={score}  "
               f"generation={p.generation}  island={p.island}")
     if p.reason:
-        out.print(f"reason: {p.reason}", markup=False)
+        out.print(_lit(f"reason: {p.reason}"))
     m = p.mutation
-    out.print(f"made by: {m.mutator}" + (f" ({m.model})" if m.model else "")
-              + (f", edit {m.edit_kind}" if m.edit_kind else "")
-              + (f", {m.prompt_tokens}+{m.completion_tokens} tokens, ${m.cost:.5f}"
-                 if m.prompt_tokens or m.completion_tokens else "")
-              + (f", {m.latency:.2f}s" if m.latency else ""))
+    out.print(_lit(f"made by: {m.mutator}" + (f" ({m.model})" if m.model else "")
+                   + (f", edit {m.edit_kind}" if m.edit_kind else "")
+                   + (f", {m.prompt_tokens}+{m.completion_tokens} tokens, ${m.cost:.5f}"
+                      if m.prompt_tokens or m.completion_tokens else "")
+                   + (f", {m.latency:.2f}s" if m.latency else "")))
     if m.note:
-        out.print(f"note: {m.note}", markup=False)
+        out.print(_lit(f"note: {m.note}"))
     if p.metrics:
-        out.print("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in p.metrics.items()))
+        out.print(_lit("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in p.metrics.items())))
     for key, text in p.artifacts.items():
-        out.print(f"[bold]-- {key} --[/bold]")
-        out.print(text, markup=False, highlight=False)
+        out.print(f"[bold]-- {_m(key)} --[/bold]")
+        out.print(_lit(text))
     out.print("lineage: " + " <- ".join(
         f"#{q.id}({'-' if q.score is None else format(q.score, '.6g')})" for q in lineage))
     if parent is not None:
         diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
                                             f"program #{parent.id}", f"program #{p.id}"))
         out.print("[bold]-- diff against parent --[/bold]")
-        out.print(Syntax(diff or "(identical)\n", "diff", theme="ansi_dark"))
+        # Syntax passes ESC, C1 and bidi controls straight through: sanitise what it is given
+        out.print(Syntax(visible(diff or "(identical)\n"), "diff", theme="ansi_dark"))
     out.print("[bold]-- code --[/bold]")
-    out.print(Syntax(p.code, "python", line_numbers=True, theme="ansi_dark"))
+    out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
 
 
 @app.command()
@@ -285,8 +314,8 @@ def init(
         raise EvoforgeError(f"{name} exists and is not empty; choose a new directory name")
     shutil.copytree(src, name, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out.print(f"created {name}/ with initial_program.py, evaluator.py, config.yaml, README.md")
-    out.print(f"try it: evoforge run {name} --max-programs 50")
+    out.print(_lit(f"created {name}/ with initial_program.py, evaluator.py, config.yaml, README.md"))
+    out.print(_lit(f"try it: evoforge run {name} --max-programs 50"))
 
 
 @app.command()
@@ -295,7 +324,7 @@ def doctor() -> None:
     from evoforge import doctor as doc
 
     checks = doc.checks()
-    out.print(doc.render(checks), markup=False, highlight=False)
+    out.print(_lit(doc.render(checks)))
     if not all(c.ok for c in checks):
         out.print("some protections are missing on this machine (see above); evoforge still runs")
 
@@ -327,7 +356,7 @@ def problems_list() -> None:
     for col in cols:
         t.add_column(col, overflow="fold", no_wrap=col in ("name", "best known", "direction"))
     for r in rows:
-        t.add_row(*r[:len(cols)])
+        t.add_row(*map(_lit, r[:len(cols)]))
     out.print(t)
     out.print("run one with `evoforge run NAME`; each problem's README.md has the exact definition")
 
@@ -338,9 +367,7 @@ def main() -> None:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
         sys.exit(rc if isinstance(rc, int) else 0)
     except EvoforgeError as e:
-        from rich.markup import escape
-
-        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
         sys.exit(EXIT_ERROR)
     except typer.Exit as e:
         sys.exit(e.exit_code)
