@@ -269,13 +269,15 @@ def test_best_to_a_terminal_is_inert(hostile_run):
     assert rc == 0 and SHOWN in shown and MARKUP in shown
 
 
-def test_best_to_a_pipe_and_to_a_file_is_the_exact_code(hostile_run, tmp_path):
-    """Code is data: a pipe or --write gets it byte for byte (documented in README)."""
+def test_best_to_a_pipe_is_inert_and_to_a_file_is_the_exact_code(hostile_run, tmp_path):
+    """A pipe may end on a terminal (`| cat`): it gets the code with control characters shown;
+    --write gets it byte for byte (documented in README)."""
     with SQLiteStorage(Path(hostile_run["dir"]) / "evoforge.db", readonly=True) as st:
         code = st.get(hostile_run["llm"]).code
     assert ESC in code and "\r" in code and ":smile:" in code
     r = _pipe("best", str(hostile_run["dir"]))
-    assert r.returncode == 0 and r.stdout == code.encode("utf-8")
+    assert r.returncode == 0 and r.stdout == visible(code).encode("utf-8")
+    _inert(r.stdout, "best stdout")
     _inert(r.stderr, "best stderr")
     target = tmp_path / "best.py"
     w = _pipe("best", str(hostile_run["dir"]), "--write", str(target))

@@ -253,10 +253,9 @@ def best(
     if write:
         write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
         err.print(_lit(f"written to {write}"))
-    elif sys.stdout.isatty():  # a person reads it: escape sequences in it are shown, not obeyed
-        out.print(_lit(pick.code), end="")
-    else:  # a pipe or a file gets the exact code (rich would drop CR and expand :emoji: codes)
-        sys.stdout.write(pick.code)
+    else:  # stdout may end on a terminal (`| cat`, `| less -R`): control characters are shown,
+        # not obeyed; --write is the byte-exact path (written directly: rich would drop CR)
+        sys.stdout.write(visible(pick.code))
         sys.stdout.flush()
 
 
