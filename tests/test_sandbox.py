@@ -1,4 +1,4 @@
-"""Sandboxes on their own: choosing one, what bubblewrap isolates, killing, and `doctor`."""
+"""Sandboxes on their own: choosing one, what bubblewrap isolates, killing (`doctor`: test_doctor.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from evoforge import doctor, sandbox
+from evoforge import sandbox
 from evoforge.errors import ConfigError
 from evoforge.sandbox import (
     BubblewrapSandbox,
@@ -271,42 +271,6 @@ def test_process_sandbox_kill_tree_kills_the_group(tmp_path: Path) -> None:
             assert select.select([fd], [], [], 10)[0], "the grandchild survived"
         finally:
             os.close(fd)
-
-
-# -- doctor ------------------------------------------------------------------------------------
-
-
-def test_doctor_reports_this_machine() -> None:
-    results = doctor.checks()
-    names = [c.name for c in results]
-    assert names[:2] == ["python", "bubblewrap"]
-    for name in ("network isolation", "PID namespace", "read-only filesystem", "rlimits",
-                 "process limit"):
-        assert name in names
-    by_name = {c.name: c for c in results}
-    assert by_name["python"].ok
-    assert by_name["bubblewrap"].ok is (BWRAP_PROBLEM is None)
-    if BWRAP_PROBLEM is None:
-        assert by_name["network isolation"].ok and by_name["PID namespace"].ok
-        assert by_name["read-only filesystem"].ok
-    assert by_name["process limit"].ok is (os.getuid() != 0)
-    if os.getuid() == 0:
-        assert "not enforce" in by_name["process limit"].detail
-    text = doctor.render(results)
-    assert text.count("\n") == len(results)
-    assert "network isolation" in text
-    assert ("FAIL" in text) is (not all(c.ok for c in results))
-
-
-def test_doctor_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "bubblewrap_problem", lambda *a, **k: "bwrap is not installed (test)")
-    by_name = {c.name: c for c in doctor.checks()}
-    assert not by_name["bubblewrap"].ok and "network isolation" in by_name["bubblewrap"].detail
-    assert not by_name["network isolation"].ok and "without bubblewrap" in (
-        by_name["network isolation"].detail
-    )
-    text = doctor.render(list(by_name.values()))
-    assert "FAIL  bubblewrap" in text and "checks failed" in text
 
 
 # -- orphans of a dead controller --------------------------------------------------------------

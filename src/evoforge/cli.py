@@ -318,14 +318,22 @@ def init(
 
 
 @app.command()
-def doctor() -> None:
-    """Report what this machine supports: sandbox, isolation, resource limits."""
+def doctor(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Prove each protection by attacking the host from a real sandbox; exit 1 if any the
+    configuration asks for is missing."""
     from evoforge import doctor as doc
+    from evoforge.config import load_config
 
-    checks = doc.checks()
+    cfg = load_config(config, overrides=set_ or [])
+    checks = doc.checks(cfg.evaluation)
     out.print(_lit(doc.render(checks)))
-    if not all(c.ok for c in checks):
-        out.print("some protections are missing on this machine (see above); evoforge still runs")
+    if doc.failed(checks):
+        out.print("protections the configuration asks for are MISSING on this machine (FAIL "
+                  "above): do not evaluate untrusted code here")
+        raise typer.Exit(EXIT_ERROR)
 
 
 @problems_app.command("list")
