@@ -662,7 +662,7 @@ def _judge(sandbox: BubblewrapSandbox, ev: EvaluationConfig, lines: list[dict[st
         detail = f"none inside ({caps_text}), no_new_privs set, uid {uid}"
     else:
         detail = (f"inside: {caps_text}, no_new_privs {r['no_new_privs']}, uid {uid}"
-                  + ("" if caps_ok else ": the probe holds capabilities")
+                  + ("" if caps_ok else ": capability sets not all empty, or no_new_privs unset")
                   + ("" if uid_ok else ": root without capabilities still owns the system's "
                      "files"))
     out.append(Check("capabilities", caps_ok and uid_ok, detail,
