@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from proc_tools import procs_with, wait_dead
+from proc_tools import Watch, wait_dead
 
 from evoforge.config import EvaluationConfig
 from evoforge.errors import ConfigError, ProblemError
@@ -40,20 +42,36 @@ def scratch(tmp_path: Path) -> Any:
     assert not root.exists() or list(root.iterdir()) == []
 
 
+@pytest.fixture
+def watch(scratch: Path) -> Iterator[Watch]:
+    """Every process started inside ``with watch:`` (see ``proc_tools.Watch``: a cgroup the test
+    process joins, which nothing a candidate does takes it out of); whatever is left is killed
+    at teardown, even when the test failed. Without a writable cgroup v2 (not root) the weak
+    fallback: the scratch root on a command line, which ``TREE_CODE``'s grandchild carries."""
+    w = Watch("executor", str(scratch).encode())
+    yield w
+    w.close()
+
+
 def make(scratch: Path, evaluator: str = "evaluator.py", **kw: Any) -> LocalExecutor:
     """An executor with the default sandbox (bubblewrap where it works) unless told."""
     kw.setdefault("timeout", 20.0)
     return LocalExecutor(FIXTURES, evaluator=evaluator, scratch_root=scratch, **kw)
 
 
-def run(ex: LocalExecutor, code: str, program_id: int = 0) -> EvalResult:
+def run(
+    ex: LocalExecutor, code: str, program_id: int = 0, watch: Watch | None = None
+) -> EvalResult:
+    """One evaluation, then the executor closed; inside ``watch`` if given."""
+
     async def go() -> EvalResult:
         try:
             return await ex.evaluate(textwrap.dedent(code), program_id=program_id)
         finally:
             await ex.aclose()
 
-    return asyncio.run(go())
+    with watch or contextlib.nullcontext():
+        return asyncio.run(go())
 
 
 def test_ok_dict_result(scratch: Path) -> None:
@@ -174,8 +192,8 @@ def test_cascade_runs_all_stages_above_thresholds(scratch: Path) -> None:
 # -- hostile candidates ----------------------------------------------------------------------
 
 
-# The grandchild's command line carries the scratch dir's name, which holds the program id, so
-# it can be found in /proc from outside whatever PID namespace it runs in.
+# Survivors are found by the watch's cgroup; the grandchild's command line carries its cwd (the
+# scratch dir) only for the fallback where no cgroup can be made.
 TREE_CODE = """
 import os, subprocess, sys, time
 def run():
@@ -186,27 +204,29 @@ def run():
 
 
 @pytest.mark.parametrize("kind", SANDBOXES)
-def test_timeout_kills_the_whole_process_tree(scratch: Path, kind: str) -> None:
+def test_timeout_kills_the_whole_process_tree(scratch: Path, kind: str, watch: Watch) -> None:
     pid = next(_ids)
-    r = run(make(scratch, timeout=1.5, sandbox=kind), TREE_CODE.format(tail="time.sleep(600)"), pid)
+    code = TREE_CODE.format(tail="time.sleep(600)")
+    r = run(make(scratch, timeout=1.5, sandbox=kind), code, pid, watch)
     assert r.status is Status.TIMEOUT
     assert r.reason == "exceeded 1.5 s; process tree killed"
     assert r.artifacts["stdout"] == "grandchild started\n"
-    survivors = procs_with(f"evoforge-{pid}-".encode())
-    assert all(wait_dead(p) for p in survivors), "the grandchild survived the timeout"
+    watch.check()  # the grandchild (and everything else) did not survive the timeout
 
 
 @pytest.mark.parametrize("kind", SANDBOXES)
-def test_stray_child_is_killed_after_a_successful_evaluation(scratch: Path, kind: str) -> None:
+def test_stray_child_is_killed_after_a_successful_evaluation(
+    scratch: Path, kind: str, watch: Watch
+) -> None:
     pid = next(_ids)
     tail = "return {'combined_score': 1.0}"
-    r = run(make(scratch, sandbox=kind), TREE_CODE.format(tail=tail), pid)
+    r = run(make(scratch, sandbox=kind), TREE_CODE.format(tail=tail), pid, watch)
     assert r.status is Status.OK, r.reason
     assert r.artifacts["stdout"] == "grandchild started\n"
-    assert all(wait_dead(p) for p in procs_with(f"evoforge-{pid}-".encode()))
+    watch.check()
 
 
-def test_setsid_daemon_does_not_survive_bubblewrap(scratch: Path) -> None:
+def test_setsid_daemon_does_not_survive_bubblewrap(scratch: Path, watch: Watch) -> None:
     if BWRAP_PROBLEM is not None:
         pytest.skip(BWRAP_PROBLEM)
     pid = next(_ids)
@@ -223,9 +243,9 @@ def test_setsid_daemon_does_not_survive_bubblewrap(scratch: Path) -> None:
                           os.getcwd()], start_new_session=True)
         return {"combined_score": 1.0}
     """
-    r = run(make(scratch, sandbox="bubblewrap"), code, pid)
+    r = run(make(scratch, sandbox="bubblewrap"), code, pid, watch)
     assert r.status is Status.OK, r.reason
-    assert all(wait_dead(p) for p in procs_with(f"evoforge-{pid}-".encode()))
+    watch.check()  # both daemons died (the fallback sees only the one with its cwd in argv)
 
 
 @pytest.mark.parametrize("kind", SANDBOXES)
@@ -328,7 +348,7 @@ def test_concurrency_never_exceeds_workers(scratch: Path, tmp_path: Path) -> Non
     assert ex.slots == 2
 
 
-def test_aclose_kills_a_running_evaluation(scratch: Path, tmp_path: Path) -> None:
+def test_aclose_kills_a_running_evaluation(scratch: Path, tmp_path: Path, watch: Watch) -> None:
     fifo = tmp_path / "started"
     os.mkfifo(fifo)
     code = f"""
@@ -357,10 +377,12 @@ def test_aclose_kills_a_running_evaluation(scratch: Path, tmp_path: Path) -> Non
             loop.remove_reader(fd)
             os.close(fd)
 
-    result, later, pid = asyncio.run(go())
+    with watch:
+        result, later, pid = asyncio.run(go())
     assert result.status is Status.CRASHED
     assert "executor was closed" in result.reason
     assert wait_dead(pid)
+    watch.check()
     assert later.status is Status.CRASHED and "closed" in later.reason
 
 

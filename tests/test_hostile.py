@@ -10,10 +10,20 @@ only there; ``test_plain_form_is_fooled`` shows the same forgeries fool a plain 
 For every case, under the default sandbox (bubblewrap where it works) and under the process
 sandbox: the executor returns a terminal status with a reason (it never raises), no score is
 credited to a hack (hacks that work return 1e9, or a wrong answer the hardened evaluator would
-score 0.25), no process of the evaluation survives (found by the test's scratch root in
-/proc/*/cmdline), its scratch dir is gone, nothing outside changed, and the next evaluation
-still works. Isolation cases that only bubblewrap provides are skipped under the process
-sandbox, saying so.
+score 0.25), no process of the evaluation survives, its scratch dir is gone, nothing outside
+changed, and the next evaluation still works. Isolation cases that only bubblewrap provides are
+skipped under the process sandbox, saying so; ``setsid_daemon`` under the process sandbox is a
+strict expected failure (its daemon escapes the process-group kill, as the sandbox module
+documents), so the day it stops failing the mark must go.
+
+Survivors are found by a cgroup v2 group the test process joins for the evaluations
+(:class:`proc_tools.Watch`): every process started then - workers, bwrap, whatever a candidate
+forks, under any session, user, name or PID namespace - is in it and cannot leave it; whatever
+is left in it afterwards survived, and is killed there (``cgroup.kill``) even when the test
+fails. ``test_the_survivor_check_sees_survivors`` keeps the check honest by breaking the kill.
+Where no writable cgroup v2 hierarchy exists (not root) the check falls back to the test's
+scratch root in /proc/*/cmdline, which only bubblewrap's processes carry: the process sandbox's
+survivors are then invisible, and the cases that need to see them are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -23,7 +33,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proc_tools import procs_with, wait_dead
+from proc_tools import Survived, Watch, cgroup2_root, cmdline, wait_dead
 
 from evoforge.executors.local import LocalExecutor
 from evoforge.program import EvalResult, Status
@@ -127,18 +136,12 @@ BENIGN = {
     "hardened": "def solve(xs):\n    return sorted(xs)\n",
 }
 BENIGN_SCORE = {"plain": 0.5, "hardened": 0.25}
-SANDBOXES = [
-    pytest.param("auto", id="default"),
-    pytest.param("process", id="process"),
-]
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+SANDBOXES = {"auto": "default", "process": "process"}  # kind -> test id
+#: cases whose processes the process sandbox cannot kill (module docstring of evoforge.sandbox)
+PROCESS_SANDBOX_LEAKS = {"setsid_daemon"}
+LEAKS = pytest.mark.xfail(
+    strict=True, raises=Survived, reason="the process sandbox cannot kill setsid daemons"
+)
 
 
 @pytest.fixture
@@ -152,13 +155,16 @@ def listener() -> Any:
 
 
 PARAMS = [
-    pytest.param(c, form, id=f"{c.name}-{form}") for c in CASES for form in ("plain", "hardened")
+    pytest.param(
+        c, form, kind, id=f"{c.name}-{form}-{kind_id}",
+        marks=[LEAKS] if kind == "process" and c.name in PROCESS_SANDBOX_LEAKS else [],
+    )
+    for kind, kind_id in SANDBOXES.items() for c in CASES for form in ("plain", "hardened")
     if form in c.forms
 ]
 
 
-@pytest.mark.parametrize("kind", SANDBOXES)
-@pytest.mark.parametrize(("c", "form"), PARAMS)
+@pytest.mark.parametrize(("c", "form", "kind"), PARAMS)
 def test_hostile(
     c: Case,
     form: str,
@@ -214,7 +220,8 @@ def test_hostile(
     )
     assert ex.form == form
     program_id = next(_ids)
-    marker = str(scratch_root).encode()
+    # every process of both evaluations is in watch's cgroup (the fallback: scratch in cmdline)
+    watch = Watch(f"hostile-{c.name}", str(scratch_root).encode())
 
     async def go() -> tuple[EvalResult, EvalResult]:
         try:
@@ -225,19 +232,19 @@ def test_hostile(
             await ex.aclose()
 
     try:
-        r, after = asyncio.run(go())
-        survivors = [pid for pid in procs_with(marker) if not wait_dead(pid)]
-        if survivors and kind == "process" and c.name == "setsid_daemon":
-            kill_all(survivors)
-            pytest.skip("the process sandbox cannot stop a setsid daemon (bubblewrap does)")
-        assert not survivors, f"processes of the evaluation survived: {survivors}"
+        if kind == "process" and c.name in PROCESS_SANDBOX_LEAKS and not watch.sees_all:
+            pytest.skip("no writable cgroup v2 (not root): the test cannot see, nor then kill, "
+                        "the process sandbox's daemons")
+        with watch:
+            r, after = asyncio.run(go())
+        survivors = {pid: cmdline(pid) for pid in watch.survivors()}
         assert sentinel.poll() is None, "a process outside the evaluation was killed"
     finally:
         sentinel.kill()
         sentinel.wait()
         assert sentinel.stdin is not None
         sentinel.stdin.close()
-        kill_all(procs_with(marker))
+        watch.close()  # kills whatever is left in the group, even when the test failed
 
     expected = ProcessSandbox if kind == "process" or BWRAP_PROBLEM else BubblewrapSandbox
     assert type(ex.sandbox) is expected
@@ -268,6 +275,9 @@ def test_hostile(
     if c.name == "bad_bytes":
         out = r.artifacts["stdout"]
         assert "\ufffd" in out and out.endswith(" end\n")
+    # last, so that the expected failure of a leaking case still checks everything above
+    if survivors:
+        raise Survived(f"processes of the evaluation survived it: {survivors}")
 
 
 @pytest.mark.parametrize("name", ["eq_always_true", "patched_clock", "patch_checker"])
@@ -289,3 +299,77 @@ def test_plain_form_is_fooled(name: str, tmp_path: Path) -> None:
 
     r = asyncio.run(go())
     assert r.status is Status.OK and r.score == 0.25, (r.status, r.reason)
+
+
+class NoKillProcessSandbox(ProcessSandbox):
+    """Broken on purpose: kills nothing."""
+
+    def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
+        pass
+
+
+class NoKillBubblewrapSandbox(BubblewrapSandbox):
+    """Broken on purpose: kills nothing."""
+
+    def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
+        pass
+
+
+OUTLIVES = """
+import os, time
+
+
+def run():
+    if os.fork() == 0:  # a setsid daemon, out of the worker's session and process group
+        os.setsid()
+        time.sleep(3600)
+    time.sleep(3600)  # and the worker itself, past its timeout
+"""
+
+
+@pytest.mark.skipif(cgroup2_root() is None, reason="needs a writable cgroup v2 hierarchy (root); "
+                    "the command-line fallback cannot see the process sandbox's workers")
+@pytest.mark.parametrize("kind", ["process", "bubblewrap"])
+def test_the_survivor_check_sees_survivors(kind: str, tmp_path: Path) -> None:
+    """The control for the survivor check of ``test_hostile``: with a sandbox whose kill is
+    broken on purpose, the worker and its setsid daemon outlive the evaluation, and the check
+    finds them - under bubblewrap as another user in another PID namespace, with no mark on
+    their command line - and closing the watch kills them."""
+    if kind == "bubblewrap" and BWRAP_PROBLEM is not None:
+        pytest.skip(BWRAP_PROBLEM)
+    problem = tmp_path / "problem"
+    problem.mkdir()
+    shutil.copy(HOSTILE / "evaluator.py", problem / "evaluator.py")
+    sandbox = NoKillBubblewrapSandbox() if kind == "bubblewrap" else NoKillProcessSandbox()
+    ex = LocalExecutor(problem, sandbox=sandbox, timeout=1.0, memory_mb=256, warm_pool=False,
+                       scratch_root=tmp_path / "scratch")
+    watch = Watch("detector", b"unused: a cgroup is required")
+
+    async def go() -> EvalResult:
+        try:
+            return await ex.evaluate(OUTLIVES)
+        finally:
+            await ex.aclose()
+
+    try:
+        with watch:
+            r = asyncio.run(go())
+        survivors = watch.survivors(settle=1.0)
+        namespaces = {_pid_ns(pid) for pid in survivors}
+        with pytest.raises(Survived):
+            watch.check(settle=0.0)
+    finally:
+        watch.close()
+    assert r.status is Status.TIMEOUT, (r.status, r.reason)
+    assert len(survivors) >= 2, f"the broken kill left no visible survivor: {survivors}"
+    if kind == "bubblewrap":
+        assert namespaces - {"", os.readlink("/proc/self/ns/pid")}, "none seen inside bwrap"
+    assert all(wait_dead(p, 10) for p in survivors), "closing the watch did not kill them"
+    assert watch.group is not None and not os.path.exists(watch.group.path)
+
+
+def _pid_ns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
