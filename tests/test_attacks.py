@@ -399,8 +399,6 @@ def test_nothing_outlives_a_killed_controller(scene: Scene, sandbox: str) -> Non
             proc.stderr.close()
         survivors = group.pids() if not group.wait_empty(1.5) else []
         described = {p: _cmdline(p)[:120] for p in survivors}
-        if sandbox == "process" and survivors:
-            pytest.xfail(f"the process sandbox cannot kill setsid daemons: {described}")
         assert not survivors, f"survived the controller by over a second: {described}"
     finally:
         group.close()

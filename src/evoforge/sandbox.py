@@ -56,8 +56,10 @@ __all__ = [
     "bubblewrap_problem",
     "make_sandbox",
     "minimal_env",
+    "Lifeline",
     "reap_orphaned_sandboxes",
     "resolve_user",
+    "sweep_dead_lifelines",
 ]
 
 log = logging.getLogger("evoforge.sandbox")
@@ -85,6 +87,171 @@ def minimal_env(
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+_GUARD = r"""
+read _ignored
+n=0
+while [ -d "$1" ] && [ "$n" -lt 200 ]; do
+  echo 1 > "$1/cgroup.kill" 2>/dev/null
+  for d in "$1"/s*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  rmdir "$1" 2>/dev/null || sleep 0.05
+  n=$((n + 1))
+done
+"""
+_ENTER = 'echo $$ > "$0" 2>/dev/null; exec "$@"'  # no group is no reason not to run
+
+
+def _cgroup2_mount() -> str | None:
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "cgroup2" and os.access(fields[1], os.W_OK):
+                    return fields[1]
+    except OSError:
+        pass
+    return None
+
+
+def _own_cgroup() -> str | None:
+    """This process's cgroup v2 directory, if it can make groups in it (root, or a delegated
+    subtree): groups are nested there, so whoever put this process in a group still sees and
+    controls everything it starts."""
+    mount = _cgroup2_mount()
+    if mount is None:
+        return None
+    try:
+        with open("/proc/self/cgroup") as f:
+            rel = next((line.strip()[3:] for line in f if line.startswith("0::")), None)
+    except OSError:
+        return None
+    if rel is None:
+        return None
+    path = os.path.normpath(os.path.join(mount, rel.lstrip("/")))
+    return path if os.access(path, os.W_OK) else None
+
+
+class Lifeline:
+    """Every sandbox of this process in one cgroup v2 group that a guardian kills the moment
+    this process dies, however it dies (``kill -9`` included), and a sub-group per sandbox that
+    :meth:`kill` empties (setsid daemons and orphaned namespace inits included).
+
+    The guardian is a tiny ``sh`` in its own session, outside the group, blocked reading a pipe
+    whose only writer is this process: EOF means this process is gone; it then writes
+    ``cgroup.kill`` and removes the groups. Needs a writable cgroup v2 hierarchy (root, or a
+    delegated subtree); :meth:`create` returns None where there is none."""
+
+    PREFIX = "evoforge-"
+
+    def __init__(self, path: str, guard_fd: int) -> None:
+        self.path = path
+        self._guard_fd = guard_fd
+        self._seq = 0
+
+    @classmethod
+    def create(cls, parent: str | None = None) -> Lifeline | None:
+        """A new group in ``parent`` (default: this process's cgroup) and its guardian."""
+        parent = parent or _own_cgroup()
+        if parent is None:
+            return None
+        path = os.path.join(parent, f"{cls.PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path)
+        except OSError:
+            return None
+        r, w = os.pipe()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:  # posix_spawn: no Popen object to reap; it outlives us on purpose
+            os.posix_spawn(
+                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path], {"PATH": "/usr/bin:/bin"},
+                file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+                              (os.POSIX_SPAWN_DUP2, null, 2)],
+                setsid=True,
+            )
+        except OSError:
+            os.close(w)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            return None
+        finally:
+            os.close(r)
+            os.close(null)
+        os.set_inheritable(w, False)
+        return cls(path, w)
+
+    def enter(self, argv: Sequence[str]) -> tuple[list[str], str]:
+        """``argv`` wrapped to join a new sub-group before it runs, and that sub-group."""
+        self._seq += 1
+        sub = os.path.join(self.path, f"s{self._seq}")
+        os.mkdir(sub)
+        return ["/bin/sh", "-c", _ENTER, os.path.join(sub, "cgroup.procs"), *argv], sub
+
+    @staticmethod
+    def kill(sub: str) -> None:
+        with contextlib.suppress(OSError):
+            with open(os.path.join(sub, "cgroup.kill"), "w") as f:
+                f.write("1")
+
+    @staticmethod
+    def populated(sub: str) -> bool:
+        try:
+            with open(os.path.join(sub, "cgroup.events")) as f:
+                return "populated 1" in f.read()
+        except OSError:
+            return False
+
+    @staticmethod
+    def remove(sub: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(sub)
+
+
+_lives: dict[tuple[int, str], Lifeline | None] = {}  # (pid, own cgroup) -> its lifeline
+
+
+def lifeline() -> Lifeline | None:
+    """This process's :class:`Lifeline`, nested in the cgroup this process is in now (made on
+    first use there; None where cgroups are not writable: then ``--die-with-parent`` and the
+    next start's sweep are what is left)."""
+    own = _own_cgroup()
+    if own is None:
+        return None
+    key = (os.getpid(), own)
+    life = _lives.get(key)
+    if key not in _lives or (life is not None and not os.path.isdir(life.path)):
+        life = _lives[key] = Lifeline.create(own)
+    return life
+
+
+def sweep_dead_lifelines() -> list[str]:
+    """Kill and remove the groups of evoforge processes that died and whose guardian could not
+    finish (it was killed too): the next start cleans up what is left."""
+    mount = _own_cgroup()
+    removed: list[str] = []
+    if mount is None:
+        return removed
+    try:
+        names = [n for n in os.listdir(mount) if n.startswith(Lifeline.PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        try:
+            pid = int(name[len(Lifeline.PREFIX):].split("-")[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
+            continue  # its owner is alive (a reused pid only delays the sweep)
+        path = os.path.join(mount, name)
+        Lifeline.kill(path)
+        for sub in [os.path.join(path, s) for s in os.listdir(path) if s.startswith("s")]:
+            Lifeline.remove(sub)
+        Lifeline.remove(path)
+        removed.append(path)
+    if removed:
+        log.warning("killed what was left in %d sandbox group(s) of controllers that died",
+                    len(removed))
+    return removed
 
 
 class Sandbox(ABC):
@@ -136,8 +303,53 @@ class Sandbox(ABC):
             return False
         return True
 
-    def release(self, proc: asyncio.subprocess.Process) -> None:  # noqa: B027 - optional hook
+    def release(self, proc: asyncio.subprocess.Process) -> None:
         """Forget ``proc`` (free bookkeeping). Call once, after the last :meth:`kill_tree`."""
+        sub = self._groups().pop(proc.pid, None)
+        if sub is not None:
+            Lifeline.remove(sub)
+
+    # -- the cgroup every process tree starts in, where there is one (see Lifeline) -----------
+
+    def _groups(self) -> dict[int, str]:
+        groups: dict[int, str] | None = self.__dict__.get("_cgroups")
+        if groups is None:
+            groups = self.__dict__["_cgroups"] = {}
+        return groups
+
+    def _enter(self, argv: Sequence[str]) -> tuple[list[str], str | None]:
+        life = lifeline()
+        if life is None:
+            return list(argv), None
+        try:
+            return life.enter(argv)
+        except OSError:
+            return list(argv), None
+
+    def _started(self, proc: asyncio.subprocess.Process | None, sub: str | None) -> None:
+        if sub is None:
+            return
+        if proc is None:
+            Lifeline.remove(sub)
+        else:
+            self._groups()[proc.pid] = sub
+
+    def _kill_cgroup(self, proc: asyncio.subprocess.Process) -> None:
+        sub = self._groups().get(proc.pid)
+        if sub is not None:
+            Lifeline.kill(sub)
+
+    async def _wait_cgroup_empty(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+        sub = self._groups().get(proc.pid)
+        if sub is None:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while Lifeline.populated(sub):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def exit_status(self, returncode: int | None) -> int | None:
         """``proc.returncode`` as the evaluated command's status: negative = killed by signal."""
@@ -166,20 +378,34 @@ class ProcessSandbox(Sandbox):
         hidden: Sequence[Path] = (),
         binds: Mapping[Path, Path] | None = None,
     ) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            pass_fds=tuple(pass_fds),
-            close_fds=True,
-            start_new_session=True,
-        )
+        full, sub = self._enter(argv)
+        proc = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *full,
+                cwd=str(cwd),
+                env=dict(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=tuple(pass_fds),
+                close_fds=True,
+                start_new_session=True,
+            )
+        finally:
+            self._started(proc, sub)
+        return proc
 
     def kill_tree(self, proc: asyncio.subprocess.Process) -> None:
+        self._kill_cgroup(proc)  # where there is a cgroup: setsid daemons too
         _kill_group(proc)
+
+    async def wait_gone(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not await super().wait_gone(proc, timeout):
+            return False
+        return await self._wait_cgroup_empty(proc, max(deadline - loop.time(), 0.0))
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -459,17 +685,22 @@ class BubblewrapSandbox(Sandbox):
                 argv, cwd=cwd, env=env, readable=readable, scratch_mb=scratch_mb,
                 files=opened, info_fd=info_w, hidden=hidden, binds=binds,
             )
-            proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                cwd="/",
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=(*pass_fds, *opened.values(), info_w),
-                close_fds=True,
-                start_new_session=True,
-            )
+            cmd, sub = self._enter(cmd)
+            proc = None
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    cwd="/",
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    pass_fds=(*pass_fds, *opened.values(), info_w),
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            finally:
+                self._started(proc, sub)
         except BaseException:
             os.close(info_r)
             raise
@@ -498,6 +729,7 @@ class BubblewrapSandbox(Sandbox):
         if pidfd is not None:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        self._kill_cgroup(proc)
         _kill_group(proc)
 
     async def wait_gone(self, proc: asyncio.subprocess.Process, timeout: float) -> bool:
@@ -513,7 +745,9 @@ class BubblewrapSandbox(Sandbox):
                 return False
             finally:
                 loop.remove_reader(pidfd)
-        return await super().wait_gone(proc, max(deadline - loop.time(), 0.0))
+        if not await super().wait_gone(proc, max(deadline - loop.time(), 0.0)):
+            return False
+        return await self._wait_cgroup_empty(proc, max(deadline - loop.time(), 0.0))
 
     def exit_status(self, returncode: int | None) -> int | None:
         # bwrap exits with 128 + N when the command was killed by signal N
@@ -525,6 +759,7 @@ class BubblewrapSandbox(Sandbox):
         pidfd = self._inits.pop(proc.pid, None)
         if pidfd is not None:
             os.close(pidfd)
+        super().release(proc)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -40,6 +40,7 @@ from evoforge.sandbox import (
     make_sandbox,
     minimal_env,
     reap_orphaned_sandboxes,
+    sweep_dead_lifelines,
 )
 
 if TYPE_CHECKING:
@@ -275,9 +276,11 @@ class LocalExecutor(Executor):
         self._snapshot: Path | None = None  # the problem dir as the sandbox user reads it
         self._sandbox = sandbox
         global _swept
-        if isinstance(sandbox, BubblewrapSandbox) and not _swept:
+        if not _swept:
             _swept = True  # once per process: a previous controller may have died mid-spawn
-            reap_orphaned_sandboxes(str(_WORKER))
+            sweep_dead_lifelines()
+            if isinstance(sandbox, BubblewrapSandbox):
+                reap_orphaned_sandboxes(str(_WORKER))
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[int, asyncio.subprocess.Process] = {}
