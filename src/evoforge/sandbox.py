@@ -90,6 +90,7 @@ def minimal_env(
 
 
 _GUARD = r"""
+echo $$ > "$2/cgroup.procs" 2>/dev/null  # out of the group it watches (and of its parents)
 read _ignored
 n=0
 while [ -d "$1" ] && [ "$n" -lt 200 ]; do
@@ -164,7 +165,8 @@ class Lifeline:
         null = os.open(os.devnull, os.O_RDWR)
         try:  # posix_spawn: no Popen object to reap; it outlives us on purpose
             os.posix_spawn(
-                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path], {"PATH": "/usr/bin:/bin"},
+                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path, _cgroup2_mount() or "/nonexistent"],
+                {"PATH": "/usr/bin:/bin"},
                 file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, null, 1),
                               (os.POSIX_SPAWN_DUP2, null, 2)],
                 setsid=True,
