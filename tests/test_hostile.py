@@ -12,9 +12,10 @@ sandbox: the executor returns a terminal status with a reason (it never raises),
 credited to a hack (hacks that work return 1e9, or a wrong answer the hardened evaluator would
 score 0.25), no process of the evaluation survives, its scratch dir is gone, nothing outside
 changed, and the next evaluation still works. Isolation cases that only bubblewrap provides are
-skipped under the process sandbox, saying so; ``setsid_daemon`` under the process sandbox is a
-strict expected failure (its daemon escapes the process-group kill, as the sandbox module
-documents), so the day it stops failing the mark must go.
+skipped under the process sandbox, saying so; ``setsid_daemon`` under the process sandbox must
+pass where evoforge can put each evaluation in a cgroup (:class:`evoforge.sandbox.Lifeline`,
+root) and is a strict expected failure elsewhere (its daemon escapes the process-group kill, as
+the sandbox module documents).
 
 Survivors are found by a cgroup v2 group the test process joins for the evaluations
 (:class:`proc_tools.Watch`): every process started then - workers, bwrap, whatever a candidate
@@ -29,6 +30,7 @@ survivors are then invisible, and the cases that need to see them are skipped, s
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import itertools
 import os
@@ -45,7 +47,7 @@ from proc_tools import Survived, Watch, cgroup2_root, cmdline, wait_dead
 
 from evoforge.executors.local import LocalExecutor
 from evoforge.program import EvalResult, Status
-from evoforge.sandbox import BubblewrapSandbox, ProcessSandbox, bubblewrap_problem
+from evoforge.sandbox import BubblewrapSandbox, Lifeline, ProcessSandbox, bubblewrap_problem
 
 HOSTILE = Path(__file__).parent / "hostile"
 HACKED = 1e6  # hostile candidates return 1e9 when their attack worked
@@ -157,7 +159,8 @@ def listener() -> Any:
 PARAMS = [
     pytest.param(
         c, form, kind, id=f"{c.name}-{form}-{kind_id}",
-        marks=[LEAKS] if kind == "process" and c.name in PROCESS_SANDBOX_LEAKS else [],
+        marks=[LEAKS] if kind == "process" and c.name in PROCESS_SANDBOX_LEAKS
+        and not Lifeline.available() else [],
     )
     for kind, kind_id in SANDBOXES.items() for c in CASES for form in ("plain", "hardened")
     if form in c.forms
@@ -330,6 +333,8 @@ def run():
 @pytest.mark.skipif(cgroup2_root() is None, reason="needs a writable cgroup v2 hierarchy (root); "
                     "the command-line fallback cannot see the process sandbox's workers")
 @pytest.mark.parametrize("kind", ["process", "bubblewrap"])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # broken on purpose:
+# the event loop closes while the processes its kill missed are still running, and says so
 def test_the_survivor_check_sees_survivors(kind: str, tmp_path: Path) -> None:
     """The control for the survivor check of ``test_hostile``: with a sandbox whose kill is
     broken on purpose, the worker and its setsid daemon outlive the evaluation, and the check
@@ -360,6 +365,8 @@ def test_the_survivor_check_sees_survivors(kind: str, tmp_path: Path) -> None:
             watch.check(settle=0.0)
     finally:
         watch.close()
+        ex = go = None  # type: ignore[assignment]  # what still tracks the killed-late processes goes now, under this test's
+        gc.collect()  # warning filter, not at the end of the session
     assert r.status is Status.TIMEOUT, (r.status, r.reason)
     assert len(survivors) >= 2, f"the broken kill left no visible survivor: {survivors}"
     if kind == "bubblewrap":

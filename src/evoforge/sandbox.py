@@ -145,6 +145,11 @@ class Lifeline:
 
     PREFIX = "evoforge-"
 
+    @staticmethod
+    def available() -> bool:
+        """Whether this process can make groups where it is (root, or a delegated subtree)."""
+        return _own_cgroup() is not None
+
     def __init__(self, path: str, guard_fd: int) -> None:
         self.path = path
         self._guard_fd = guard_fd
