@@ -317,8 +317,9 @@ def test_candidate_has_no_power_over_the_host(scene: Scene, as_user: bool,
         assert r["uid"] != 0  # never root inside
         assert r["remount"] != 0 and r["nested"] != 0, r
         for key, value in r.items():
-            if key.startswith(("write", "read ", "connect ", "lock", "rundir")):
+            if key.startswith(("write", "read ", "connect ", "lock")):
                 assert str(value).startswith("denied"), (key, value)
+        assert r["rundir"] in ("OK []", "denied FileNotFoundError"), r  # at most an empty dir
         if form == "hardened":
             assert str(r["hidden"]).startswith("denied"), r
     # from outside: nothing written, nothing reached, nothing leaked

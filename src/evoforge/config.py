@@ -95,6 +95,7 @@ class EvaluationConfig(_Strict):
     reverify: int = Field(1, ge=0)
     reverify_tolerance: float = Field(1e-6, ge=0)
     warm_pool: bool = True
+    persistent_evaluator: bool = True  # hardened form: one evaluator process serves a slot
     preload: list[str] = Field(default_factory=list)
 
 

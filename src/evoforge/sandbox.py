@@ -640,9 +640,14 @@ class BubblewrapSandbox(Sandbox):
             show(src, dest, over=True)
         for h in hidden:  # after the binds, so a bound-in parent does not show it again
             path = os.path.abspath(h)
-            seen = host(path)  # None: not shown at all, nothing to hide
-            if seen is not None and os.path.isdir(seen):
-                cmd += ["--tmpfs", path, "--remount-ro", path]
+            seen = host(path)  # None: not shown at all; it still appears, empty
+            if seen is not None:
+                if os.path.isdir(seen):
+                    cmd += ["--tmpfs", path, "--remount-ro", path]
+            elif path not in made:
+                parents(path)
+                cmd += ["--perms", "0555", "--dir", path]
+                made.add(path)
         if files is not None:
             parents(scratch)
             cmd += ["--perms", "1777", *size, "--tmpfs", scratch]

@@ -8,7 +8,12 @@ evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles, and is
   this process (integrity unprotected);
 - ``evaluator`` (hardened form): loads the evaluator and calls ``evaluate(candidate)`` with a
   :class:`evoforge.candidate.Candidate` talking to the ``candidate`` role over two pipes;
-- ``candidate``: serves those calls (imports the program, runs commands) in its own sandbox.
+- ``candidate``: serves those calls (imports the program, runs commands) in its own sandbox;
+- ``server`` (hardened form): a trusted evaluator that serves many evaluations, one at a time,
+  each against a fresh ``candidate`` process: per job it receives over ``control_fd`` (a UNIX
+  socket, SCM_RIGHTS) the job pipe, its own stdout/stderr/result pipes and the two channel
+  ends, and afterwards closes them all, cleans its scratch dir and restores its cwd, path and
+  environment. The evaluator module is loaded afresh for every job.
 
 Config (``argv[1]``, JSON, known when the process is started, possibly ahead of time for the
 warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not for ``candidate``),
@@ -416,6 +421,109 @@ def _serve_candidate(
             return
 
 
+
+# -- the persistent evaluator of the hardened form ------------------------------------------
+
+
+def _cpu_used() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _serve_jobs(cfg: dict[str, Any], control: int, preload_error: BaseException | None) -> None:
+    """Run evaluations until the controller closes ``control``."""
+    import resource
+    import shutil
+    import socket
+
+    global _reserve
+    sock = socket.socket(fileno=control)
+    scratch = os.getcwd()
+    path0, env0 = list(sys.path), dict(os.environ)
+    null = os.open(os.devnull, os.O_RDWR)
+    artifact_chars = int(cfg.get("artifact_chars", 4000))
+    budget = cfg.get("cpu_seconds")
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(sock, 16, 6)
+        except OSError:
+            return
+        if len(fds) != 6:
+            return  # the controller closed the socket (or sent garbage): done
+        start_r, out_w, err_w, res_w, chan_in, chan_out = fds
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        if budget is not None:  # RLIMIT_CPU counts the whole process: give each job its own
+            soft = int(_cpu_used()) + int(budget)
+            try:
+                resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+            except (ValueError, OSError):
+                pass
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        where = ["job"]
+        try:
+            job = json.loads(_read_all(start_r))
+            if preload_error is not None:
+                raise preload_error
+            from evoforge.candidate import Candidate
+
+            target = Candidate(chan_out, chan_in, source=job["program"],
+                               program_name=job["program_name"])
+            reply = _run(cfg, target, where)
+        except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
+            if isinstance(e, MemoryError):
+                _reserve = None
+            reply = _error_reply(e, where[0], artifact_chars)
+            del e
+        try:
+            data = json.dumps(reply, allow_nan=False).encode()
+        except BaseException as e:  # noqa: BLE001
+            data = json.dumps(
+                {"v": _PROTOCOL, "ok": False, "error_type": type(e).__name__,
+                 "message": "the worker could not encode the evaluator's result",
+                 "traceback": "", "where": "encoding"}
+            ).encode()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001, S110
+                pass
+        try:
+            _write_all(res_w, data)
+        except OSError:
+            pass
+        for fd in (start_r, res_w, chan_in, chan_out):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        os.dup2(null, 1)  # the job's output pipes reach EOF
+        os.dup2(null, 2)
+        if _reserve is None:
+            os._exit(0)  # it ran out of memory once: a fresh process serves the next job
+        try:  # the next job starts from the same state
+            os.chdir(scratch)
+            for entry in os.listdir(scratch):
+                full = os.path.join(scratch, entry)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full, ignore_errors=True)
+                else:
+                    os.unlink(full)
+        except OSError:
+            os._exit(0)
+        sys.path[:] = path0
+        os.environ.clear()
+        os.environ.update(env0)
+        sys.modules.pop("evaluator", None)
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -423,13 +531,14 @@ def main() -> None:
     global _reserve
     cfg = json.loads(sys.argv[1])
     role = cfg.get("role", "plain")
-    start_fd = _move_high(int(cfg["start_fd"]))
+    start_fd = _move_high(int(cfg["start_fd"])) if cfg.get("start_fd") is not None else -1
+    control = _move_high(int(cfg["control_fd"])) if cfg.get("control_fd") is not None else -1
     fd = _move_high(int(cfg["result_fd"])) if cfg.get("result_fd") is not None else -1
     chan_in = _move_high(int(cfg["chan_in"])) if cfg.get("chan_in") is not None else -1
     chan_out = _move_high(int(cfg["chan_out"])) if cfg.get("chan_out") is not None else -1
     _set_limits(
         cfg.get("memory_mb"),
-        cfg.get("cpu_seconds"),
+        cfg.get("cpu_seconds") if role != "server" else None,  # per job, see _serve_jobs
         cfg.get("file_mb"),
         cfg.get("open_files"),
         cfg.get("max_processes"),
@@ -457,6 +566,10 @@ def main() -> None:
             import evoforge.candidate  # noqa: F401
     except BaseException as e:  # noqa: BLE001 - reported with the job
         preload_error = e
+
+    if role == "server":
+        _serve_jobs(cfg, control, preload_error)
+        os._exit(0)
 
     raw = _read_all(start_fd)  # blocks until the controller hands over a job
     os.close(start_fd)

@@ -8,6 +8,12 @@ processes), stdout/stderr read concurrently with a head+tail cap,
 the result read from a dedicated pipe (one JSON object, validated again here), a wall-clock
 deadline enforced from outside by killing the whole process group, and after every outcome
 the group killed and the scratch dir removed.
+
+Hardened form (``evaluate(candidate)``): a fresh candidate process per evaluation, and by default
+(``persistent_evaluator``) one trusted evaluator process per slot that serves evaluation after
+evaluation: per job it gets the job pipe, its own output and result pipes and the channel to the
+candidate over a UNIX socket (SCM_RIGHTS), so every evaluation is captured and judged on its own;
+after a timeout, crash or out-of-memory a fresh evaluator takes over.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -57,6 +64,7 @@ _swept_dirs: set[str] = set()  # scratch parents already cleaned of dead control
 _OWNER = ".owner.lock"  # flock'd by the live executor that owns an evoforge-run-* dir
 _PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
 _CANDIDATE_GRACE = 0.5  # for a hardened candidate to exit after its evaluator did
+_SERVER_JOBS = 200  # evaluations a persistent evaluator serves before a fresh one takes over
 
 
 class _Capture(asyncio.Protocol):
@@ -119,6 +127,9 @@ class _Proc:
     caps: list[_Capture] = field(default_factory=list)  # stdout, stderr[, result]
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
     files: list[Any] = field(default_factory=list)
+    control: socket.socket | None = None  # a server's job socket (SCM_RIGHTS)
+    chan_ends: tuple[int, int] | None = None  # a served candidate's peer ends (in, out)
+    jobs: int = 0  # evaluations a server has run
 
 
 @dataclass(eq=False)
@@ -219,6 +230,7 @@ class LocalExecutor(Executor):
         sandbox_user: str | int | None = "auto",
         sandbox_paths: Sequence[str] = (),
         hide: Sequence[Path] = (),
+        persistent_evaluator: bool = True,
     ) -> None:
         self.problem_dir = Path(problem_dir).resolve()
         evaluator_path = self.problem_dir / evaluator
@@ -256,6 +268,9 @@ class LocalExecutor(Executor):
             import evoforge.candidate  # noqa: F401
         self.warm_pool = bool(warm_pool)
         self.preload = tuple(preload)
+        # hardened form: one trusted evaluator process per slot serves evaluation after
+        # evaluation (each against a fresh candidate process in a fresh sandbox)
+        self.persistent = bool(persistent_evaluator) and self.form == "hardened"
         self.program_name = program_name
         self.workers = int(workers)
         self.timeout = float(timeout)
@@ -292,6 +307,8 @@ class LocalExecutor(Executor):
         self._pool: deque[_Unit] = deque()  # started workers waiting for a job
         self._views: dict[str, tuple[list[Path], list[Path]]] = {}  # see _view()
         self._spawning: set[asyncio.Task[None]] = set()  # refills of the pool
+        self._servers: list[_Proc] = []  # idle persistent evaluators
+        self._busy_servers = 0
 
     @classmethod
     def from_config(
@@ -318,6 +335,7 @@ class LocalExecutor(Executor):
             sandbox_user=cfg.sandbox_user,
             sandbox_paths=cfg.sandbox_paths,
             hide=hide,
+            persistent_evaluator=cfg.persistent_evaluator,
         )
 
     @property
@@ -342,6 +360,8 @@ class LocalExecutor(Executor):
         async with self._semaphore():
             if self._closed:
                 return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
+            if self.persistent:
+                return await self._run_served(code)
             return await self._run_one(code, program_id)
 
     async def aclose(self) -> None:
@@ -354,6 +374,8 @@ class LocalExecutor(Executor):
         while self._pool:
             for p in self._pool.popleft().procs:
                 await self._dispose(p)
+        while self._servers:
+            await self._dispose(self._servers.pop())
         for proc in list(self._running.values()):
             self._sandbox.kill_tree(proc)
         for scratch in list(self._scratch):
@@ -409,6 +431,14 @@ class LocalExecutor(Executor):
             caps = [(half, self.artifact_chars - half), (half, self.artifact_chars - half)]
             if role != "candidate":
                 caps.append((_MAX_RESULT_BYTES, 0))
+            control_fd = None
+            if role == "server":  # output and results travel per job, over ``control``
+                caps = []
+                null = os.open(os.devnull, os.O_RDWR)
+                child_fds += [null, os.dup(null)]
+                p.control, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                control_fd = child_sock.detach()
+                child_fds.append(control_fd)
             for head, tail in caps:
                 r, w = os.pipe()
                 child_fds.append(w)
@@ -418,12 +448,15 @@ class LocalExecutor(Executor):
                 transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
                 p.transports.append(transport)
                 p.caps.append(cap)
-            start_r, p.start_w = os.pipe()
-            child_fds.append(start_r)
+            start_r: int | None = None
+            if role != "server":
+                start_r, p.start_w = os.pipe()
+                child_fds.append(start_r)
             config: dict[str, Any] = {
                 "role": role,
                 "start_fd": start_r,
-                "result_fd": child_fds[2] if role != "candidate" else None,
+                "control_fd": control_fd,
+                "result_fd": child_fds[2] if role not in ("candidate", "server") else None,
                 "chan_in": chan[0] if chan else None,
                 "chan_out": chan[1] if chan else None,
                 "problem_dir": str(self.problem_dir),
@@ -440,7 +473,8 @@ class LocalExecutor(Executor):
                 "preload": list(self.preload),
             }
             argv = [self.python, "-I", str(_WORKER), json.dumps(config)]
-            passed = [fd for fd in (config["result_fd"], start_r, *(chan or ())) if fd is not None]
+            passed = [fd for fd in (config["result_fd"], start_r, control_fd, *(chan or ()))
+                      if fd is not None]
             try:
                 # A sandbox reports a missing interpreter only as an exit status: check first.
                 if shutil.which(self.python) is None:
@@ -474,6 +508,8 @@ class LocalExecutor(Executor):
     async def _new_unit(self) -> _Unit:
         if self.form == "plain":
             return _Unit([await self._spawn("plain")])
+        if self.persistent:
+            return _Unit([await self._new_candidate()])
         to_cand_r, to_cand_w = os.pipe()  # evaluator -> candidate: requests
         to_eval_r, to_eval_w = os.pipe()  # candidate -> evaluator: replies
         procs: list[_Proc] = []
@@ -488,6 +524,44 @@ class LocalExecutor(Executor):
             for fd in (to_cand_r, to_cand_w, to_eval_r, to_eval_w):
                 os.close(fd)
         return _Unit(procs)
+
+    async def _new_candidate(self) -> _Proc:
+        """A candidate process for a persistent evaluator: it holds its ends of the channel;
+        the evaluator's ends wait in ``chan_ends`` until the job hands them over."""
+        to_cand_r, to_cand_w = os.pipe()  # evaluator -> candidate: requests
+        to_eval_r, to_eval_w = os.pipe()  # candidate -> evaluator: replies
+        try:
+            p = await self._spawn("candidate", (to_cand_r, to_eval_w))
+        except BaseException:
+            os.close(to_eval_r)
+            os.close(to_cand_w)
+            raise
+        finally:
+            os.close(to_cand_r)
+            os.close(to_eval_w)
+        p.chan_ends = (to_eval_r, to_cand_w)
+        return p
+
+    async def _take_server(self) -> _Proc:
+        """An idle persistent evaluator of this event loop, or a new one."""
+        loop = asyncio.get_running_loop()
+        while self._servers:
+            server = self._servers.pop()
+            if server.loop is loop and server.proc is not None and server.proc.returncode is None:
+                self._busy_servers += 1
+                return server
+            await self._dispose(server)
+        server = await self._spawn("server")
+        self._busy_servers += 1
+        return server
+
+    def _release_server(self, server: _Proc, reuse: bool) -> None:
+        self._busy_servers -= 1
+        server.jobs += 1
+        if reuse and not self._closed and server.jobs < _SERVER_JOBS:
+            self._servers.append(server)
+        else:
+            self._discard(server)
 
     async def _take_unit(self) -> _Unit:
         loop = asyncio.get_running_loop()
@@ -548,6 +622,13 @@ class LocalExecutor(Executor):
                 f.close()
         p.transports.clear()
         p.files.clear()
+        if p.control is not None:
+            p.control.close()
+            p.control = None
+        for fd in p.chan_ends or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        p.chan_ends = None
         self._close_start(p)
         shutil.rmtree(p.scratch, ignore_errors=True)
         self._scratch.discard(p.scratch)
@@ -663,6 +744,100 @@ class LocalExecutor(Executor):
         finally:
             for p in unit.procs:
                 self._discard(p)
+            self._drop_root()
+
+    async def _run_served(self, code: str) -> EvalResult:
+        """One hardened evaluation on a persistent evaluator and a fresh candidate process."""
+        server = await self._take_server()
+        try:
+            unit = await self._take_unit()
+        except BaseException:
+            self._release_server(server, reuse=False)
+            raise
+        cand = unit.procs[0]
+        loop = asyncio.get_running_loop()
+        jobp = _Proc(key=0, role="job", scratch=Path("/nonexistent/evoforge-job"), loop=loop)
+        reuse = False
+        try:
+            if self._closed:  # closed while this evaluation waited for its processes
+                return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
+            t0 = time.monotonic()
+            deadline = t0 + self.timeout
+            half = self.artifact_chars // 2
+            theirs: list[int] = []
+            for head, tail in ((half, self.artifact_chars - half),
+                               (half, self.artifact_chars - half), (_MAX_RESULT_BYTES, 0)):
+                r, w = os.pipe()
+                theirs.append(w)
+                f = os.fdopen(r, "rb", buffering=0)
+                jobp.files.append(f)
+                cap = _Capture(head, tail, loop.create_future())
+                transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
+                jobp.transports.append(transport)
+                jobp.caps.append(cap)
+            start_r, jobp.start_w = os.pipe()
+            assert server.control is not None and cand.chan_ends is not None
+            try:  # a dead server: the result pipe just reaches EOF without a result
+                socket.send_fds(server.control, [b"j"], [start_r, *theirs, *cand.chan_ends])
+            except OSError:
+                pass
+            finally:
+                for fd in (start_r, *theirs, *cand.chan_ends):
+                    os.close(fd)
+                cand.chan_ends = None
+            job = json.dumps({"program": code, "program_name": self.program_name}).encode()
+            self._send_job(jobp, job)
+            self._send_job(cand, job)
+            out_cap, err_cap, res_cap = jobp.caps
+            try:  # EOF on the result pipe: the evaluator answered, or its process ended
+                await asyncio.wait_for(asyncio.shield(res_cap.done),
+                                       max(deadline - time.monotonic(), 0.0))
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+            assert cand.proc is not None and server.proc is not None
+            cand_status = None
+            if not timed_out and cand.proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cand.proc.wait(), _CANDIDATE_GRACE)
+            if cand.proc.returncode is not None:
+                cand_status = self._sandbox.exit_status(cand.proc.returncode)
+            server_dead = timed_out or not res_cap.head
+            self._sandbox.kill_tree(cand.proc)
+            if server_dead:
+                self._sandbox.kill_tree(server.proc)
+            await self._sandbox.wait_gone(cand.proc, _GRACE)
+            if server_dead:
+                await self._sandbox.wait_gone(server.proc, _GRACE)
+            await asyncio.wait([c.done for c in (*jobp.caps, *cand.caps)], timeout=_PIPE_GRACE)
+            returncode = None
+            if server_dead and server.proc.returncode is not None:
+                returncode = self._sandbox.exit_status(server.proc.returncode)
+            result = self._interpret(
+                returncode=returncode,
+                timed_out=timed_out,
+                result=res_cap,
+                outputs={
+                    "stdout": cand.caps[0].text(),
+                    "stderr": cand.caps[1].text(),
+                    "evaluator_stdout": out_cap.text(),
+                    "evaluator_stderr": err_cap.text(),
+                },
+                candidate_status=cand_status,
+            )
+            reuse = not server_dead and result[0] not in (Status.CRASHED, Status.TIMEOUT)
+            return EvalResult(
+                status=result[0],
+                reason=result[1],
+                metrics=result[2],
+                score=result[3],
+                artifacts=result[4],
+                eval_time=time.monotonic() - t0,
+            )
+        finally:
+            self._discard(jobp)
+            self._discard(cand)
+            self._release_server(server, reuse)
             self._drop_root()
 
     def _binds(self, role: str) -> dict[Path, Path] | None:
