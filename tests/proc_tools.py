@@ -118,8 +118,8 @@ class Cgroup:
             try:
                 with open(os.path.join(group, "cgroup.procs")) as f:
                     found += [int(x) for x in f.read().split()]
-            except FileNotFoundError:
-                pass  # removed meanwhile
+            except OSError:  # removed meanwhile (ENOENT, or ENODEV while going)
+                pass
         return found
 
     def wait_empty(self, timeout: float) -> bool:

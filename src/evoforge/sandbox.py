@@ -134,9 +134,10 @@ def _own_cgroup() -> str | None:
 
 
 class Lifeline:
-    """Every sandbox of this process in one cgroup v2 group that a guardian kills the moment
-    this process dies, however it dies (``kill -9`` included), and a sub-group per sandbox that
-    :meth:`kill` empties (setsid daemons and orphaned namespace inits included).
+    """This process and every sandbox it starts in one cgroup v2 group that a guardian kills
+    the moment this process dies, however it dies (``kill -9`` included); for the process
+    sandbox also a sub-group per evaluation that :meth:`kill` empties (``setsid`` daemons
+    included; bubblewrap's PID namespace does that job for its sandboxes).
 
     The guardian is a tiny ``sh`` in its own session, outside the group, blocked reading a pipe
     whose only writer is this process: EOF means this process is gone; it then writes
@@ -187,6 +188,19 @@ class Lifeline:
         os.set_inheritable(w, False)
         return cls(path, w)
 
+    def close(self) -> None:
+        """End it while this process lives on (its sandboxes already closed): this process
+        leaves the group, and the guardian removes it and exits."""
+        home = os.path.dirname(self.path)
+        with contextlib.suppress(OSError):
+            with open(os.path.join(home, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        with contextlib.suppress(OSError):
+            os.close(self._guard_fd)
+        for key, life in list(_lives.items()):
+            if life is self:
+                del _lives[key]
+
     def enter(self, argv: Sequence[str]) -> tuple[list[str], str]:
         """``argv`` wrapped to join a new sub-group before it runs, and that sub-group."""
         self._seq += 1
@@ -217,24 +231,42 @@ class Lifeline:
 _lives: dict[tuple[int, str], Lifeline | None] = {}  # (pid, own cgroup) -> its lifeline
 
 
-def lifeline() -> Lifeline | None:
-    """This process's :class:`Lifeline`, nested in the cgroup this process is in now (made on
-    first use there; None where cgroups are not writable: then ``--die-with-parent`` and the
-    next start's sweep are what is left)."""
+def _home() -> str | None:
+    """Where this process's lifelines go: its cgroup, or the parent of the lifeline it is in."""
     own = _own_cgroup()
-    if own is None:
+    if own is not None and os.path.basename(own).startswith(f"{Lifeline.PREFIX}{os.getpid()}-"):
+        return os.path.dirname(own)
+    return own
+
+
+def lifeline() -> Lifeline | None:
+    """This process's :class:`Lifeline`, made on first use (None where cgroups are not
+    writable: then ``--die-with-parent`` and the next start's sweep are what is left).
+
+    This process joins the lifeline's group itself, once, so every process it starts is in the
+    group from birth: moving a process between cgroups stalls every fork and exit on the
+    machine for an RCU grace period (milliseconds), too much to do at every sandbox start. If
+    something moves this process elsewhere (a test harness), a new lifeline is made there."""
+    home = _home()
+    if home is None:
         return None
-    key = (os.getpid(), own)
+    key = (os.getpid(), home)
     life = _lives.get(key)
     if key not in _lives or (life is not None and not os.path.isdir(life.path)):
-        life = _lives[key] = Lifeline.create(own)
+        life = _lives[key] = Lifeline.create(home)
+    if life is not None and _own_cgroup() != life.path:
+        try:
+            with open(os.path.join(life.path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            return None
     return life
 
 
 def sweep_dead_lifelines() -> list[str]:
     """Kill and remove the groups of evoforge processes that died and whose guardian could not
     finish (it was killed too): the next start cleans up what is left."""
-    mount = _own_cgroup()
+    mount = _home()
     removed: list[str] = []
     if mount is None:
         return removed
@@ -352,10 +384,12 @@ class Sandbox(ABC):
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        pause = 0.0005  # a killed group empties within a millisecond or two: poll, backing off
         while Lifeline.populated(sub):
             if loop.time() >= deadline:
                 return False
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
         return True
 
     def exit_status(self, returncode: int | None) -> int | None:
@@ -697,7 +731,8 @@ class BubblewrapSandbox(Sandbox):
                 argv, cwd=cwd, env=env, readable=readable, scratch_mb=scratch_mb,
                 files=opened, info_fd=info_w, hidden=hidden, binds=binds,
             )
-            cmd, sub = self._enter(cmd)
+            lifeline()  # born in the lifeline's group; the PID namespace does the rest
+            sub = None
             proc = None
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -757,9 +792,8 @@ class BubblewrapSandbox(Sandbox):
                 return False
             finally:
                 loop.remove_reader(pidfd)
-        if not await super().wait_gone(proc, max(deadline - loop.time(), 0.0)):
-            return False
-        return await self._wait_cgroup_empty(proc, max(deadline - loop.time(), 0.0))
+        # the init's exit means the namespace is empty: every process of the evaluation is gone
+        return await super().wait_gone(proc, max(deadline - loop.time(), 0.0))
 
     def exit_status(self, returncode: int | None) -> int | None:
         # bwrap exits with 128 + N when the command was killed by signal N
