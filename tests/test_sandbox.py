@@ -319,3 +319,49 @@ def test_orphaned_sandbox_init_is_reaped(tmp_path: Path) -> None:
         orphan.kill()
         orphan.wait()
         orphan.stdout.close()
+
+
+def _rustup_home() -> Path | None:
+    rustc = shutil.which("rustc")
+    if rustc is None:
+        return None
+    home = Path(os.environ.get("RUSTUP_HOME", Path(rustc).resolve().parents[2] / ".rustup"))
+    return home if home.is_dir() else None
+
+
+@needs_bwrap
+@pytest.mark.skipif(_rustup_home() is None, reason="no rustup toolchain on this machine")
+def test_a_toolchain_outside_usr_works_through_sandbox_paths(tmp_path: Path) -> None:
+    """A rustup toolchain (under /root as root) is invisible by default and works once its
+    directories are shown with ``sandbox_paths``, compiled and run as the sandbox user."""
+    rustc = Path(shutil.which("rustc") or "")
+    cargo_home = rustc.resolve().parents[1]
+    rustup_home = _rustup_home()
+    assert rustup_home is not None
+    (tmp_path / "m.rs").write_text('fn main() { println!("compiled in the sandbox"); }\n')
+    env = {"PATH": f"{rustc.parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "TMPDIR": str(tmp_path), "RUSTUP_HOME": str(rustup_home),
+           "CARGO_HOME": str(cargo_home)}
+    script = "rustc -O m.rs -o m 2>&1 && ./m"
+
+    async def build(sb: BubblewrapSandbox) -> tuple[int | None, str]:
+        r, w = os.pipe()
+        try:
+            proc = await sb.spawn(["/bin/sh", "-c", script], cwd=tmp_path, env=env, pass_fds=[],
+                                  stdout=w, stderr=w, scratch_mb=512)
+        finally:
+            os.close(w)
+        try:
+            await asyncio.wait_for(proc.wait(), 120)
+            with os.fdopen(r, "rb") as f:
+                return proc.returncode, f.read().decode("utf-8", "replace")
+        finally:
+            sb.kill_tree(proc)
+            sb.release(proc)
+
+    shown = BubblewrapSandbox(extra_paths=[str(rustup_home), str(cargo_home)])
+    status, out = asyncio.run(build(shown))
+    assert status == 0 and "compiled in the sandbox" in out, out
+    if not str(rustup_home).startswith("/usr/"):
+        status, out = asyncio.run(build(BubblewrapSandbox()))
+        assert status != 0, out  # not visible without sandbox_paths
