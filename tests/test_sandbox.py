@@ -44,7 +44,9 @@ def test_make_sandbox_by_name() -> None:
 
 
 def test_missing_bubblewrap(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    real_which = shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which",
+                        lambda name, **kw: None if name == "bwrap" else real_which(name, **kw))
     problem = sandbox.bubblewrap_problem.__wrapped__()  # the uncached probe
     assert problem is not None and "apt-get install bubblewrap" in problem
     with pytest.raises(ConfigError, match="apt-get install bubblewrap"):
@@ -365,3 +367,87 @@ def test_a_toolchain_outside_usr_works_through_sandbox_paths(tmp_path: Path) -> 
     if not str(rustup_home).startswith("/usr/"):
         status, out = asyncio.run(build(BubblewrapSandbox()))
         assert status != 0, out  # not visible without sandbox_paths
+
+
+ROOT_ONLY_PROBE = """
+import json, os
+
+def evaluate(program_path):
+    facts = {"uid": os.getuid(), "caps": open("/proc/self/status").read().split("CapEff:")[1].split()[0]}
+    for name, path in (("shadow", "/etc/shadow"), ("secret", os.environ.get("SECRET", "/x"))):
+        try:
+            open(path).read()
+            facts[name] = "read"
+        except OSError as e:
+            facts[name] = type(e).__name__
+    with open("written.txt", "w") as f:  # scratch stays writable for the sandbox user
+        f.write("x")
+    print("FACTS " + json.dumps(facts))
+    return {"combined_score": 1.0}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs a system Python 3")
+def test_process_sandbox_as_root_runs_as_the_sandbox_user(tmp_path: Path) -> None:
+    """The process sandbox is the weak one, but as root it still drops root: the worker runs
+    as the sandbox user with no capabilities, so root-only files stay unreadable, and the
+    evaluator reads the problem dir (a snapshot) even when the original is root-only."""
+    from evoforge.executors.local import LocalExecutor
+    from evoforge.program import Status
+
+    problem = tmp_path / "problem"
+    problem.mkdir(mode=0o700)
+    (problem / "evaluator.py").write_text(ROOT_ONLY_PROBE)
+    os.chmod(problem / "evaluator.py", 0o600)
+    secret = tmp_path / "root-only.txt"
+    secret.write_text("s3cret")
+    os.chmod(secret, 0o600)
+    ex = LocalExecutor(problem, python="/usr/bin/python3", sandbox="process", timeout=30,
+                       env_allow=["PATH", "SECRET"], warm_pool=False)
+    assert ex.sandbox.user is not None and ex.sandbox.user[0] != 0
+    os.environ["SECRET"] = str(secret)
+    try:
+        async def go() -> Any:
+            try:
+                return await ex.evaluate("x = 1\n")
+            finally:
+                await ex.aclose()
+
+        r = asyncio.run(go())
+    finally:
+        del os.environ["SECRET"]
+    assert r.status is Status.OK, (r.status, r.reason, r.artifacts)
+    line = next(x for x in r.artifacts["stdout"].splitlines() if x.startswith("FACTS "))
+    facts = json.loads(line.removeprefix("FACTS "))
+    assert facts["uid"] == ex.sandbox.user[0] and facts["caps"] == "0000000000000000"
+    assert facts["shadow"] == "PermissionError" and facts["secret"] == "PermissionError"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches users")
+def test_process_sandbox_as_root_says_when_it_cannot_drop_root(tmp_path: Path) -> None:
+    """An interpreter the sandbox user cannot run: an explicit sandbox_user is an error that
+    names the fix; auto falls back to root with a warning."""
+    from evoforge.executors.local import LocalExecutor
+
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)  # like /root: the sandbox user cannot enter it
+    python = hidden / "python3"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    (tmp_path / "evaluator.py").write_text("def evaluate(p):\n    return {'combined_score': 1}\n")
+    with pytest.raises(ConfigError, match="sandbox_user=root"):
+        LocalExecutor(tmp_path, python=str(python), sandbox="process",
+                      sandbox_user="evoforge-sandbox" if _has_user("evoforge-sandbox") else "nobody")
+    ex = LocalExecutor(tmp_path, python=str(python), sandbox="process")
+    assert ex.sandbox.user is None
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

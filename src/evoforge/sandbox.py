@@ -22,9 +22,10 @@ environment (see :func:`minimal_env`), the result on a private pipe instead of s
 - a new session (no terminal injection), its own IPC and UTS namespaces.
 
 :class:`ProcessSandbox` (fallback) is a plain child process in a new session whose process group
-is SIGKILLed. It does NOT protect: the network is reachable; the filesystem is the user's (a
-candidate can read and write anything the user can); a process that calls ``setsid()`` escapes
-``kill_tree``; the scratch size is capped per file only.
+(and cgroup, where evoforge can make one) is SIGKILLed; as root it runs as the sandbox user with no
+capabilities. It does NOT protect: the network is reachable; the filesystem is visible (a
+candidate can read and write anything its user can); without a cgroup a process that calls
+``setsid()`` escapes ``kill_tree``; the scratch size is capped per file only.
 
 Neither protects score integrity for evaluators in the plain form (the candidate runs inside the
 evaluator's process and can tamper with it). As root, ``RLIMIT_NPROC`` is not enforced by the
@@ -398,12 +399,36 @@ class Sandbox(ABC):
 
 
 class ProcessSandbox(Sandbox):
-    """A plain child process in a new session; ``kill_tree`` SIGKILLs its process group.
+    """A plain child process in a new session; ``kill_tree`` SIGKILLs its process group (and
+    its cgroup, where evoforge can make one: ``setsid`` daemons included).
 
-    See the module docstring for what this does and does not protect against.
+    As root it runs the process as ``user`` (see :func:`resolve_user`) through ``setpriv``,
+    with no capabilities: the caller must make the scratch dir, the interpreter and what the
+    process reads accessible to that user (:class:`~evoforge.executors.local.LocalExecutor`
+    does, or falls back to ``user=None`` with a warning). See the module docstring for what
+    this does and does not protect against.
     """
 
     name = "process"
+
+    def __init__(self, *, user: str | int | tuple[int, int] | None = None) -> None:
+        self.user = user if isinstance(user, tuple) or user is None else resolve_user(user)
+        self.setpriv: str | None = None
+        if self.user is not None:
+            self.setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+            if self.setpriv is None:
+                raise ConfigError(
+                    "setpriv (util-linux) is needed to run candidates as an unprivileged user "
+                    "when evoforge runs as root: run `apt-get install util-linux`"
+                )
+
+    def drop(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run as :attr:`user` with no capabilities (unchanged without a user)."""
+        if self.user is None or self.setpriv is None:
+            return list(argv)
+        uid, gid = self.user
+        return [self.setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
 
     async def spawn(
         self,
@@ -419,7 +444,7 @@ class ProcessSandbox(Sandbox):
         hidden: Sequence[Path] = (),
         binds: Mapping[Path, Path] | None = None,
     ) -> asyncio.subprocess.Process:
-        full, sub = self._enter(argv)
+        full, sub = self._enter(self.drop(argv))  # joins its group as root, then drops
         proc = None
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -932,7 +957,7 @@ def make_sandbox(
     and ``extra_paths`` are :class:`BubblewrapSandbox`'s."""
     global _warned
     if kind == "process":
-        return ProcessSandbox()
+        return ProcessSandbox(user=user)
     if kind not in ("auto", "bubblewrap"):
         raise ConfigError(
             f"unknown sandbox {kind!r}; set evaluation.sandbox to one of auto, bubblewrap, process"
@@ -954,4 +979,4 @@ def make_sandbox(
             problem,
             "; ".join(MISSING_WITHOUT_BUBBLEWRAP),
         )
-    return ProcessSandbox()
+    return ProcessSandbox(user=user)

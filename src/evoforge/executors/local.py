@@ -22,11 +22,13 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +45,7 @@ from evoforge.problem import evaluator_form
 from evoforge.program import EvalResult, Status
 from evoforge.sandbox import (
     BubblewrapSandbox,
+    ProcessSandbox,
     Sandbox,
     make_sandbox,
     minimal_env,
@@ -55,11 +58,14 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalExecutor"]
 
+log = logging.getLogger("evoforge.executor")
+
 _WORKER = Path(__file__).resolve().with_name("_worker.py")
 _SRC_ROOT = str(Path(__file__).resolve().parents[2])  # lets evaluators import evoforge.*
 _MAX_RESULT_BYTES = 16 * 1024 * 1024
 _GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 _swept = False  # orphaned sandboxes of dead controllers are reaped once per process
+_warned_root = False  # the process sandbox fell back to root (said once per process)
 _swept_dirs: set[str] = set()  # scratch parents already cleaned of dead controllers' dirs
 _OWNER = ".owner.lock"  # flock'd by the live executor that owns an evoforge-run-* dir
 _PIPE_GRACE = 1.0  # then for its pipes to close (a process that escaped the group holds them)
@@ -290,6 +296,7 @@ class LocalExecutor(Executor):
         self.hide = tuple(Path(h).resolve() for h in hide)  # e.g. the run dir: never visible
         self._snapshot: Path | None = None  # the problem dir as the sandbox user reads it
         self._sandbox = sandbox
+        self._check_user_can_run(explicit=str(sandbox_user) != "auto")
         global _swept
         if not _swept:
             _swept = True  # once per process: a previous controller may have died mid-spawn
@@ -408,6 +415,8 @@ class LocalExecutor(Executor):
         fd = os.open(new / _OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         root = new.with_name("evoforge-run-" + new.name.removeprefix("evoforge-new-"))
+        if self._sandbox.user is not None and not self._sandbox.remaps:
+            os.chmod(new, 0o711)  # the process sandbox's user reaches its own scratch dir
         new.rename(root)  # visible to sweepers only once locked
         self._root, self._root_lock = root, fd
         return root
@@ -424,6 +433,8 @@ class LocalExecutor(Executor):
             tempfile.mkdtemp(prefix=f"evoforge-{role[0]}{key}-", dir=self._scratch_parent())
         )
         self._scratch.add(scratch)
+        if self._sandbox.user is not None and not self._sandbox.remaps:
+            os.chown(scratch, *self._sandbox.user)  # the process sandbox's user works there
         child_fds: list[int] = []
         p = _Proc(key=key, role=role, scratch=scratch, loop=loop)
         try:
@@ -459,7 +470,7 @@ class LocalExecutor(Executor):
                 "result_fd": child_fds[2] if role not in ("candidate", "server") else None,
                 "chan_in": chan[0] if chan else None,
                 "chan_out": chan[1] if chan else None,
-                "problem_dir": str(self.problem_dir),
+                "problem_dir": str(self._problem_path(role)),
                 "evaluator": self.evaluator,
                 "memory_mb": self.memory_mb,
                 "cpu_seconds": math.ceil(self.timeout) + 1,
@@ -840,13 +851,10 @@ class LocalExecutor(Executor):
             self._release_server(server, reuse)
             self._drop_root()
 
-    def _binds(self, role: str) -> dict[Path, Path] | None:
-        """For a sandbox that runs as another user and can remap paths: the problem dir is
-        shown as a snapshot (taken once per executor) that this user can read whatever the
-        original's permissions, without run dirs, ``.git`` and caches, and that later edits
-        of the original do not change mid-run."""
-        if role == "candidate" or self._sandbox.user is None or not self._sandbox.remaps:
-            return None
+    def _problem_snapshot(self) -> Path:
+        """The problem dir as a sandbox user reads it: a copy (taken once per executor) that
+        this user can read whatever the original's permissions, without run dirs, ``.git`` and
+        caches, and that later edits of the original do not change mid-run."""
         if self._snapshot is None:
             snap = self._scratch_parent() / "problem"
             try:
@@ -859,7 +867,54 @@ class LocalExecutor(Executor):
                     "make its files readable, or remove unreadable files from it"
                 ) from e
             self._snapshot = snap
-        return {self.problem_dir: self._snapshot}
+        return self._snapshot
+
+    def _binds(self, role: str) -> dict[Path, Path] | None:
+        """A sandbox that runs as another user and can remap paths shows the snapshot at the
+        problem dir's own path."""
+        if role == "candidate" or self._sandbox.user is None or not self._sandbox.remaps:
+            return None
+        return {self.problem_dir: self._problem_snapshot()}
+
+    def _problem_path(self, role: str) -> Path:
+        """Where a worker of ``role`` finds the problem dir: the snapshot for a sandbox that runs
+        as another user and cannot remap paths (the process sandbox as root)."""
+        if role != "candidate" and self._sandbox.user is not None and not self._sandbox.remaps:
+            return self._problem_snapshot()
+        return self.problem_dir
+
+    def _check_user_can_run(self, explicit: bool) -> None:
+        """The process sandbox as root runs workers as the sandbox user: it must be able to
+        start the interpreter and import evoforge's worker side. If it cannot, an explicit
+        ``sandbox_user`` is an error naming the fix; ``auto`` runs them as root, loudly."""
+        sb = self._sandbox
+        if not isinstance(sb, ProcessSandbox) or sb.user is None:
+            return
+        base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
+        probe = sb.drop([self.python, "-I", "-c",
+                         f"import os, sys; sys.path.insert(0, {_SRC_ROOT!r}); "
+                         "import evoforge.candidate; "
+                         f"assert os.access({str(base)!r}, os.X_OK), 'cannot enter {base}'"])
+        try:
+            done = subprocess.run(probe, capture_output=True, timeout=60, cwd="/", check=False,
+                                  env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            ok, why = done.returncode == 0, done.stderr.decode("utf-8", "replace").strip()[-300:]
+        except (OSError, subprocess.SubprocessError) as e:
+            ok, why = False, str(e)
+        if ok:
+            return
+        hint = (f"the sandbox user (uid {sb.user[0]}) cannot run {self.python} with evoforge "
+                f"from {_SRC_ROOT} and scratch dirs in {base} ({why}); make them readable and "
+                "their directories searchable by that user (e.g. a venv outside /root), or set "
+                "evaluation.sandbox_user=root")
+        if explicit:
+            raise ConfigError(hint)
+        global _warned_root
+        if not _warned_root:
+            _warned_root = True
+            log.warning("PROCESS SANDBOX AS ROOT: %s. Candidates run as root: do not evaluate "
+                        "untrusted code on this machine.", hint)
+        self._sandbox = ProcessSandbox(user=None)
 
     def _view(self, role: str) -> tuple[list[Path], list[Path]]:
         """What a worker of ``role`` must read (problem dir - not for a candidate -, evoforge's
