@@ -891,7 +891,9 @@ class LocalExecutor(Executor):
         if not isinstance(sb, ProcessSandbox) or sb.user is None:
             return
         base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
-        probe = sb.drop([self.python, "-I", "-c",
+        # through a shell, as a worker's own children start it: setpriv's exec can succeed
+        # where an exec by the sandbox user itself fails (seen with a venv under /root)
+        probe = sb.drop(["/bin/sh", "-c", 'exec "$0" "$@"', self.python, "-I", "-c",
                          f"import os, sys; sys.path.insert(0, {_SRC_ROOT!r}); "
                          "import evoforge.candidate; "
                          f"assert os.access({str(base)!r}, os.X_OK), 'cannot enter {base}'"])
