@@ -368,10 +368,26 @@ def problems_list() -> None:
     out.print("run one with `evoforge run NAME`; each problem's README.md has the exact definition")
 
 
+def _usage_error(e: BaseException) -> int | None:
+    """The exit code of a command-line usage error (shown to the user here), or None.
+
+    typer raises click's exceptions, or (typer >= 0.2x, without click) its own vendored copies:
+    recognised by shape and name, not by importing click."""
+    names = {cls.__name__ for cls in type(e).__mro__}
+    if "Abort" in names:
+        return EXIT_INTERRUPTED
+    show, code = getattr(e, "show", None), getattr(e, "exit_code", None)
+    if ("ClickException" in names or "TyperException" in names) and callable(show) \
+            and isinstance(code, int):
+        show()
+        return code
+    return None
+
+
 def main() -> None:
     _setup_logging()
     try:
-        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        rc = app(prog_name="evoforge", standalone_mode=False)  # returns typer.Exit's code here
         sys.exit(rc if isinstance(rc, int) else 0)
     except EvoforgeError as e:
         err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
@@ -381,15 +397,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as e:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(EXIT_INTERRUPTED)
-        raise
+    except Exception as e:  # usage errors come through here in non-standalone mode
+        code = _usage_error(e)
+        if code is None:
+            raise
+        sys.exit(code)
 
 
 if __name__ == "__main__":
