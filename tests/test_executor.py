@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import itertools
 import os
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,3 +435,32 @@ def test_scratch_of_a_dead_controller_is_removed(tmp_path: Path) -> None:
     finally:
         os.close(held)
     assert sorted(p.name for p in root.iterdir()) == ["evoforge-run-alive"]  # ours is gone
+
+
+@pytest.mark.parametrize("kind", SANDBOXES)
+def test_interpreter_path_with_dotdot_and_relative(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluation.python as ``../venv/bin/python`` (relative, with ``..``) works: workers start
+    in their own scratch dir inside the sandbox, so the path is made absolute first."""
+    problem = tmp_path / "problem"
+    problem.mkdir()
+    (problem / "evaluator.py").write_text(
+        "def evaluate(p):\n    return {'combined_score': 1.0}\n")
+    elsewhere = tmp_path / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    venv_python = Path(sys.executable)
+    rel = os.path.relpath(venv_python.parent, elsewhere)
+    ex = LocalExecutor(problem, python=f"{rel}/../bin/{venv_python.name}", sandbox=kind,
+                       warm_pool=False, timeout=30)
+    assert os.path.isabs(ex.python) and ".." not in Path(ex.python).parts
+
+    async def go() -> EvalResult:
+        try:
+            return await ex.evaluate("x = 1\n")
+        finally:
+            await ex.aclose()
+
+    r = asyncio.run(go())
+    assert r.status is Status.OK, (r.status, r.reason, r.artifacts)

@@ -178,6 +178,23 @@ def _sweep_dead_scratch(parent: Path) -> None:
             os.close(fd)
 
 
+def _interpreter_path(python: str) -> str:
+    """``evaluation.python`` as an absolute path without ``..`` (workers start in their scratch
+    dir, inside a sandbox): relative to this process's cwd, a bare name looked up on PATH; the
+    directories are resolved but not the file itself, so a venv's ``bin/python`` link stays the
+    venv's."""
+    if os.sep not in python:
+        found = shutil.which(python)
+        if found is None:
+            return python  # reported as a missing interpreter when a worker starts
+        python = found
+    path = Path(python) if os.path.isabs(python) else Path.cwd() / python
+    try:
+        return str(path.parent.resolve(strict=True) / path.name)
+    except OSError:
+        return str(path)
+
+
 def _snapshot_ignore(hide: Sequence[Path]) -> Any:
     """copytree's ``ignore``: run dirs (any dir holding an ``evoforge.db``, and ``hide``),
     ``.git`` and bytecode caches stay out of the sandbox's copy of the problem dir."""
@@ -285,7 +302,7 @@ class LocalExecutor(Executor):
         self.cascade_thresholds = tuple(float(t) for t in cascade_thresholds)
         self.artifact_chars = int(artifact_chars)
         self.env_allow = tuple(env_allow)
-        self.python = python or sys.executable
+        self.python = _interpreter_path(python or sys.executable)
         self.scratch_root = Path(scratch_root) if scratch_root is not None else None
         self.scratch_mb = scratch_mb
         self.max_processes = max_processes
