@@ -8,6 +8,31 @@ from enum import Enum
 from typing import Any
 
 
+def scrub(text: str) -> str:
+    """``text`` with every lone surrogate (a candidate's or an LLM's ``'\\ud800'``) replaced by
+    U+FFFD, so it can be stored as UTF-8 and printed; valid text is returned as is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _scrub_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    return {scrub(k) if isinstance(k, str) else k: scrub(v) if isinstance(v, str) else v
+            for k, v in d.items()}
+
+
+def _scrub_fields(obj: Any, *names: str) -> None:
+    """Scrub the text fields ``names`` of a frozen dataclass in place (at construction)."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, str):
+            object.__setattr__(obj, name, scrub(value))
+        elif isinstance(value, dict):
+            object.__setattr__(obj, name, _scrub_dict(value))
+
+
 class Status(str, Enum):
     """Terminal (and one transient) states of a program. Status is data, never an exception."""
 
@@ -37,6 +62,9 @@ class MutationInfo:
     attempts: int = 0  # LLM requests made (retries included)
     note: str = ""  # free text: what the edit did, or why it failed
 
+    def __post_init__(self) -> None:
+        _scrub_fields(self, "mutator", "model", "edit_kind", "note")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
@@ -61,6 +89,7 @@ class EvalResult:
     def __post_init__(self) -> None:
         if self.score is not None and not math.isfinite(self.score):
             raise ValueError(f"EvalResult.score must be finite, got {self.score!r}")
+        _scrub_fields(self, "reason", "metrics", "artifacts")
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,11 @@ class Program:
     evaluated_at: float | None = None
     eval_time: float = 0.0
     done_seq: int | None = None
+
+    def __post_init__(self) -> None:
+        # text from candidates and LLMs: a lone surrogate would make the record unstorable
+        # (and a run that stored its proposal unresumable)
+        _scrub_fields(self, "code", "reason", "metrics", "features", "artifacts")
 
     def with_result(self, result: EvalResult, *, done_seq: int, evaluated_at: float,
                     features: dict[str, float] | None = None) -> Program:
