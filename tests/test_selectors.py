@@ -447,3 +447,21 @@ def test_greedy_picks_best_with_next_best_as_context() -> None:
     assert len(sel) == 51
     g = GreedySelector.from_config(SelectorConfig(num_context=5))
     assert g.num_context == 5
+
+
+@pytest.mark.parametrize("scale", ["linear", "log"])
+def test_extreme_finite_scores_bin_without_nan(scale: str) -> None:
+    """A score feature with extreme but finite scores (issue 9, defect 2: -1.7e308 or 1.3e154
+    made binning compute int(NaN), and the stored result made the run unresumable)."""
+    extremes = [0.5, -1.7e308, 1.3e154, 1.7e308, -5e-324, 1e-300, -1.3e154, 2.0, 1.79e308]
+    for features in (["score"], [FeatureConfig(name="score", min=-1e308, max=1e308)],
+                     [FeatureConfig(name="score", bins=7, scale=scale)]):
+        sel = IslandSelector(num_islands=2, features=features)
+        for i, s in enumerate(extremes):
+            sel.add(prog(i, s, island=i % 2))
+        rng = random.Random(0)
+        for _ in range(50):
+            sel.select(rng)
+        for island in range(2):
+            lo_hi = sel.feature_range(island, "score")
+            assert lo_hi is not None and all(abs(x) < float("inf") for x in lo_hi)

@@ -39,13 +39,19 @@ Cell = tuple[int, ...]
 _BUILTIN_FEATURES = ("code_length", "line_count", "score")
 
 
+#: Feature values are clamped to +-_BIG: any range arithmetic on them (spans, 1.5x growth,
+#: offsets) stays finite, so an extreme but finite score (-1.7e308) cannot make a bin NaN.
+_BIG = 2.0**1020  # about 1.1e307, a quarter of the largest double
+
+
 def _finite(value: float) -> float:
-    """Non-finite or non-numeric feature values count as 0.0 (they cannot be binned)."""
+    """Non-finite or non-numeric feature values count as 0.0 (they cannot be binned); finite
+    ones are clamped to +-_BIG."""
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
-    return v if math.isfinite(v) else 0.0
+    return min(max(v, -_BIG), _BIG) if math.isfinite(v) else 0.0
 
 
 class _Axis:
@@ -103,8 +109,10 @@ class _Axis:
     def bin(self, v: float) -> int:
         assert self.lo is not None and self.hi is not None
         width = self.hi - self.lo
-        idx = int((v - self.lo) / width * self.bins) if width > 0 else 0
-        return min(max(idx, 0), self.bins - 1)
+        frac = (v - self.lo) / width if width > 0 else 0.0
+        if not math.isfinite(frac):  # cannot happen for clamped values; never a NaN bin
+            frac = 0.0
+        return min(max(int(frac * self.bins), 0), self.bins - 1)
 
 
 def _transform(v: float, log: bool) -> float:
