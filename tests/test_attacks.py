@@ -226,36 +226,6 @@ def scene(request: pytest.FixtureRequest) -> Iterator[Scene]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def unprivileged_python() -> Iterator[str]:
-    """An interpreter an unprivileged user can run, that imports this evoforge: a venv of the
-    system's Python 3 pointing at this checkout's packages (the project's own venv may sit
-    under a directory only root can enter)."""
-    system_python = "/usr/bin/python3"
-    if not ROOT:
-        pytest.skip("switching to an unprivileged user needs root")
-    if not os.path.exists(system_python):
-        pytest.skip("no system Python 3 for the unprivileged user")
-    site = Path(sys.executable).parents[1] / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    venv = Path("/var/tmp") / f"evoforge-unpriv-venv-{secrets.token_hex(4)}"
-    done = subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot create a venv with {system_python}: {done.stderr[-300:]}")
-    try:
-        version = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True, text=True, check=True).stdout.strip()
-        if version != str(tuple(sys.version_info[:2])):
-            pytest.skip(f"the system Python is {version}, not this one's version")
-        pth = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / \
-            "site-packages" / "evoforge-tests.pth"
-        pth.write_text(f"{site / 'site-packages'}\n{SRC}\n")
-        yield str(venv / "bin" / "python")
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)
-
-
 def _run_cli(scene: Scene, args: list[str], *, as_user: bool, python: str | None,
              timeout: float = 240) -> subprocess.CompletedProcess[str]:
     argv = [EVOFORGE, *args]

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,35 +207,6 @@ def test_leaky_sandbox_fails_seen_from_outside() -> None:
 
 
 # -- as an unprivileged user ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def unprivileged_python() -> Iterator[str]:
-    """An interpreter ``nobody`` can run that imports this evoforge: a venv of the system's
-    Python 3 pointing at this checkout (the project's venv may sit where only root can go)."""
-    system_python = "/usr/bin/python3"
-    if not ROOT:
-        pytest.skip("switching to an unprivileged user needs root")
-    if not os.path.exists(system_python) or not shutil.which("setpriv"):
-        pytest.skip("no system Python 3 or setpriv for the unprivileged user")
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    site = Path(sys.executable).parents[1] / "lib" / version / "site-packages"
-    venv = Path("/var/tmp") / f"evoforge-doctor-venv-{secrets.token_hex(4)}"
-    done = subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot create a venv with {system_python}: {done.stderr[-300:]}")
-    try:
-        got = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True, text=True, check=True).stdout.strip()
-        if got != str(tuple(sys.version_info[:2])):
-            pytest.skip(f"the system Python is {got}, not this one's version")
-        pth = venv / "lib" / version / "site-packages" / "evoforge-tests.pth"
-        pth.write_text(f"{site}\n{SRC}\n")
-        yield str(venv / "bin" / "python")
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)
 
 
 @needs_bwrap

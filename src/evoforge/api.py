@@ -102,8 +102,21 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     import fcntl
     import os
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if not os.access(run_dir, os.W_OK):
+            os.close(fd)
+            raise PermissionError(f"{run_dir} is read-only for this user")
+    except OSError as e:
+        why = f"cannot write to the run directory {run_dir} ({e.strerror or e})"
+        if (run_dir / "evoforge.db").exists():
+            raise ConfigError(
+                f"{why}; a run is continued by a user who can write it: resume it as its owner, "
+                f"or continue a copy (`cp -r {run_dir} NEWDIR && evoforge resume NEWDIR`); "
+                "`evoforge status`, `best` and `show` work read-only"
+            ) from e
+        raise ConfigError(f"{why}; choose a directory you can write with --out DIR") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -117,14 +117,23 @@ class SQLiteStorage(Storage):
                 )
             connect_args = {"database": str(self.path)}
         try:
-            conn = sqlite3.connect(
-                **connect_args,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # guarded by self._lock
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-            )
+            conn = self._connect(connect_args)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open run database {self.path}: {e}") from e
+        if readonly and not self._readable(conn):
+            # A WAL database in a directory this user cannot write, closed cleanly (no -wal,
+            # no -shm): SQLite cannot make the shared-memory file a WAL reader needs. With no
+            # -wal file no writer is active, so reading it as immutable is exact.
+            conn.close()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists():
+                raise StorageError(
+                    f"cannot read {self.path}: a run is writing it and this user cannot create "
+                    f"its shared-memory file in {self.path.parent}; inspect it as the run's "
+                    "owner, or after the run stops"
+                )
+            connect_args["database"] += "&immutable=1"
+            conn = self._connect(connect_args)
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             if not readonly:
@@ -148,6 +157,23 @@ class SQLiteStorage(Storage):
         self._conn = conn
 
     # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _connect(connect_args: dict[str, Any]) -> sqlite3.Connection:
+        return sqlite3.connect(
+            **connect_args,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # guarded by self._lock
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+        )
+
+    @staticmethod
+    def _readable(conn: sqlite3.Connection) -> bool:
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+            return True
+        except sqlite3.OperationalError as e:
+            return "readonly" not in str(e) and "unable to open" not in str(e)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         if self.readonly:
