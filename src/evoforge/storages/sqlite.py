@@ -172,7 +172,7 @@ class SQLiteStorage(Storage):
         try:
             conn.execute("PRAGMA user_version").fetchone()
             return True
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:  # other errors are reported by the normal path
             return "readonly" not in str(e) and "unable to open" not in str(e)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
