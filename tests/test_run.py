@@ -316,3 +316,29 @@ def test_a_resume_that_changes_integrity_keeps_the_earlier_record(tmp_path):
     st = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
     assert st.returncode == 0 and "score integrity: partial" in st.stdout
     assert "earlier session(s) of this run: protected" in st.stdout
+
+
+def test_custom_storage_url_run_can_be_inspected_and_resumed(tmp_path):
+    """storage.url outside the run dir (issue 9, defect 9): status and resume find it through
+    the run dir's config.yaml; a second run into the same dir or database is refused."""
+    run_dir = tmp_path / "run"
+    url = "sqlite:///../elsewhere.db"  # relative to the run dir
+    first = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                            "--max-programs", "5", "--set", f"storage.url={url}"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "elsewhere.db").is_file() and not (run_dir / "evoforge.db").exists()
+    status = subprocess.run([*EVOFORGE, "status", str(run_dir)], capture_output=True, text=True)
+    assert status.returncode == 0 and "5 programs" in status.stdout, status.stderr
+    again = subprocess.run([*EVOFORGE, "resume", str(run_dir), "-q", "--max-programs", "9"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    with SQLiteStorage(tmp_path / "elsewhere.db", readonly=True) as s:
+        assert len(list(s.programs())) == 9
+    twice = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q"],
+                           capture_output=True, text=True)
+    assert twice.returncode == 1 and "already holds a run" in twice.stderr
+    shared = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(tmp_path / "run2"), "-q",
+                             "--set", f"storage.url=sqlite:///{tmp_path / 'elsewhere.db'}"],
+                            capture_output=True, text=True)
+    assert shared.returncode == 1 and "names an existing database" in shared.stderr

@@ -17,8 +17,15 @@ from evoforge.pipeline import Pipeline, RunOutcome
 from evoforge.problem import Problem
 from evoforge.program import Program
 from evoforge.registry import make_mutator, make_selector, mutator_kind
-from evoforge.run import DB_NAME, Run, check_problem_unchanged, require_run_dir
-from evoforge.storages import open_storage, resolve_storage_url
+from evoforge.run import (
+    DB_NAME,
+    Run,
+    _atomic_write,
+    check_problem_unchanged,
+    require_run_dir,
+    run_storage_url,
+)
+from evoforge.storages import open_storage, resolve_storage_url, sqlite_path
 
 log = logging.getLogger("evoforge")
 
@@ -133,17 +140,22 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
     run_dir = Path(run_dir)
-    if (run_dir / DB_NAME).exists():
+    if (run_dir / DB_NAME).exists() or run_storage_url(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run; continue it with `evoforge resume "
                           f"{run_dir}` or choose another --out directory")
+    url = resolve_storage_url(config.storage.url, run_dir)
+    if Path(sqlite_path(url)).exists():
+        raise ConfigError(f"storage.url {config.storage.url!r} names an existing database "
+                          f"({sqlite_path(url)}); one run per database: choose a new path")
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(resolve_storage_url(config.storage.url, run_dir))
-    run = Run(problem, config, storage, make_selector(config), run_dir)
-    run.write_metadata()
     import yaml
 
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"),
-                                                         sort_keys=False))
+    # written first: it is how `resume` and `status` find a storage outside the run dir
+    _atomic_write(run_dir / "config.yaml",
+                  yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    storage = open_storage(url)
+    run = Run(problem, config, storage, make_selector(config), run_dir)
+    run.write_metadata()
     return run
 
 
@@ -153,8 +165,7 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
     """Open a run's storage and rebuild its config (with optional overrides). Reads only the
     run directory: inspecting a run never depends on its problem directory."""
     run_dir = Path(run_dir)
-    require_run_dir(run_dir)
-    storage = open_storage(resolve_storage_url(None, run_dir), readonly=readonly)
+    storage = open_storage(require_run_dir(run_dir), readonly=readonly)
     raw = storage.get_meta("config")
     if raw is None:
         storage.close()

@@ -254,9 +254,41 @@ def check_problem_unchanged(storage: Storage, problem: Problem) -> str | None:
     return None
 
 
-def require_run_dir(run_dir: Path) -> Path:
-    db = Path(run_dir) / DB_NAME
-    if not db.is_file():
-        raise StorageError(f"{run_dir} is not a run directory (no {DB_NAME}); "
-                           "start one with `evoforge run PROBLEM --out DIR`")
-    return db
+def _recorded_storage_url(run_dir: Path) -> str | None:
+    """The ``storage.url`` a run directory's ``config.yaml`` records, if any."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    storage = data.get("storage") if isinstance(data, dict) else None
+    url = storage.get("url") if isinstance(storage, dict) else None
+    return url if isinstance(url, str) and url.strip() else None
+
+
+def run_storage_url(run_dir: Path) -> str | None:
+    """Where the run in ``run_dir`` is stored: its ``evoforge.db``, or the storage its
+    ``config.yaml`` names (a custom ``storage.url``), if that exists; else None."""
+    from evoforge.storages import resolve_storage_url, sqlite_path
+
+    if (Path(run_dir) / DB_NAME).is_file():
+        return resolve_storage_url(None, run_dir)
+    url = _recorded_storage_url(run_dir)
+    if url is None:
+        return None
+    try:
+        resolved = resolve_storage_url(url, run_dir)
+    except StorageError:
+        return None
+    return resolved if Path(sqlite_path(resolved)).is_file() else None
+
+
+def require_run_dir(run_dir: Path) -> str:
+    """The storage URL of the run in ``run_dir``, or a StorageError saying it holds none."""
+    url = run_storage_url(run_dir)
+    if url is None:
+        raise StorageError(f"{run_dir} is not a run directory (no {DB_NAME}, and no config.yaml "
+                           "naming an existing storage); start one with "
+                           "`evoforge run PROBLEM --out DIR`")
+    return url

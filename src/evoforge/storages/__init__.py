@@ -13,7 +13,7 @@ from evoforge.errors import StorageError
 from evoforge.storages.base import Storage
 from evoforge.storages.sqlite import SQLiteStorage
 
-__all__ = ["SQLiteStorage", "Storage", "open_storage", "resolve_storage_url"]
+__all__ = ["SQLiteStorage", "Storage", "open_storage", "resolve_storage_url", "sqlite_path"]
 
 DEFAULT_DB_NAME = "evoforge.db"
 _SQLITE = "sqlite:///"
@@ -21,7 +21,8 @@ _POSTGRES = ("postgresql://", "postgres://", "postgresql+")
 _SUPPORTED = "sqlite:///PATH (relative to the run directory) or sqlite:////ABSOLUTE/PATH"
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///PATH`` storage URL (as written: maybe relative)."""
     if not url.startswith(_SQLITE):
         raise StorageError(f"malformed SQLite storage URL {url!r}; use {_SUPPORTED}")
     path = url[len(_SQLITE):]
@@ -59,7 +60,7 @@ def resolve_storage_url(url: str | None, run_dir: Path) -> str:
         return f"{_SQLITE}{run_dir / DEFAULT_DB_NAME}"
     url = url.strip()
     _check_scheme(url)
-    path = Path(_sqlite_path(url)).expanduser()
+    path = Path(sqlite_path(url)).expanduser()
     if not path.is_absolute():
         path = run_dir / path
     return f"{_SQLITE}{path}"
@@ -70,4 +71,4 @@ def open_storage(url: str, *, readonly: bool = False) -> Storage:
     SQLite path here is taken relative to the working directory)."""
     url = url.strip()
     _check_scheme(url)
-    return SQLiteStorage(Path(_sqlite_path(url)).expanduser(), readonly=readonly)
+    return SQLiteStorage(Path(sqlite_path(url)).expanduser(), readonly=readonly)
