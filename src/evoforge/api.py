@@ -12,7 +12,9 @@ from typing import Any
 
 from evoforge.config import Config, build_config
 from evoforge.errors import ConfigError, StorageError
+from evoforge.executors.base import Executor
 from evoforge.executors.local import LocalExecutor
+from evoforge.mutators.base import Mutator
 from evoforge.pipeline import Pipeline, RunOutcome
 from evoforge.problem import Problem
 from evoforge.program import Program
@@ -65,10 +67,14 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _drive(run: Run, config: Config, problem: Problem,
-                 on_event: Callable[[Program], None] | None) -> RunOutcome:
-    mutator = make_mutator(config)
-    executor = _executor(problem, config, run.run_dir)
-    run.integrity = integrity(executor.form, executor.sandbox.name)
+                 on_event: Callable[[Program], None] | None,
+                 mutator: Mutator | None = None, executor: Executor | None = None) -> RunOutcome:
+    """Drive ``run`` to a stop with the given collaborators; the config builds the others."""
+    mutator = mutator if mutator is not None else make_mutator(config)
+    executor = executor if executor is not None else _executor(problem, config, run.run_dir)
+    sandbox = getattr(executor, "sandbox", None)
+    run.integrity = integrity(getattr(executor, "form", "custom"),
+                              getattr(sandbox, "name", "custom"))
     earlier = run.storage.get_meta("integrity") or {}
     history = list(earlier.get("earlier_sessions", []))
     if earlier and earlier["summary"] != run.integrity["summary"]:
@@ -177,8 +183,12 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
 
 def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
            config: Config | None = None, on_event: Callable[[Program], None] | None = None,
-           on_run: Callable[[Run], None] | None = None) -> RunOutcome:
-    """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI."""
+           on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
+           executor: Executor | None = None) -> RunOutcome:
+    """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI.
+
+    ``mutator`` and ``executor`` replace the ones the config would build (the run closes
+    them when it stops)."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
     prob.check_tools()
     cfg = config or build_config(prob.config)
@@ -187,22 +197,25 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
         try:
             if on_run:
                 on_run(run)
-            return asyncio.run(_drive(run, cfg, prob, on_event))
+            return asyncio.run(_drive(run, cfg, prob, on_event, mutator, executor))
         finally:
             run.storage.close()
 
 
 def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
            flags: dict[str, Any] | None = None, on_event: Callable[[Program], None] | None = None,
-           on_run: Callable[[Run], None] | None = None) -> RunOutcome:
-    """Continue a stopped or killed run: committed work is kept, pending work is evaluated."""
+           on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
+           executor: Executor | None = None) -> RunOutcome:
+    """Continue a stopped or killed run: committed work is kept, pending work is evaluated.
+    ``mutator`` and ``executor`` as in :func:`evolve`."""
     with run_lock(Path(run_dir)):
-        return _resume(Path(run_dir), overrides, flags, on_event, on_run)
+        return _resume(Path(run_dir), overrides, flags, on_event, on_run, mutator, executor)
 
 
 def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[str, Any] | None,
             on_event: Callable[[Program], None] | None,
-            on_run: Callable[[Run], None] | None) -> RunOutcome:
+            on_run: Callable[[Run], None] | None, mutator: Mutator | None = None,
+            executor: Executor | None = None) -> RunOutcome:
     cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
     try:
         ppath = storage.get_meta("problem_path")
@@ -219,7 +232,7 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
         run.rebuild()
         if on_run:
             on_run(run)
-        return asyncio.run(_drive(run, cfg, problem, on_event))
+        return asyncio.run(_drive(run, cfg, problem, on_event, mutator, executor))
     finally:
         storage.close()
 
@@ -231,6 +244,10 @@ def integrity(form: str, sandbox: str) -> dict[str, Any]:
         protected, summary = True, (
             "protected: hardened evaluator, the candidate runs in its own bubblewrap sandbox and "
             "answers over a JSON channel")
+    elif form == "custom":
+        protected, summary = False, (
+            f"unknown: a custom executor ({sandbox}); evoforge cannot vouch for how it keeps "
+            "candidates from their scores")
     elif form == "hardened":
         protected, summary = False, (
             f"partial: hardened evaluator, but the {sandbox} sandbox does not keep a candidate "

@@ -35,7 +35,12 @@ MESSAGES = {
     "llm_failures": "too many consecutive LLM failures",
     "llm_error": "the LLM endpoint refused the request",
     "initial_failed": "the initial program did not evaluate ok",
+    "invalid_children": "the mutator made no usable child for too long",
 }
+#: After this many invalid children in a row the loop slows down (backing off up to 0.1 s per
+#: proposal) and says why once; after INVALID_STOP in a row the run stops.
+INVALID_BACKOFF = 50
+INVALID_STOP = 500
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Pipeline:
         self.ready: deque[Program] = deque()
         self.mut_tasks: dict[asyncio.Task[Any], Proposal] = {}
         self.eval_tasks: dict[asyncio.Task[Any], Program] = {}
+        self.invalid_streak = 0  # children in a row that were invalid (no usable edit)
+        self.last_invalid = ""
+        self._warned_invalid = False
 
     def in_flight(self) -> int:
         return len(self.mut_tasks) + len(self.ready) + len(self.eval_tasks)
@@ -72,8 +80,9 @@ class Pipeline:
         self.on_event(done)
         return done
 
-    async def _start(self) -> RunOutcome | None:
-        """Make sure the initial program is evaluated; queue resumed pending work."""
+    async def _start(self, stop: asyncio.Event) -> RunOutcome | None:
+        """Make sure the initial program is evaluated; queue resumed pending work. A stop
+        (Ctrl-C) during the initial evaluation ends it at once: it stays pending."""
         run = self.run
         pending = run.pending()
         if len(run.selector) == 0:
@@ -82,7 +91,15 @@ class Pipeline:
                 initial = run.add_initial()
             if initial is not None:
                 pending = [p for p in pending if p.id != 0]
-                done = await self._evaluate_now(initial)
+                first = asyncio.ensure_future(self._evaluate_now(initial))
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([first, stopped], return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if not first.done():
+                    first.cancel()
+                    await asyncio.gather(first, return_exceptions=True)
+                    return self._interrupted()
+                done = first.result()
             else:
                 done = None
             if done is None or done.status is not Status.OK:
@@ -109,7 +126,7 @@ class Pipeline:
 
     async def _execute(self, stop: asyncio.Event) -> RunOutcome:
         run = self.run
-        early = await self._start()
+        early = await self._start(stop)
         if early is not None:
             return early
         stopping: str | None = None
@@ -118,8 +135,20 @@ class Pipeline:
         try:
             while True:
                 if stop.is_set():
-                    return RunOutcome("interrupted", "interrupted; everything finished is committed"
-                                      f"; continue with `evoforge resume {run.run_dir}`", run.best)
+                    return self._interrupted()
+                if self.invalid_streak >= INVALID_STOP and stopping is None and fatal is None:
+                    fatal = (f"the last {self.invalid_streak} children were all invalid (last: "
+                             f"{self.last_invalid}); the mutator cannot make usable edits of "
+                             "this program: check its EVOLVE-BLOCK regions, or the LLM's replies "
+                             f"(`evoforge show {run.run_dir} ID`)")
+                    stopping = "invalid_children"
+                    for t in self.mut_tasks:
+                        t.cancel()
+                    self.ready.clear()
+                elif self.invalid_streak >= INVALID_BACKOFF and stopping is None:
+                    await self._back_off(stop_task)
+                    if stop.is_set():
+                        return self._interrupted()
                 reason = "llm_error" if fatal else run.stop_reason(self.in_flight())
                 if reason is None:
                     await self._fill()
@@ -134,6 +163,8 @@ class Pipeline:
                 self._dispatch(stopping is not None)
                 waiting = [*self.mut_tasks, *self.eval_tasks]
                 if not waiting:
+                    if stopping is None and fatal is None and run.stop_reason(0) is None:
+                        continue  # nothing in flight, more to ask for: every child was invalid
                     final = stopping or run.stop_reason(0) or "max_programs"
                     msg = fatal or MESSAGES[final]
                     if final == "llm_failures":
@@ -177,13 +208,35 @@ class Pipeline:
             else:
                 # Model-free mutation is instant: do it inline, which keeps the run deterministic.
                 self._child(proposal, await self.mutator.mutate(request))
+                await asyncio.sleep(0)  # it never suspends: let Ctrl-C and I/O in
+                if self.invalid_streak >= INVALID_BACKOFF:
+                    return  # the loop backs off (or stops) before asking again
 
     def _child(self, proposal: Proposal, outcome: MutationOutcome) -> None:
         program = self.run.record_child(proposal, outcome)
         if program.status is Status.PENDING:
+            self.invalid_streak = 0
             self.ready.append(program)
         else:
+            if program.status is Status.INVALID:
+                self.invalid_streak += 1
+                self.last_invalid = program.reason
             self.on_event(program)
+
+    async def _back_off(self, stop_task: asyncio.Future[Any]) -> None:
+        """Nearly every child is invalid: wait (up to 0.1 s, longer the longer it lasts, or
+        until a stop) instead of flooding the run with invalid rows; say why once."""
+        if not self._warned_invalid:
+            self._warned_invalid = True
+            log.warning("the last %d children were all invalid (last: %s); slowing down, and "
+                        "stopping after %d in a row", self.invalid_streak, self.last_invalid,
+                        INVALID_STOP)
+        pause = min(0.1, 0.01 * 2 ** ((self.invalid_streak - INVALID_BACKOFF) // 25))
+        await asyncio.wait([stop_task], timeout=pause)
+
+    def _interrupted(self) -> RunOutcome:
+        return RunOutcome("interrupted", "interrupted; everything finished is committed; "
+                          f"continue with `evoforge resume {self.run.run_dir}`", self.run.best)
 
     def _dispatch(self, stopping: bool) -> None:
         while not stopping and self.ready and len(self.eval_tasks) < self.executor.slots:

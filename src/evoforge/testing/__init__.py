@@ -1,7 +1,8 @@
 """Test helpers that ship with evoforge: real components on loopback, no mocks.
 
 ``evoforge.testing.openai_server`` is a scripted OpenAI-compatible chat server used by the
-test suite and the throughput benchmarks. Names are imported lazily so that
+test suite and the throughput benchmarks; ``evoforge.testing.fakes`` has function-backed
+collaborators (``FunctionMutator``, ``FunctionExecutor``). Names are imported lazily so that
 ``python -m evoforge.testing.openai_server`` runs the module only once.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+_FAKES = ("FunctionExecutor", "FunctionMutator")
 __all__ = [
     "Action",
     "ChatRequest",
+    "FunctionExecutor",
+    "FunctionMutator",
     "OpenAITestServer",
     "RecordedRequest",
     "empty",
@@ -25,6 +29,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _FAKES:
+        return getattr(importlib.import_module("evoforge.testing.fakes"), name)
     if name in __all__:
         return getattr(importlib.import_module("evoforge.testing.openai_server"), name)
     raise AttributeError(f"module 'evoforge.testing' has no attribute {name!r}")
