@@ -297,3 +297,22 @@ def test_server_stop_does_not_block_on_hanging_request() -> None:
     e = asyncio.run(go())
     assert e.retryable and e.attempts == 1
     assert srv.request_count == 1
+
+
+def test_unusable_attempts_are_billed_into_the_reply() -> None:
+    """Issue 9, defect 4: tokens of empty replies count, also when a later attempt succeeds."""
+    with OpenAITestServer([empty_content("", prompt_tokens=1000, completion_tokens=300),
+                           empty(prompt_tokens=1000),
+                           reply("fine", prompt_tokens=1000, completion_tokens=100)]) as srv:
+        r = run_chat(make_llm(srv))
+    assert r.text == "fine" and r.attempts == 3
+    assert (r.prompt_tokens, r.completion_tokens) == (3000, 400)
+    assert r.cost == pytest.approx((3000 * 2.0 + 400 * 8.0) / 1e6)
+
+
+def test_a_failed_chat_carries_what_it_was_billed() -> None:
+    with OpenAITestServer(default=empty_content("", prompt_tokens=500, completion_tokens=50)) as srv:
+        e = chat_error(make_llm(srv, retries=2))
+    assert e.retryable and e.attempts == 3
+    assert (e.prompt_tokens, e.completion_tokens) == (1500, 150)
+    assert e.cost == pytest.approx((1500 * 2.0 + 150 * 8.0) / 1e6)

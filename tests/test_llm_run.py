@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evoforge import api
 from evoforge.config import build_config
 from evoforge.problem import Problem
@@ -140,3 +142,25 @@ def test_max_cost_stops_the_run_at_its_budget(tmp_path):
     # already sent overshoot it
     assert 0.01 <= stats["cost"] <= 0.01 + 0.002 * cfg.llm.concurrency + 1e-12
     assert stats["done"] < 1000
+
+
+def test_billed_but_unusable_replies_count_toward_max_cost(tmp_path, monkeypatch):
+    """Issue 9, defect 4: an endpoint that bills every request but never gives usable content
+    ends the run at max_cost, and the run's record, status and best.json agree on the spend."""
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    from evoforge.testing.openai_server import empty_content
+
+    # each request: 100k prompt + 50k completion tokens at $1/$2 per million = $0.20
+    with OpenAITestServer(default=empty_content("", prompt_tokens=100_000,
+                                                completion_tokens=50_000)) as srv:
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r",
+                             config=_config(srv, max_programs=1000, max_cost=1.0))
+        requests = srv.request_count
+    assert outcome.reason == "max_cost", outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        stored = sum(p.mutation.cost for p in s.programs())
+    assert stored == pytest.approx(requests * 0.20)  # every billed request is on record
+    assert 1.0 <= stored < 1.0 + 0.20 * 2 * 2  # stopped at the budget, not far past it
+    status = subprocess.run([sys.executable, "-m", "evoforge", "status", str(tmp_path / "r")],
+                            capture_output=True, text=True, check=False)
+    assert f"{stored:.4f}" in status.stdout or f"{stored:.2f}" in status.stdout, status.stdout

@@ -30,10 +30,15 @@ class LLMError(EvoforgeError):
     permanent (authentication, unknown model, bad request).
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1,
+                 prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.attempts = attempts
+        # what the failed attempts were billed (empty or unusable replies still cost tokens)
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.cost = cost
 
 
 class RunFailed(EvoforgeError):

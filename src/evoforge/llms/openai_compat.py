@@ -40,9 +40,12 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 class _Retry(Exception):
     """One failed attempt that may be retried. ``wait`` is a server-requested delay."""
 
-    def __init__(self, message: str, wait: float | None = None) -> None:
+    def __init__(self, message: str, wait: float | None = None, *, prompt_tokens: int = 0,
+                 completion_tokens: int = 0) -> None:
         super().__init__(message)
         self.wait = wait
+        self.prompt_tokens = prompt_tokens  # what the failed attempt was billed
+        self.completion_tokens = completion_tokens
 
 
 def parse_retry_after(headers: Mapping[str, str] | Any, *,
@@ -171,6 +174,12 @@ class OpenAICompatLLM(LLM):
         deadline = start + self.proposal_deadline
         attempts = 0
         last = "no attempt made"
+        billed = [0, 0]  # prompt and completion tokens of every attempt, unusable ones included
+
+        def spent() -> dict[str, Any]:
+            return {"prompt_tokens": billed[0], "completion_tokens": billed[1],
+                    "cost": (billed[0] * model.input_price + billed[1] * model.output_price) / 1e6}
+
         try:
             async with asyncio.timeout(self.proposal_deadline):
                 for k in range(self.retries + 1):
@@ -179,8 +188,11 @@ class OpenAICompatLLM(LLM):
                         text, pt, ct = await self._attempt(client, model, messages)
                     except LLMError as e:
                         e.attempts = attempts
+                        e.prompt_tokens, e.completion_tokens, e.cost = spent().values()
                         raise
                     except _Retry as r:
+                        billed[0] += r.prompt_tokens
+                        billed[1] += r.completion_tokens
                         last = str(r)
                         if k >= self.retries:
                             break
@@ -191,24 +203,28 @@ class OpenAICompatLLM(LLM):
                             raise LLMError(
                                 f"{last}; the next attempt (in {wait:.1f}s) would pass "
                                 f"llm.proposal_deadline={self.proposal_deadline:g}s",
-                                retryable=True, attempts=attempts) from r
+                                retryable=True, attempts=attempts, **spent()) from r
                         log.debug("LLM attempt %d on %s failed (%s); retrying in %.2fs",
                                   attempts, model.name, last, wait)
                         await asyncio.sleep(wait)
                         continue
-                    cost = (pt * model.input_price + ct * model.output_price) / 1e6
-                    return LLMReply(text=text, model=model.name, prompt_tokens=pt,
-                                    completion_tokens=ct, cost=cost,
-                                    latency=time.monotonic() - start, attempts=attempts)
+                    billed[0] += pt
+                    billed[1] += ct
+                    total = spent()
+                    return LLMReply(text=text, model=model.name,
+                                    prompt_tokens=total["prompt_tokens"],
+                                    completion_tokens=total["completion_tokens"],
+                                    cost=total["cost"], latency=time.monotonic() - start,
+                                    attempts=attempts)
         except TimeoutError as e:
             raise LLMError(
                 f"no usable reply from model {model.name!r} at {self.base_url} within "
                 f"llm.proposal_deadline={self.proposal_deadline:g}s ({attempts} attempt(s); "
                 f"last: {last}); check the endpoint or raise the deadline",
-                retryable=True, attempts=attempts) from e
+                retryable=True, attempts=attempts, **spent()) from e
         raise LLMError(
             f"model {model.name!r} at {self.base_url} gave no usable reply after {attempts} "
-            f"attempt(s); last error: {last}", retryable=True, attempts=attempts)
+            f"attempt(s); last error: {last}", retryable=True, attempts=attempts, **spent())
 
     async def _attempt(self, client: openai.AsyncOpenAI, model: ModelConfig,
                        messages: list[dict[str, str]]) -> tuple[str, int, int]:
@@ -271,16 +287,17 @@ class OpenAICompatLLM(LLM):
             raise _Retry(f"malformed reply (not a chat completion): {type(resp).__name__}") from e
         pt = _int(getattr(usage, "prompt_tokens", 0)) if usage is not None else 0
         ct = _int(getattr(usage, "completion_tokens", 0)) if usage is not None else 0
+        billed = {"prompt_tokens": pt, "completion_tokens": ct}  # billed even when unusable
         if choices is None:
-            raise _Retry("malformed reply: no 'choices' field")
+            raise _Retry("malformed reply: no 'choices' field", **billed)
         if not choices:
-            raise _Retry("empty reply (no choices)")
+            raise _Retry("empty reply (no choices)", **billed)
         try:
             content = choices[0].message.content
         except (AttributeError, IndexError, TypeError) as e:
-            raise _Retry("malformed reply: choice without a message") from e
+            raise _Retry("malformed reply: choice without a message", **billed) from e
         if not isinstance(content, str) or not content.strip():
-            raise _Retry("empty reply (empty message content)")
+            raise _Retry("empty reply (empty message content)", **billed)
         return content, pt, ct
 
 

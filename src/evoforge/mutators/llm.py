@@ -63,6 +63,8 @@ class LLMMutator(Mutator):
                 raise
             info = MutationInfo(mutator=self.name, edit_kind=self.edit_mode,
                                 latency=time.monotonic() - start, attempts=e.attempts,
+                                prompt_tokens=e.prompt_tokens,
+                                completion_tokens=e.completion_tokens, cost=e.cost,
                                 note=_clip(f"llm: {e}"))
             return MutationOutcome(code=None, info=info)
         code, note = self._apply(request, reply)

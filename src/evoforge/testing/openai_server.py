@@ -101,10 +101,11 @@ def empty(*, prompt_tokens: int | None = 10, delay: float = 0.0) -> Action:
 
 
 def empty_content(content: str | None = "", *, prompt_tokens: int | None = 10,
-                  delay: float = 0.0) -> Action:
-    """HTTP 200 completion whose message content is ``""`` (default) or ``null``."""
+                  completion_tokens: int | None = 0, delay: float = 0.0) -> Action:
+    """HTTP 200 completion whose message content is ``""`` (default) or ``null``; billed
+    ``completion_tokens`` (a reasoning model bills its hidden reasoning)."""
     return Action("empty_content", text=content, prompt_tokens=prompt_tokens,
-                  completion_tokens=0, delay=delay)
+                  completion_tokens=completion_tokens, delay=delay)
 
 
 # --------------------------------------------------------------------------- requests
