@@ -164,3 +164,54 @@ def test_billed_but_unusable_replies_count_toward_max_cost(tmp_path, monkeypatch
     status = subprocess.run([sys.executable, "-m", "evoforge", "status", str(tmp_path / "r")],
                             capture_output=True, text=True, check=False)
     assert f"{stored:.4f}" in status.stdout or f"{stored:.2f}" in status.stdout, status.stdout
+
+
+TOO_LONG = {"error": {"message": "This model's maximum context length is 8192 tokens. However, "
+                                 "your messages resulted in 9001 tokens.",
+                      "type": "invalid_request_error", "code": "context_length_exceeded"}}
+
+
+def test_a_too_long_prompt_is_shrunk_and_other_4xx_skip_one_proposal(tmp_path, monkeypatch):
+    """Issue 9, defect 3: HTTP 400 for a long prompt rebuilds it smaller and sends it again;
+    another 4xx skips that proposal; neither stops the run."""
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    script = [
+        *[reply(GOOD)] * 6,                            # children, so later prompts have context
+        error(400, body=TOO_LONG), error(413), reply(GOOD),  # shrunk twice, then accepted
+        error(422, body={"error": {"message": "temperature must be <= 1"}}),  # skipped
+    ]
+    with OpenAITestServer(script, default=reply(GOOD)) as srv:
+        cfg = _config(srv, max_programs=14, evaluation={"workers": 1, "timeout": 10},
+                      selector={"num_islands": 1, "num_context": 2})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+        sizes = [sum(len(m["content"]) for m in body["messages"]) for body in srv.requests]
+    assert outcome.ok and outcome.reason == "max_programs", outcome.message
+    assert sizes[7] <= sizes[6] and sizes[8] <= sizes[7], sizes  # never larger
+    assert sizes[8] < sizes[6], sizes  # the context programs are gone
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = sorted(s.programs(), key=lambda p: p.id)
+    shrunk = [p for p in progs if "prompt shrunk to the parent alone" in p.mutation.note]
+    assert len(shrunk) == 1 and shrunk[0].status is not Status.INVALID
+    assert shrunk[0].mutation.attempts == 3
+    skipped = [p for p in progs if "HTTP 422" in p.mutation.note]
+    assert len(skipped) == 1 and skipped[0].status is Status.INVALID
+
+
+def test_an_oversized_program_is_sent_alone_or_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    with OpenAITestServer(default=reply(GOOD)) as srv:
+        cfg = _config(srv, max_programs=4, prompt={"max_chars": 1000})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+        requests = srv.request_count
+    assert outcome.ok, outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        children = [p for p in s.programs() if p.id > 0]
+    assert children and requests == 0  # the quadratic prompt is over 1000 chars at every level
+    assert all("over prompt.max_chars=1,000" in p.mutation.note for p in children)
+
+
+def test_authentication_errors_still_stop_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    with OpenAITestServer(default=error(401)) as srv:
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_config(srv))
+    assert outcome.reason == "llm_error" and "authentication failed" in outcome.message

@@ -149,6 +149,7 @@ class PromptConfig(_Strict):
     template_dir: str | None = None  # directory with system.j2 / user.j2 overriding the built-ins
     system_message: str | None = None  # extra text appended to the system prompt
     feedback_chars: int = Field(2000, ge=0)
+    max_chars: int = Field(400_000, ge=1000)  # a longer prompt is shrunk before it is sent
     include_code_of_context: bool = True
 
 

@@ -27,12 +27,19 @@ class LLMError(EvoforgeError):
     """An LLM request failed for good (after retries, or not retryable).
 
     ``retryable`` tells whether the failure was transient (rate limit, 5xx, timeout) or
-    permanent (authentication, unknown model, bad request).
+    permanent (authentication, unknown model, bad request); ``kind`` says which permanent one.
     """
 
+    #: what a permanent failure means for the run: ``auth``, ``model`` and ``fatal`` (the
+    #: default) stop it (nothing will work until the config changes); ``too_long`` asks for a
+    #: shorter prompt; ``rejected`` (another 4xx) concerns this request only
+    FATAL_KINDS = ("auth", "model", "fatal")
+
     def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1,
-                 prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0) -> None:
+                 prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0,
+                 kind: str | None = None) -> None:
         super().__init__(message)
+        self.kind = "transient" if retryable else (kind or "fatal")
         self.retryable = retryable
         self.attempts = attempts
         # what the failed attempts were billed (empty or unusable replies still cost tokens)

@@ -138,8 +138,8 @@ class PromptBuilder:
         )
 
     # ---------------------------------------------------------------- rendering
-    def _view(self, p: Program) -> _ProgramView:
-        cap = self.feedback_chars
+    def _view(self, p: Program, feedback_chars: int | None = None) -> _ProgramView:
+        cap = self.feedback_chars if feedback_chars is None else feedback_chars
         feedback: list[tuple[str, str]] = []
         if cap > 0:
             for name in sorted(p.artifacts):
@@ -160,8 +160,10 @@ class PromptBuilder:
             feedback=feedback,
         )
 
-    def variables(self, request: MutationRequest, edit_mode: str | None = None) -> dict[str, Any]:
+    def variables(self, request: MutationRequest, edit_mode: str | None = None,
+                  feedback_chars: int | None = None) -> dict[str, Any]:
         mode = edit_mode or self.edit_mode
+        cap = feedback_chars
         if mode not in EDIT_MODES:
             raise ConfigError(f"unknown edit mode {mode!r}; valid: {', '.join(EDIT_MODES)}")
         return {
@@ -174,15 +176,16 @@ class PromptBuilder:
             "system_message": self.system_message.strip() if self.system_message else None,
             "include_code_of_context": self.include_code_of_context,
             "has_markers": MARKER_START in request.parent.code,
-            "parent": self._view(request.parent),
-            "context": [self._view(p) for p in request.context],
-            "partners": [self._view(p) for p in request.others],
+            "parent": self._view(request.parent, cap),
+            "context": [self._view(p, cap) for p in request.context],
+            "partners": [self._view(p, cap) for p in request.others],
         }
 
-    def build(self, request: MutationRequest, *,
-              edit_mode: str | None = None) -> list[dict[str, str]]:
-        """System and user messages for ``request``. ``edit_mode`` overrides the builder's."""
-        variables = self.variables(request, edit_mode)
+    def build(self, request: MutationRequest, *, edit_mode: str | None = None,
+              feedback_chars: int | None = None) -> list[dict[str, str]]:
+        """System and user messages for ``request``. ``edit_mode`` and ``feedback_chars``
+        override the builder's."""
+        variables = self.variables(request, edit_mode, feedback_chars)
         try:
             system = self._system.render(**variables).strip() + "\n"
             user = self._user.render(**variables).strip() + "\n"

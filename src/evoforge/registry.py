@@ -69,9 +69,6 @@ def make_mutator(cfg: Config) -> Mutator:
         from evoforge.mutators.model_free import ModelFreeMutator
 
         return ModelFreeMutator(max_edits=cfg.mutator.max_edits)
-    from evoforge.llms.openai_compat import OpenAICompatLLM
     from evoforge.mutators.llm import LLMMutator
-    from evoforge.prompting import PromptBuilder
 
-    return LLMMutator(OpenAICompatLLM.from_config(cfg.llm), PromptBuilder.from_config(cfg),
-                      edit_mode=cfg.mutator.edit_mode)
+    return LLMMutator.from_config(cfg)

@@ -19,6 +19,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
@@ -30,6 +31,11 @@ from evoforge.errors import ConfigError, LLMError
 from evoforge.llms.base import LLM, LLMReply
 
 __all__ = ["OpenAICompatLLM", "parse_retry_after"]
+
+#: what endpoints say when a prompt exceeds the context window (OpenAI, vLLM, llama.cpp, ...)
+_TOO_LONG = re.compile(r"context[ _-]?(length|window|size)|too (long|many tokens)|maximum "
+                       r"(context|number of tokens|prompt)|exceeds? the (model|max)|prompt is "
+                       r"too|input (is )?too|token limit|reduce the length", re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -264,19 +270,24 @@ class OpenAICompatLLM(LLM):
             raise _Retry(f"server error (HTTP {status}): {detail}",
                          wait=parse_retry_after(e.response.headers)) from e
         if status == 401:
-            msg = (f"authentication failed at {where} (HTTP 401): {detail}; check the API key "
-                   f"in ${self.api_key_env}")
+            kind, msg = "auth", (f"authentication failed at {where} (HTTP 401): {detail}; check "
+                                 f"the API key in ${self.api_key_env}")
         elif status == 403:
-            msg = (f"permission denied at {where} (HTTP 403): {detail}; the key in "
-                   f"${self.api_key_env} has no access to this model or project")
+            kind, msg = "auth", (f"permission denied at {where} (HTTP 403): {detail}; the key in "
+                                 f"${self.api_key_env} has no access to this model or project")
         elif status == 404:
-            msg = (f"not found at {where} (HTTP 404): {detail}; unknown model or wrong base_url "
-                   "(llm.base_url usually ends in /v1; check llm.models)")
+            kind, msg = "model", (f"not found at {where} (HTTP 404): {detail}; unknown model or "
+                                  "wrong base_url (llm.base_url usually ends in /v1; check "
+                                  "llm.models)")
+        elif status == 413 or (status in (400, 422) and _TOO_LONG.search(detail)):
+            kind, msg = "too_long", (f"the prompt is too long for {where} (HTTP {status}): "
+                                     f"{detail}")
         else:
-            msg = (f"the endpoint rejected the request at {where} (HTTP {status}): {detail}; "
-                   "check llm.models, llm.max_tokens, llm.temperature and llm.top_p for this "
-                   "endpoint")
-        raise LLMError(msg, retryable=False, attempts=1) from e
+            kind, msg = "rejected", (
+                f"the endpoint rejected the request at {where} (HTTP {status}): {detail}; "
+                "check llm.models, llm.max_tokens, llm.temperature and llm.top_p for this "
+                "endpoint")
+        raise LLMError(msg, retryable=False, attempts=1, kind=kind) from e
 
     @staticmethod
     def _parse(resp: Any) -> tuple[str, int, int]:

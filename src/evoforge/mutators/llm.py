@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from evoforge.edit import apply_diff, apply_rewrite, parse_diff, python_syntax_error
 from evoforge.errors import ConfigError, EditError, LLMError
@@ -31,45 +33,76 @@ class LLMMutator(Mutator):
 
     A bad reply or an edit that does not apply gives ``code=None`` with the reason in
     ``info.note`` (tokens and cost still counted). A retryable :class:`LLMError` (after the
-    client's own retries) does the same with a note starting ``"llm: "``; a permanent one
-    (authentication, unknown model) is re-raised so the run stops with that reason.
+    client's own retries) or a refusal of this request (another HTTP 4xx) does the same with a
+    note starting ``"llm: "``; a prompt over ``prompt.max_chars``, or refused as too long, is
+    rebuilt smaller (see :meth:`_prompts`) and sent again; a permanent failure (authentication,
+    unknown model) is re-raised so the run stops with that reason.
     """
 
     name = "llm"
     uses_llm = True
 
-    def __init__(self, llm: LLM, prompts: PromptBuilder, edit_mode: str = "diff") -> None:
+    def __init__(self, llm: LLM, prompts: PromptBuilder, edit_mode: str = "diff",
+                 max_chars: int = 400_000) -> None:
         if edit_mode not in EDIT_MODES:
             raise ConfigError(f"unknown mutator.edit_mode {edit_mode!r}; valid: "
                               f"{', '.join(EDIT_MODES)}")
         self.llm = llm
         self.prompts = prompts
         self.edit_mode = edit_mode
+        self.max_chars = int(max_chars)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LLMMutator:
         from evoforge.llms.openai_compat import OpenAICompatLLM
 
         return cls(OpenAICompatLLM.from_config(cfg.llm), PromptBuilder.from_config(cfg),
-                   edit_mode=cfg.mutator.edit_mode)
+                   edit_mode=cfg.mutator.edit_mode, max_chars=cfg.prompt.max_chars)
+
+    def _prompts(self, request: MutationRequest) -> Iterator[tuple[str, list[dict[str, str]]]]:
+        """The prompt at each size level, built when needed: as configured; without context
+        programs and with feedback cut to 500 characters; the parent alone without feedback."""
+        cap = self.prompts.feedback_chars
+        levels: list[tuple[str, MutationRequest, int | None]] = [
+            ("full", request, None),
+            ("no context programs, feedback cut", replace(request, context=()), min(cap, 500)),
+            ("the parent alone", replace(request, context=(), others=()), 0),
+        ]
+        for name, r, c in levels:
+            yield name, self.prompts.build(r, edit_mode=self.edit_mode, feedback_chars=c)
 
     async def mutate(self, request: MutationRequest) -> MutationOutcome:
-        messages = self.prompts.build(request, edit_mode=self.edit_mode)
         start = time.monotonic()
-        try:
-            reply = await self.llm.chat(messages, rng=request.rng)
-        except LLMError as e:
-            if not e.retryable:
-                raise
-            info = MutationInfo(mutator=self.name, edit_kind=self.edit_mode,
-                                latency=time.monotonic() - start, attempts=e.attempts,
-                                prompt_tokens=e.prompt_tokens,
-                                completion_tokens=e.completion_tokens, cost=e.cost,
-                                note=_clip(f"llm: {e}"))
-            return MutationOutcome(code=None, info=info)
-        code, note = self._apply(request, reply)
-        info = self._info(reply, note)
-        return MutationOutcome(code=code, info=info)
+        spent = [0, 0, 0.0, 0]  # prompt tokens, completion tokens, cost, attempts
+        note = ""
+        for level, (name, messages) in enumerate(self._prompts(request)):
+            size = sum(len(m["content"]) for m in messages)
+            if size > self.max_chars:
+                note = (f"the prompt is {size:,} characters with {name}, over prompt.max_chars="
+                        f"{self.max_chars:,}")
+                continue
+            try:
+                reply = await self.llm.chat(messages, rng=request.rng)
+            except LLMError as e:
+                spent = [spent[0] + e.prompt_tokens, spent[1] + e.completion_tokens,
+                         spent[2] + e.cost, spent[3] + e.attempts]
+                if not e.retryable and e.kind in LLMError.FATAL_KINDS:
+                    raise  # nothing will work until the config changes: the run stops
+                if not e.retryable and e.kind == "too_long":
+                    note = f"llm: {e}"
+                    continue  # a shorter prompt may fit
+                note = f"llm: {e}" + (f" (prompt: {name})" if level else "")
+                break  # a transient failure, or a refusal of this request: skip it
+            code, applied = self._apply(request, reply)
+            if level:
+                applied += f" (prompt shrunk to {name}: {note})"
+            info = self._info(reply, applied, spent)
+            return MutationOutcome(code=code, info=info)
+        info = MutationInfo(mutator=self.name, edit_kind=self.edit_mode,
+                            latency=time.monotonic() - start, attempts=int(spent[3]),
+                            prompt_tokens=int(spent[0]), completion_tokens=int(spent[1]),
+                            cost=float(spent[2]), note=_clip(note or "llm: no reply"))
+        return MutationOutcome(code=None, info=info)
 
     def _apply(self, request: MutationRequest, reply: LLMReply) -> tuple[str | None, str]:
         parent = request.parent.code
@@ -90,17 +123,19 @@ class LLMMutator(Mutator):
             return child, f"diff: {len(parse_diff(reply.text))} SEARCH/REPLACE block(s) applied"
         return child, "rewrite applied"
 
-    def _info(self, reply: LLMReply, note: str) -> MutationInfo:
+    def _info(self, reply: LLMReply, note: str,
+              spent: list[Any] | None = None) -> MutationInfo:
+        before = spent or [0, 0, 0.0, 0]  # what refused longer prompts were billed
         return MutationInfo(
             mutator=self.name,
             model=reply.model,
             edit_kind=self.edit_mode,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            cost=reply.cost,
+            prompt_tokens=reply.prompt_tokens + int(before[0]),
+            completion_tokens=reply.completion_tokens + int(before[1]),
+            cost=reply.cost + float(before[2]),
             latency=reply.latency,
-            attempts=reply.attempts,
-            note=note,
+            attempts=reply.attempts + int(before[3]),
+            note=_clip(note),
         )
 
     async def aclose(self) -> None:
