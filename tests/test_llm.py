@@ -194,15 +194,74 @@ def test_attempts_count_includes_retries_before_a_permanent_error() -> None:
     assert e.retryable is False and e.attempts == 2
 
 
-def test_connection_refused_is_retryable() -> None:
+def test_an_endpoint_that_never_answered_is_a_config_error() -> None:
+    """Issue 9, defect 7: nothing listening at llm.base_url from the start stops the run after
+    one proposal's retries (not after max_consecutive_failures proposals)."""
     srv = OpenAITestServer().start()
     url = srv.base_url
     srv.stop()  # nothing listens on that port any more
     llm = OpenAICompatLLM(["m"], base_url=url, api_key="k", retries=1, backoff_base=0.001,
                           request_timeout=1.0, proposal_deadline=5.0)
     e = chat_error(llm)
-    assert e.retryable and e.attempts == 2
-    assert "cannot connect" in str(e)
+    assert not e.retryable and e.kind == "fatal" and e.attempts == 2
+    assert "cannot connect" in str(e) and "has not answered once" in str(e)
+
+
+def test_connection_refused_after_answers_is_retryable() -> None:
+    srv = OpenAITestServer([reply("first")]).start()
+    llm = OpenAICompatLLM(["m"], base_url=srv.base_url, api_key="k", retries=1,
+                          backoff_base=0.001, request_timeout=1.0, proposal_deadline=5.0)
+
+    async def go() -> LLMError:
+        try:
+            assert (await llm.chat(MESSAGES, rng=random.Random(0))).text == "first"
+            await asyncio.to_thread(srv.stop)  # the endpoint goes away mid-run
+            with pytest.raises(LLMError) as ei:
+                await llm.chat(MESSAGES, rng=random.Random(0))
+            return ei.value
+        finally:
+            await llm.aclose()
+
+    e = asyncio.run(go())
+    assert e.retryable and e.attempts == 2 and "cannot connect" in str(e)
+
+
+def test_adaptive_timeout_cuts_a_hang_after_a_few_observed_latencies() -> None:
+    """Issue 9, defect 7: after 8 fast answers a hung request is cut near the floor, not
+    after the 30 s ceiling."""
+    with OpenAITestServer([*[reply("fast")] * 8, hang(), reply("after")]) as srv:
+        llm = make_llm(srv, request_timeout=30.0, retries=1, proposal_deadline=60.0,
+                       timeout_floor=0.3)
+
+        async def go() -> tuple[LLMReply, float]:
+            try:
+                for _ in range(8):
+                    await llm.chat(MESSAGES, rng=random.Random(0))
+                assert llm.attempt_timeout() == pytest.approx(0.3)
+                t0 = time.monotonic()
+                r = await llm.chat(MESSAGES, rng=random.Random(0))
+                return r, time.monotonic() - t0
+            finally:
+                await llm.aclose()
+
+        r, took = asyncio.run(go())
+    assert r.text == "after" and r.attempts == 2
+    assert took < 5.0, took
+
+
+def test_adaptive_timeout_off_keeps_the_ceiling() -> None:
+    with OpenAITestServer(default=reply("x")) as srv:
+        llm = make_llm(srv, request_timeout=30.0, adaptive_timeout=False, timeout_floor=0.3)
+
+        async def go() -> float:
+            try:
+                for _ in range(10):
+                    await llm.chat(MESSAGES, rng=random.Random(0))
+                return llm.attempt_timeout()
+            finally:
+                await llm.aclose()
+
+        assert asyncio.run(go()) == 30.0
 
 
 def test_model_weights_split_3_to_1() -> None:

@@ -215,3 +215,28 @@ def test_authentication_errors_still_stop_the_run(tmp_path, monkeypatch):
     with OpenAITestServer(default=error(401)) as srv:
         outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_config(srv))
     assert outcome.reason == "llm_error" and "authentication failed" in outcome.message
+
+
+def test_progress_shows_the_last_llm_error_inert(tmp_path, monkeypatch):
+    """Issue 9, defect 7: while proposals fail, the progress says why (endpoint text shown
+    with control characters spelled out and markup literal)."""
+    import io
+
+    from rich.console import Console
+
+    from evoforge.progress import ProgressDisplay
+
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    body = {"error": {"message": "overloaded \x1b[2J [bold]now[/bold]"}}
+    out = io.StringIO()
+    display = ProgressDisplay(Console(file=out, force_terminal=False, width=400), live=False,
+                              interval=0.0)
+    with OpenAITestServer([reply(GOOD), error(500, body=body), error(500, body=body)],
+                          default=reply(GOOD)) as srv:
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_config(srv, max_programs=5),
+                             on_run=display.attach, on_event=display.update)
+    display.close()
+    text = out.getvalue()
+    assert outcome.ok, outcome.message
+    assert "last LLM error: llm: " in text and "HTTP 500" in text, text
+    assert "\x1b" not in text and "\\x1b[2J" in text and "[bold]now[/bold]" in text

@@ -62,6 +62,8 @@ class LLMConfig(_Strict):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(8192, ge=1)
     max_consecutive_failures: int = Field(20, ge=1)
+    adaptive_timeout: bool = True  # cut a request after 4x the observed p95 latency
+    timeout_floor: float = Field(15.0, gt=0)  # ... but never before this many seconds
 
     @field_validator("models", mode="before")
     @classmethod

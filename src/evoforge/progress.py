@@ -8,9 +8,11 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from evoforge.program import Program, Status
 from evoforge.run import Run
+from evoforge.termsafe import visible
 
 
 def fmt_score(x: float | None) -> str:
@@ -49,7 +51,7 @@ class ProgressDisplay:
             new_best = self.run.best is program
             if now - self._last_line >= self.interval or new_best and now - self._last_line > 1:
                 self._last_line = now
-                self.console.print(self._line(), highlight=False)
+                self.console.print(self._line(), highlight=False, markup=False)
 
     def close(self) -> None:
         if self._live is not None:
@@ -68,6 +70,9 @@ class ProgressDisplay:
             "best_id": run.best.id if run.best else None,
             "counts": dict(t.counts), "tokens": t.prompt_tokens + t.completion_tokens,
             "cost": t.cost,
+            # while proposals keep failing: why (endpoint text, shown inert)
+            "llm_error": (visible(t.last_llm_error)[:200]
+                          if t.consecutive_llm_failures > 0 else ""),
         }
 
     def _line(self) -> str:
@@ -75,8 +80,10 @@ class ProgressDisplay:
         fails = " ".join(f"{k}={v}" for k, v in sorted(s["counts"].items()) if k != "ok")
         budget = f"/{s['budget']}" if s["budget"] else ""
         tok = f" tokens={s['tokens']} cost=${s['cost']:.4f}" if s["tokens"] else ""
+        err = f"  last LLM error: {s['llm_error']}" if s["llm_error"] else ""
         return (f"[{s['elapsed']:6.0f}s] programs {s['done']}{budget}  best {fmt_score(s['best'])}"
-                f" (#{s['best_id']})  {s['rate']:.2f}/s  ok={s['counts'].get('ok', 0)} {fails}{tok}")
+                f" (#{s['best_id']})  {s['rate']:.2f}/s  ok={s['counts'].get('ok', 0)} {fails}{tok}"
+                f"{err}")
 
     def _render(self) -> Table:
         table = Table.grid(padding=(0, 2))
@@ -97,4 +104,6 @@ class ProgressDisplay:
                                              for st in Status if st is not Status.PENDING))
         if s["tokens"]:
             table.add_row("LLM", f"{s['tokens']:,} tokens   ${s['cost']:.4f}")
+        if s["llm_error"]:
+            table.add_row("last LLM error", Text(s["llm_error"], style="yellow"))
         return table

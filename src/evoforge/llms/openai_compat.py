@@ -21,6 +21,7 @@ import os
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -47,9 +48,10 @@ class _Retry(Exception):
     """One failed attempt that may be retried. ``wait`` is a server-requested delay."""
 
     def __init__(self, message: str, wait: float | None = None, *, prompt_tokens: int = 0,
-                 completion_tokens: int = 0) -> None:
+                 completion_tokens: int = 0, unreachable: bool = False) -> None:
         super().__init__(message)
         self.wait = wait
+        self.unreachable = unreachable  # nothing answered at the address (connection failed)
         self.prompt_tokens = prompt_tokens  # what the failed attempt was billed
         self.completion_tokens = completion_tokens
 
@@ -105,6 +107,8 @@ class OpenAICompatLLM(LLM):
         temperature: float | None = 0.7,
         top_p: float | None = None,
         max_tokens: int | None = 8192,
+        adaptive_timeout: bool = True,
+        timeout_floor: float = 15.0,
     ) -> None:
         self.models = [ModelConfig.model_validate({"name": m}) if isinstance(m, str) else m
                        for m in models]
@@ -129,6 +133,12 @@ class OpenAICompatLLM(LLM):
         self._weights = [m.weight for m in self.models]
         self._client: openai.AsyncOpenAI | None = None
         self._closed = False
+        # adaptive per-attempt deadline: a hung request is cut after a few times the observed
+        # latency (at least timeout_floor, at most request_timeout), not after the ceiling
+        self.adaptive_timeout = bool(adaptive_timeout)
+        self.timeout_floor = float(timeout_floor)
+        self._latencies: deque[float] = deque(maxlen=64)
+        self._answered = False  # the endpoint has answered at least once
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, env: Mapping[str, str] = os.environ) -> OpenAICompatLLM:
@@ -145,6 +155,8 @@ class OpenAICompatLLM(LLM):
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_tokens=cfg.max_tokens,
+            adaptive_timeout=cfg.adaptive_timeout,
+            timeout_floor=cfg.timeout_floor,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -168,6 +180,16 @@ class OpenAICompatLLM(LLM):
         if len(self.models) == 1:
             return self.models[0]
         return rng.choices(self.models, weights=self._weights, k=1)[0]
+
+    def attempt_timeout(self) -> float:
+        """The deadline of one request: ``request_timeout``, or, with ``adaptive_timeout`` and
+        at least 8 answered requests, 4x their 95th-percentile latency clamped to
+        [``timeout_floor``, ``request_timeout``]."""
+        if not self.adaptive_timeout or len(self._latencies) < 8:
+            return self.request_timeout
+        ordered = sorted(self._latencies)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return min(self.request_timeout, max(self.timeout_floor, 4.0 * p95))
 
     def _backoff(self, k: int, rng: random.Random) -> float:
         base = min(self.backoff_max, self.backoff_base * (2.0 ** k))
@@ -200,6 +222,12 @@ class OpenAICompatLLM(LLM):
                         billed[0] += r.prompt_tokens
                         billed[1] += r.completion_tokens
                         last = str(r)
+                        if r.unreachable and not self._answered and k >= self.retries:
+                            # never answered, and still nothing listening: a config problem
+                            raise LLMError(
+                                f"{last}; the endpoint has not answered once: is the server "
+                                "running, and is llm.base_url right?", retryable=False,
+                                attempts=attempts, kind="fatal", **spent()) from r
                         if k >= self.retries:
                             break
                         wait = self._backoff(k, rng)
@@ -241,22 +269,31 @@ class OpenAICompatLLM(LLM):
             kwargs["top_p"] = self.top_p
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
+        limit = self.attempt_timeout()
+        why = ("llm.request_timeout" if limit >= self.request_timeout else
+               "4x the observed 95th-percentile latency; llm.adaptive_timeout")
+        t0 = time.monotonic()
         try:
             # httpx's timeout is per read; this bounds the whole attempt as well
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(limit):
                 resp = await client.chat.completions.create(**kwargs)
         except TimeoutError as e:
-            raise _Retry(f"request timed out after {self.request_timeout:g}s "
-                         "(llm.request_timeout)") from e
+            raise _Retry(f"request timed out after {limit:.3g}s ({why})") from e
         except openai.APITimeoutError as e:
-            raise _Retry(f"request timed out after {self.request_timeout:g}s "
-                         "(llm.request_timeout)") from e
+            raise _Retry(f"request timed out after {limit:.3g}s ({why})") from e
         except openai.APIConnectionError as e:
-            raise _Retry(f"cannot connect to {self.base_url}: {e.__cause__ or e}") from e
+            # refused or unresolvable, as opposed to a connection that broke: by the name of
+            # the transport's exception (httpx, or httpx2 in newer SDKs)
+            refused = any(type(c).__name__ == "ConnectError" for c in (e.__cause__, e.__context__))
+            raise _Retry(f"cannot connect to {self.base_url}: {e.__cause__ or e}",
+                         unreachable=refused) from e
         except openai.APIStatusError as e:
+            self._answered = True
             self._raise_for_status(e, model)
         except (ValueError, openai.APIResponseValidationError) as e:
             raise _Retry(f"malformed reply (not a chat completion): {e}") from e
+        self._answered = True
+        self._latencies.append(time.monotonic() - t0)
         return self._parse(resp)
 
     def _raise_for_status(self, e: openai.APIStatusError, model: ModelConfig) -> NoReturn:
@@ -298,17 +335,19 @@ class OpenAICompatLLM(LLM):
             raise _Retry(f"malformed reply (not a chat completion): {type(resp).__name__}") from e
         pt = _int(getattr(usage, "prompt_tokens", 0)) if usage is not None else 0
         ct = _int(getattr(usage, "completion_tokens", 0)) if usage is not None else 0
-        billed = {"prompt_tokens": pt, "completion_tokens": ct}  # billed even when unusable
+        def unusable(why: str) -> _Retry:  # billed even when unusable
+            return _Retry(why, prompt_tokens=pt, completion_tokens=ct)
+
         if choices is None:
-            raise _Retry("malformed reply: no 'choices' field", **billed)
+            raise unusable("malformed reply: no 'choices' field")
         if not choices:
-            raise _Retry("empty reply (no choices)", **billed)
+            raise unusable("empty reply (no choices)")
         try:
             content = choices[0].message.content
         except (AttributeError, IndexError, TypeError) as e:
-            raise _Retry("malformed reply: choice without a message", **billed) from e
+            raise unusable("malformed reply: choice without a message") from e
         if not isinstance(content, str) or not content.strip():
-            raise _Retry("empty reply (empty message content)", **billed)
+            raise unusable("empty reply (empty message content)")
         return content, pt, ct
 
 
