@@ -231,7 +231,7 @@ def test_adaptive_timeout_cuts_a_hang_after_a_few_observed_latencies() -> None:
     after the 30 s ceiling."""
     with OpenAITestServer([*[reply("fast")] * 8, hang(), reply("after")]) as srv:
         llm = make_llm(srv, request_timeout=30.0, retries=1, proposal_deadline=60.0,
-                       timeout_floor=0.3)
+                       timeout_floor=0.3, hedge=False)
 
         async def go() -> tuple[LLMReply, float]:
             try:
@@ -375,3 +375,26 @@ def test_a_failed_chat_carries_what_it_was_billed() -> None:
     assert e.retryable and e.attempts == 3
     assert (e.prompt_tokens, e.completion_tokens) == (1500, 150)
     assert e.cost == pytest.approx((1500 * 2.0 + 150 * 8.0) / 1e6)
+
+
+def test_a_slow_request_gets_a_twin_and_the_first_answer_wins() -> None:
+    """Issue 9, defect 7: with hedging, a hung request costs about 1.5x the p95 latency."""
+    with OpenAITestServer([*[reply("fast")] * 8, hang(), reply("twin")]) as srv:
+        llm = make_llm(srv, request_timeout=30.0, retries=0, proposal_deadline=60.0)
+
+        async def go() -> tuple[LLMReply, float]:
+            try:
+                for _ in range(8):
+                    await llm.chat(MESSAGES, rng=random.Random(0))
+                delay = llm.hedge_delay()
+                assert delay is not None and delay < 1.0
+                t0 = time.monotonic()
+                r = await llm.chat(MESSAGES, rng=random.Random(0))
+                return r, time.monotonic() - t0
+            finally:
+                await llm.aclose()
+
+        r, took = asyncio.run(go())
+        assert srv.request_count == 10
+    assert r.text == "twin" and r.attempts == 1 and llm.hedged == 1
+    assert took < 5.0, took

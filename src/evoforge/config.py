@@ -64,6 +64,7 @@ class LLMConfig(_Strict):
     max_consecutive_failures: int = Field(20, ge=1)
     adaptive_timeout: bool = True  # cut a request after 4x the observed p95 latency
     timeout_floor: float = Field(15.0, gt=0)  # ... but never before this many seconds
+    hedge: bool = True  # a request slower than 1.5x the observed p95 latency gets a twin
 
     @field_validator("models", mode="before")
     @classmethod

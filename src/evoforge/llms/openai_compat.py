@@ -109,6 +109,7 @@ class OpenAICompatLLM(LLM):
         max_tokens: int | None = 8192,
         adaptive_timeout: bool = True,
         timeout_floor: float = 15.0,
+        hedge: bool = True,
     ) -> None:
         self.models = [ModelConfig.model_validate({"name": m}) if isinstance(m, str) else m
                        for m in models]
@@ -139,6 +140,8 @@ class OpenAICompatLLM(LLM):
         self.timeout_floor = float(timeout_floor)
         self._latencies: deque[float] = deque(maxlen=64)
         self._answered = False  # the endpoint has answered at least once
+        self.hedge = bool(hedge)
+        self.hedged = 0  # requests that got a twin
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, env: Mapping[str, str] = os.environ) -> OpenAICompatLLM:
@@ -157,6 +160,7 @@ class OpenAICompatLLM(LLM):
             max_tokens=cfg.max_tokens,
             adaptive_timeout=cfg.adaptive_timeout,
             timeout_floor=cfg.timeout_floor,
+            hedge=cfg.hedge,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -276,7 +280,7 @@ class OpenAICompatLLM(LLM):
         try:
             # httpx's timeout is per read; this bounds the whole attempt as well
             async with asyncio.timeout(limit):
-                resp = await client.chat.completions.create(**kwargs)
+                resp = await self._hedged(client, kwargs)
         except TimeoutError as e:
             raise _Retry(f"request timed out after {limit:.3g}s ({why})") from e
         except openai.APITimeoutError as e:
@@ -295,6 +299,41 @@ class OpenAICompatLLM(LLM):
         self._answered = True
         self._latencies.append(time.monotonic() - t0)
         return self._parse(resp)
+
+    def hedge_delay(self) -> float | None:
+        """When a second, identical request starts if the first has not answered: 1.5x the
+        observed 95th-percentile latency (``llm.hedge``, after 8 answers), else None."""
+        if not self.hedge or len(self._latencies) < 8:
+            return None
+        ordered = sorted(self._latencies)
+        return 1.5 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+    async def _hedged(self, client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> Any:
+        """The completion; a request slower than :meth:`hedge_delay` gets a twin, the first
+        answer wins and the other is cancelled (a hung request then costs about one hedge
+        delay, not a whole deadline)."""
+        delay = self.hedge_delay()
+        tasks = {asyncio.ensure_future(client.chat.completions.create(**kwargs))}
+        try:
+            if delay is not None:
+                done, _ = await asyncio.wait(tasks, timeout=delay)
+                if not done:
+                    self.hedged += 1
+                    tasks.add(asyncio.ensure_future(client.chat.completions.create(**kwargs)))
+            error: BaseException | None = None
+            while tasks:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t.exception() is None:
+                        return t.result()
+                    error = t.exception()
+            assert error is not None
+            raise error
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _raise_for_status(self, e: openai.APIStatusError, model: ModelConfig) -> NoReturn:
         status = e.status_code
