@@ -240,3 +240,26 @@ def test_progress_shows_the_last_llm_error_inert(tmp_path, monkeypatch):
     assert outcome.ok, outcome.message
     assert "last LLM error: llm: " in text and "HTTP 500" in text, text
     assert "\x1b" not in text and "\\x1b[2J" in text and "[bold]now[/bold]" in text
+
+
+def test_staleness_bound_holds_with_a_slow_reply(tmp_path, monkeypatch):
+    """Issue 9, defect 6: one LLM reply much slower than the rest; every child records how many
+    results committed between its proposal and itself, and none exceeds pipeline.staleness."""
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    from evoforge.testing.openai_server import ChatRequest
+
+    def script(req: ChatRequest):
+        return reply(GOOD, delay=2.0 if req.index == 3 else 0.0)
+
+    with OpenAITestServer(script) as srv:
+        cfg = _config(srv, max_programs=40, llm={"concurrency": 4, "retries": 0,
+                                                  "request_timeout": 30, "hedge": False},
+                      evaluation={"workers": 2, "timeout": 10},
+                      pipeline={"max_in_flight": 6, "staleness": 8})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.ok, outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        children = [p for p in s.programs() if p.id > 0]
+    ages = [p.mutation.staleness for p in children]
+    assert all(a is not None for a in ages)
+    assert max(ages) <= 8, sorted(ages)[-5:]

@@ -158,8 +158,11 @@ class PromptConfig(_Strict):
 
 class PipelineConfig(_Strict):
     max_in_flight: int | None = Field(
-        None, ge=1, description="proposals outstanding at once (the staleness bound); "
+        None, ge=1, description="proposals outstanding at once; "
         "default llm.concurrency + 2 * evaluation.workers (model-free: 2 * workers)")
+    staleness: int | None = Field(
+        None, ge=1, description="at most this many results are committed between a proposal "
+        "(the population it was built from) and its child; default 2 * max_in_flight")
 
 
 class StorageConfig(_Strict):
@@ -189,6 +192,11 @@ class Config(_Strict):
     @property
     def minimize(self) -> bool:
         return self.objective.direction == "minimize"
+
+    def staleness(self, uses_llm: bool) -> int:
+        """The enforced staleness bound (see PipelineConfig.staleness)."""
+        bound = self.pipeline.staleness
+        return bound if bound is not None else 2 * self.in_flight(uses_llm)
 
     def in_flight(self, uses_llm: bool) -> int:
         if self.pipeline.max_in_flight is not None:

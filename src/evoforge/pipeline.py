@@ -1,10 +1,11 @@
 """The asynchronous controller: a thin loop over ``Run.ask`` / ``Run.tell``.
 
 LLM requests in flight (``llm.concurrency``) and evaluation slots (``evaluation.workers``) are
-independent; ``pipeline.max_in_flight`` bounds the proposals outstanding at once, which bounds how
-stale the population view behind a proposal can be. The controller is the only writer to Storage.
-Evaluations are dispatched in proposal order; with the model-free mutator and one evaluation slot
-the whole run is deterministic for a given seed.
+independent; ``pipeline.max_in_flight`` bounds the proposals outstanding at once, and
+``pipeline.staleness`` bounds the results committed between a proposal and its child (no new
+proposal is asked while the oldest outstanding one could otherwise exceed it). The controller is
+the only writer to Storage. Evaluations are dispatched in proposal order; with the model-free
+mutator and one evaluation slot the whole run is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Pipeline:
         self.on_event = on_event or (lambda p: None)
         cfg = run.config
         self.capacity = cfg.in_flight(mutator.uses_llm)
+        self.staleness = max(cfg.staleness(mutator.uses_llm), 1)
         self.llm_slots = cfg.llm.concurrency if mutator.uses_llm else self.capacity
         self.ready: deque[Program] = deque()
         self.mut_tasks: dict[asyncio.Task[Any], Proposal] = {}
@@ -196,10 +198,20 @@ class Pipeline:
         finally:
             stop_task.cancel()
 
+    def _too_stale(self) -> bool:
+        """Whether asking a new proposal could let more than ``staleness`` results commit
+        before the oldest outstanding one returns: every proposal in flight may add one, so
+        no new ask while age(oldest) + (in flight - 1) reaches the bound."""
+        if not self.mut_tasks:
+            return False
+        oldest = min(p.view for p in self.mut_tasks.values())
+        age = self.run.tally.done - oldest
+        return age + self.in_flight() - 1 >= self.staleness
+
     async def _fill(self) -> None:
         run = self.run
         while (self.in_flight() < self.capacity and len(self.mut_tasks) < self.llm_slots
-               and run.stop_reason(self.in_flight()) is None):
+               and not self._too_stale() and run.stop_reason(self.in_flight()) is None):
             proposal = run.ask()
             request = run.mutation_request(proposal)
             if self.mutator.uses_llm:

@@ -61,6 +61,8 @@ class MutationInfo:
     latency: float = 0.0  # seconds spent producing the child (LLM round trips included)
     attempts: int = 0  # LLM requests made (retries included)
     note: str = ""  # free text: what the edit did, or why it failed
+    view: int | None = None  # results committed when the proposal was made
+    staleness: int | None = None  # results committed between the proposal and its child
 
     def __post_init__(self) -> None:
         _scrub_fields(self, "mutator", "model", "edit_kind", "note")

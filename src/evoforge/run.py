@@ -120,8 +120,10 @@ class Run:
         """Store the child: pending (to be evaluated) or, when no usable child was made, invalid."""
         sel = proposal.selection
         parents = (sel.parent.id, *(o.id for o in sel.others))
+        info = replace(outcome.info, view=proposal.view,
+                       staleness=self.tally.done - proposal.view)
         p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents, island=sel.island,
-                    generation=sel.parent.generation + 1, mutation=outcome.info,
+                    generation=sel.parent.generation + 1, mutation=info,
                     created_at=time.time())
         if outcome.info.mutator == "llm":
             if outcome.code is None and outcome.info.note.startswith("llm:"):
