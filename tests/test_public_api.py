@@ -10,7 +10,7 @@ import evoforge
 EXPECTED = {
     "Config", "ConfigError", "EditError", "EvalResult", "EvaluationResult", "EvoforgeError",
     "LLMError", "MutationInfo", "Problem", "ProblemError", "Program", "Proposal", "Run",
-    "RunFailed", "Status", "StorageError", "__version__", "evolve", "load_config", "resume",
+    "Status", "StorageError", "__version__", "build_config", "evolve", "load_config", "resume",
 }
 
 
@@ -21,8 +21,7 @@ def test_exports_are_pinned_and_importable():
 
 
 def test_errors_share_one_root():
-    for name in ("ConfigError", "EditError", "LLMError", "ProblemError", "RunFailed",
-                 "StorageError"):
+    for name in ("ConfigError", "EditError", "LLMError", "ProblemError", "StorageError"):
         assert issubclass(getattr(evoforge, name), evoforge.EvoforgeError)
 
 

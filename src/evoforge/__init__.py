@@ -23,7 +23,6 @@ _EXPORTS = {
     "EditError": "evoforge.errors",
     "StorageError": "evoforge.errors",
     "LLMError": "evoforge.errors",
-    "RunFailed": "evoforge.errors",
     "Program": "evoforge.program",
     "Status": "evoforge.program",
     "EvalResult": "evoforge.program",
@@ -31,6 +30,7 @@ _EXPORTS = {
     "Problem": "evoforge.problem",
     "Run": "evoforge.run",
     "Proposal": "evoforge.run",
+    "build_config": "evoforge.config",
     "evolve": "evoforge.api",
     "resume": "evoforge.api",
 }

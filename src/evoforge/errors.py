@@ -46,7 +46,3 @@ class LLMError(EvoforgeError):
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cost = cost
-
-
-class RunFailed(EvoforgeError):
-    """The run could not do its job (initial program failed, every LLM call failed, ...)."""

@@ -26,7 +26,6 @@ class RandomSamplingSelector(Selector):
     Registry names ``random_sampling`` and ``best_of_n``.
     """
 
-    registry_name: ClassVar[str] = "random_sampling"
     registry_aliases: ClassVar[tuple[str, ...]] = ("best_of_n",)
     __eq__ = object.__eq__
     __hash__ = object.__hash__
@@ -72,7 +71,6 @@ class GreedySelector(Selector):
     Registry name ``greedy``. Ties in fitness go to the program added first.
     """
 
-    registry_name: ClassVar[str] = "greedy"
     __eq__ = object.__eq__
     __hash__ = object.__hash__
 

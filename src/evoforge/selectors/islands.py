@@ -24,7 +24,6 @@ import bisect
 import math
 import random
 from collections.abc import Sequence
-from typing import ClassVar
 
 from evoforge.config import FeatureConfig, SelectorConfig
 from evoforge.errors import ConfigError, EvoforgeError
@@ -140,7 +139,6 @@ class IslandSelector(Selector):
     ``features(program)`` is the Selector method returning a program's feature values.
     """
 
-    registry_name: ClassVar[str] = "islands"
     __eq__ = object.__eq__  # identity, not the base dataclass's field comparison
     __hash__ = object.__hash__
 
