@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from evoforge.run import (
     require_run_dir,
     run_storage_url,
 )
+from evoforge.selectors.base import Selector
+from evoforge.stop import AnyOf, Stop
 from evoforge.storages import open_storage, resolve_storage_url, sqlite_path
 
 log = logging.getLogger("evoforge")
@@ -144,7 +146,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
+def start_run(problem: Problem, config: Config, run_dir: Path, *,
+              selector: Selector | None = None, stop: Stop | Sequence[Stop] | None = None) -> Run:
+    """Create the run in ``run_dir`` (its config and storage); ``selector`` and ``stop`` as in
+    :func:`evolve`."""
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists() or run_storage_url(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run; continue it with `evoforge resume "
@@ -160,9 +165,16 @@ def start_run(problem: Problem, config: Config, run_dir: Path) -> Run:
     _atomic_write(run_dir / "config.yaml",
                   yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     storage = open_storage(url)
-    run = Run(problem, config, storage, make_selector(config), run_dir)
+    run = Run(problem, config, storage, selector or make_selector(config), run_dir,
+              stop=_stops(config, stop))
     run.write_metadata()
     return run
+
+
+def _stops(config: Config, stop: Stop | Sequence[Stop] | None) -> AnyOf:
+    from evoforge.stop import from_config
+
+    return from_config(config, stop)
 
 
 def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
@@ -184,16 +196,18 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
 def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
            config: Config | None = None, on_event: Callable[[Program], None] | None = None,
            on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
-           executor: Executor | None = None) -> RunOutcome:
+           executor: Executor | None = None, selector: Selector | None = None,
+           stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
     """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI.
 
-    ``mutator`` and ``executor`` replace the ones the config would build (the run closes
-    them when it stops)."""
+    ``mutator``, ``executor`` and ``selector`` replace the ones the config would build (the
+    run closes the first two when it stops); ``stop`` adds conditions to the config's budget
+    (see :mod:`evoforge.stop`)."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
     prob.check_tools()
     cfg = config or build_config(prob.config)
     with run_lock(Path(run_dir)):
-        run = start_run(prob, cfg, Path(run_dir))
+        run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop)
         try:
             if on_run:
                 on_run(run)
@@ -205,17 +219,21 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
 def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
            flags: dict[str, Any] | None = None, on_event: Callable[[Program], None] | None = None,
            on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
-           executor: Executor | None = None) -> RunOutcome:
+           executor: Executor | None = None, selector: Selector | None = None,
+           stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
     """Continue a stopped or killed run: committed work is kept, pending work is evaluated.
-    ``mutator`` and ``executor`` as in :func:`evolve`."""
+    ``mutator``, ``executor``, ``selector`` and ``stop`` as in :func:`evolve` (a selector is
+    rebuilt from the stored programs)."""
     with run_lock(Path(run_dir)):
-        return _resume(Path(run_dir), overrides, flags, on_event, on_run, mutator, executor)
+        return _resume(Path(run_dir), overrides, flags, on_event, on_run, mutator, executor,
+                       selector, stop)
 
 
 def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[str, Any] | None,
             on_event: Callable[[Program], None] | None,
             on_run: Callable[[Run], None] | None, mutator: Mutator | None = None,
-            executor: Executor | None = None) -> RunOutcome:
+            executor: Executor | None = None, selector: Selector | None = None,
+            stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
     cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
     try:
         ppath = storage.get_meta("problem_path")
@@ -228,7 +246,8 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
         if warning:
             log.warning(warning)
         storage.set_meta("config", cfg.model_dump(mode="json"))
-        run = Run(problem, cfg, storage, make_selector(cfg), run_dir)
+        run = Run(problem, cfg, storage, selector or make_selector(cfg), run_dir,
+                  stop=_stops(cfg, stop))
         run.rebuild()
         if on_run:
             on_run(run)

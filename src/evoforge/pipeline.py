@@ -26,7 +26,8 @@ from evoforge.run import Proposal, Run
 log = logging.getLogger("evoforge")
 
 # Reasons a run stops, and whether that means it did its job.
-SUCCESS = {"max_programs", "target_score", "max_time", "max_cost"}
+#: Reasons that are failures; any other (the budget, a user's StopWhen) means the run did its job.
+FAILURES = {"interrupted", "llm_failures", "llm_error", "initial_failed", "invalid_children"}
 MESSAGES = {
     "max_programs": "reached max_programs",
     "target_score": "reached target_score",
@@ -52,7 +53,7 @@ class RunOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.reason in SUCCESS
+        return self.reason not in FAILURES
 
 
 class Pipeline:
@@ -168,13 +169,14 @@ class Pipeline:
                     if stopping is None and fatal is None and run.stop_reason(0) is None:
                         continue  # nothing in flight, more to ask for: every child was invalid
                     final = stopping or run.stop_reason(0) or "max_programs"
-                    msg = fatal or MESSAGES[final]
+                    msg = fatal or MESSAGES.get(final, f"stopped: {final}")
                     if final == "llm_failures":
                         msg += f" (last: {run.tally.last_llm_error}); check llm.base_url and the model"
                     return RunOutcome(final, msg, run.best)
                 timeout = None
-                if run.config.max_time is not None and stopping is None:
-                    timeout = max(0.01, run.config.max_time - run.elapsed())
+                if run.stop.timed and stopping is None:  # wake up to ask timed stops
+                    left = run.stop.remaining(run)
+                    timeout = max(0.01, min(left if left is not None else 1.0, 1.0))
                 done, _ = await asyncio.wait([*waiting, stop_task], timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for mt in sorted((t for t in done if t in self.mut_tasks),

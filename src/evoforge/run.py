@@ -22,6 +22,8 @@ from evoforge.mutators.base import MutationOutcome, MutationRequest
 from evoforge.problem import Problem
 from evoforge.program import EvalResult, MutationInfo, Program, Status
 from evoforge.selectors.base import Selection, Selector
+from evoforge.stop import AnyOf, Stop
+from evoforge.stop import from_config as stop_from_config
 from evoforge.storages.base import Storage
 
 DB_NAME = "evoforge.db"
@@ -57,9 +59,11 @@ class Tally:
 
 class Run:
     def __init__(self, problem: Problem, config: Config, storage: Storage, selector: Selector,
-                 run_dir: Path) -> None:
+                 run_dir: Path, stop: Stop | None = None) -> None:
         self.problem = problem
         self.config = config
+        #: when to stop (the config's budget unless given; see evoforge.stop)
+        self.stop: AnyOf = stop if isinstance(stop, AnyOf) else stop_from_config(config, stop)
         self.storage = storage
         self.selector = selector
         self.run_dir = Path(run_dir)
@@ -179,19 +183,9 @@ class Run:
         return time.monotonic() - self.started
 
     def stop_reason(self, in_flight: int = 0) -> str | None:
-        """Why no new proposal should be made now (None: keep going)."""
-        c = self.config
-        if c.max_programs is not None and self.tally.done + in_flight >= c.max_programs:
-            return "max_programs"
-        if self.target_reached():
-            return "target_score"
-        if c.max_time is not None and self.elapsed() >= c.max_time:
-            return "max_time"
-        if c.max_cost is not None and self.tally.cost + self.tally.pending_cost >= c.max_cost:
-            return "max_cost"
-        if self.tally.consecutive_llm_failures >= c.llm.max_consecutive_failures:
-            return "llm_failures"
-        return None
+        """Why no new proposal should be made now (None: keep going). The one place that
+        asks the run's stop conditions."""
+        return self.stop.reason(self, in_flight)
 
     # ---------------------------------------------------------------- internals
     def _take_id(self) -> int:
