@@ -14,6 +14,7 @@ from evoforge.config import Config, build_config
 from evoforge.errors import ConfigError, StorageError
 from evoforge.executors.base import Executor
 from evoforge.executors.local import LocalExecutor
+from evoforge.executors.reverify import Reverifying
 from evoforge.mutators.base import Mutator
 from evoforge.pipeline import Pipeline, RunOutcome
 from evoforge.problem import Problem
@@ -77,6 +78,11 @@ async def _drive(run: Run, config: Config, problem: Problem,
     sandbox = getattr(executor, "sandbox", None)
     run.integrity = integrity(getattr(executor, "form", "custom"),
                               getattr(sandbox, "name", "custom"))
+    if config.evaluation.reverify > 0:  # a would-be best must reproduce in fresh processes
+        executor = Reverifying(executor, times=config.evaluation.reverify,
+                               tolerance=config.evaluation.reverify_tolerance,
+                               worth=lambda score: run.best is not None
+                               and run.would_be_best(score))  # the initial program is the bar
     earlier = run.storage.get_meta("integrity") or {}
     history = list(earlier.get("earlier_sessions", []))
     if earlier and earlier["summary"] != run.integrity["summary"]:

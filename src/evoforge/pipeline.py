@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from evoforge.errors import LLMError
@@ -259,24 +259,4 @@ class Pipeline:
             self.eval_tasks[etask] = program
 
     async def _evaluate(self, program: Program) -> EvalResult:
-        """Evaluate; a result that would become the run's best is re-verified first."""
-        result = await self.executor.evaluate(program.code, program_id=program.id)
-        cfg = self.run.config.evaluation
-        if (cfg.reverify == 0 or result.status is not Status.OK or result.score is None
-                or not self.run.would_be_best(result.score)):
-            return result
-        seen = [result.score]
-        for _ in range(cfg.reverify):
-            again = await self.executor.evaluate(program.code, program_id=program.id)
-            if again.status is not Status.OK or again.score is None:
-                return replace(result, status=Status.FAILED, score=None, reason=(
-                    f"not reproducible: scored {result.score:.10g}, then {again.status.value} on "
-                    f"re-evaluation in a fresh process ({again.reason})"))
-            seen.append(again.score)
-            if abs(again.score - result.score) > cfg.reverify_tolerance * max(1.0, abs(result.score)):
-                return replace(result, status=Status.FAILED, score=None, reason=(
-                    f"not reproducible: scored {result.score:.10g}, then {again.score:.10g} on "
-                    f"re-evaluation in a fresh process (evaluation.reverify_tolerance="
-                    f"{cfg.reverify_tolerance:g})"))
-        note = f"reproduced {cfg.reverify}x in fresh processes: " + ", ".join(f"{x:.10g}" for x in seen)
-        return replace(result, artifacts={**result.artifacts, "reverify": note})
+        return await self.executor.evaluate(program.code, program_id=program.id)
