@@ -11,6 +11,8 @@ from typing import Any
 def scrub(text: str) -> str:
     """``text`` with every lone surrogate (a candidate's or an LLM's ``'\\ud800'``) replaced by
     U+FFFD, so it can be stored as UTF-8 and printed; valid text is returned as is."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
         return text
@@ -18,7 +20,13 @@ def scrub(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+def _clean(x: Any) -> bool:
+    return not isinstance(x, str) or x.isascii() or scrub(x) is x
+
+
 def _scrub_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    if all(_clean(k) and _clean(v) for k, v in d.items()):
+        return d  # the common case: nothing to replace, no copy
     return {scrub(k) if isinstance(k, str) else k: scrub(v) if isinstance(v, str) else v
             for k, v in d.items()}
 
@@ -27,10 +35,10 @@ def _scrub_fields(obj: Any, *names: str) -> None:
     """Scrub the text fields ``names`` of a frozen dataclass in place (at construction)."""
     for name in names:
         value = getattr(obj, name)
-        if isinstance(value, str):
-            object.__setattr__(obj, name, scrub(value))
-        elif isinstance(value, dict):
-            object.__setattr__(obj, name, _scrub_dict(value))
+        clean = scrub(value) if isinstance(value, str) else (
+            _scrub_dict(value) if isinstance(value, dict) else value)
+        if clean is not value:
+            object.__setattr__(obj, name, clean)
 
 
 class Status(str, Enum):

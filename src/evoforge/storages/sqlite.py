@@ -77,8 +77,11 @@ def _dumps(value: Any, what: str) -> str:
         ) from e
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one, not one per value
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    return _DECODER.decode(text)
 
 
 def _finite(value: float | None, what: str) -> None:
