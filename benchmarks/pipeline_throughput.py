@@ -89,7 +89,7 @@ def main() -> None:
             "evaluation": {"workers": a.workers, "timeout": 30, "reverify": 0},
         })
         outcome = api.evolve(prob, run_dir=Path(tmp) / "run", config=cfg)
-        first = time_to_first_request(prob, Path(tmp))
+        to_first = time_to_first_request(prob, Path(tmp))
         with SQLiteStorage(Path(tmp) / "run" / "evoforge.db", readonly=True) as s:
             progs = [p for p in s.programs() if p.id != 0]
     assert outcome.ok, outcome.message
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"ratio steady / ideal                = {steady / ideal:.3f}")
     print(f"ratio steady / achievable           = {steady / achievable:.3f}")
     print(f"ratio whole-run / ideal             = {overall / ideal:.3f}")
-    print(f"evoforge run -> first LLM request   = {first:.3f} s (median of 5; target <= 0.5 s)")
+    print(f"evoforge run -> first LLM request   = {to_first:.3f} s (median of 5; target <= 0.5 s)")
 
 
 if __name__ == "__main__":

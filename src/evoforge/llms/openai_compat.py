@@ -23,15 +23,33 @@ import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
-
-import openai
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from evoforge.config import LLMConfig, ModelConfig
 from evoforge.errors import ConfigError, LLMError
 from evoforge.llms.base import LLM, LLMReply
 
-__all__ = ["OpenAICompatLLM", "parse_retry_after"]
+__all__ = ["OpenAICompatLLM", "parse_retry_after", "preload_sdk"]
+
+if TYPE_CHECKING:
+    import openai
+
+
+def _sdk() -> Any:
+    """The openai SDK, imported on first use (it takes about half a second)."""
+    import openai
+
+    return openai
+
+
+def preload_sdk() -> None:
+    """Import the openai SDK in a background thread, so that it is ready by the first request
+    (a run evaluates its initial program meanwhile); a later import waits for it."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("openai",), daemon=True,
+                     name="evoforge-openai-import").start()
 
 #: what endpoints say when a prompt exceeds the context window (OpenAI, vLLM, llama.cpp, ...)
 _TOO_LONG = re.compile(r"context[ _-]?(length|window|size)|too (long|many tokens)|maximum "
@@ -169,7 +187,7 @@ class OpenAICompatLLM(LLM):
             raise LLMError("this LLM client was closed (aclose()); create a new one",
                            retryable=False, attempts=0)
         if self._client is None:
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+            self._client = _sdk().AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
                                               max_retries=0, timeout=self.request_timeout)
         return self._client
 
@@ -273,6 +291,7 @@ class OpenAICompatLLM(LLM):
             kwargs["top_p"] = self.top_p
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
+        openai = _sdk()
         limit = self.attempt_timeout()
         why = ("llm.request_timeout" if limit >= self.request_timeout else
                "4x the observed 95th-percentile latency; llm.adaptive_timeout")

@@ -54,8 +54,9 @@ class LLMMutator(Mutator):
 
     @classmethod
     def from_config(cls, cfg: Config) -> LLMMutator:
-        from evoforge.llms.openai_compat import OpenAICompatLLM
+        from evoforge.llms.openai_compat import OpenAICompatLLM, preload_sdk
 
+        preload_sdk()  # ready by the first request; the initial program is evaluated meanwhile
         return cls(OpenAICompatLLM.from_config(cfg.llm), PromptBuilder.from_config(cfg),
                    edit_mode=cfg.mutator.edit_mode, max_chars=cfg.prompt.max_chars)
 
