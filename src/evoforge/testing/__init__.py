@@ -2,7 +2,7 @@
 
 ``evoforge.testing.openai_server`` is a scripted OpenAI-compatible chat server used by the
 test suite and the throughput benchmarks; ``evoforge.testing.fakes`` has function-backed
-collaborators (``FunctionMutator``, ``FunctionExecutor``). Names are imported lazily so that
+collaborators (``FunctionMutator``, ``FunctionExecutor``, ``FunctionLLM``). Names are imported lazily so that
 ``python -m evoforge.testing.openai_server`` runs the module only once.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_FAKES = ("FunctionExecutor", "FunctionMutator")
+_FAKES = ("FunctionExecutor", "FunctionLLM", "FunctionMutator")
 __all__ = [
     "Action",
     "ChatRequest",
     "FunctionExecutor",
+    "FunctionLLM",
     "FunctionMutator",
     "OpenAITestServer",
     "RecordedRequest",

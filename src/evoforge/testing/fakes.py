@@ -1,9 +1,10 @@
 """Function-backed collaborators: a whole evolution in-process with plain functions.
 
-``FunctionMutator(fn)`` and ``FunctionExecutor(fn)`` turn a function into a
-:class:`~evoforge.mutators.base.Mutator` or an :class:`~evoforge.executors.base.Executor`, the way
-httpx's ``MockTransport`` turns one into a transport: to test your own parts, or to try a search
-idea without an LLM or a sandbox. Pass them to :func:`evoforge.evolve`.
+``FunctionMutator(fn)``, ``FunctionExecutor(fn)`` and ``FunctionLLM(fn)`` turn a function into a
+:class:`~evoforge.mutators.base.Mutator`, an :class:`~evoforge.executors.base.Executor` or an
+:class:`~evoforge.llms.base.LLM`, the way httpx's ``MockTransport`` turns one into a transport: to
+test your own parts, or to try a search idea without an LLM or a sandbox. Pass the first two to
+:func:`evoforge.evolve`; wrap a ``FunctionLLM`` in an ``LLMMutator`` to test prompts and edits.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from evoforge.executors.base import Executor
+from evoforge.llms.base import LLM, LLMReply
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import EvalResult, MutationInfo, Status
 
-__all__ = ["FunctionExecutor", "FunctionMutator"]
+__all__ = ["FunctionExecutor", "FunctionLLM", "FunctionMutator"]
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -90,3 +92,25 @@ class FunctionExecutor(Executor):
             return EvalResult(Status.FAILED, metrics=metrics,
                               reason=f"no {self.score_metric!r} metric")
         return EvalResult(Status.OK, metrics=metrics, score=score)
+
+
+class FunctionLLM(LLM):
+    """An LLM from ``fn(messages) -> str | LLMReply`` (sync or async): the reply text, or a full
+    reply with tokens and cost. An exception it raises (e.g. an ``LLMError``) propagates as
+    the real client's would. ``requests`` keeps every message list it was sent."""
+
+    def __init__(self, fn: Callable[[list[dict[str, str]]], Any | Awaitable[Any]], *,
+                 model: str = "function") -> None:
+        self.fn = fn
+        self.model = model
+        self.requests: list[list[dict[str, str]]] = []
+
+    async def chat(self, messages: list[dict[str, str]], *, rng: Any) -> LLMReply:
+        self.requests.append(messages)
+        out = await _call(self.fn, messages)
+        if isinstance(out, LLMReply):
+            return out
+        if not isinstance(out, str):
+            raise TypeError(f"the LLM function returned {type(out).__name__}; return the reply "
+                            "text (str) or an LLMReply")
+        return LLMReply(text=out, model=self.model)
