@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,8 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, ProblemError
-from evoforge.executors._worker import _cap  # one capping rule, worker and parent
 from evoforge.executors.base import Executor
+from evoforge.executors.results import MAX_RESULT_BYTES, Limits, WorkerOutcome, interpret
 from evoforge.problem import evaluator_form
 from evoforge.program import EvalResult, Status
 from evoforge.sandbox import (
@@ -62,7 +61,6 @@ log = logging.getLogger("evoforge.executor")
 
 _WORKER = Path(__file__).resolve().with_name("_worker.py")
 _SRC_ROOT = str(Path(__file__).resolve().parents[2])  # lets evaluators import evoforge.*
-_MAX_RESULT_BYTES = 16 * 1024 * 1024
 _GRACE = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 _swept = False  # orphaned sandboxes of dead controllers are reaped once per process
 _warned_root = False  # the process sandbox fell back to root (said once per process)
@@ -143,17 +141,6 @@ class _Unit:
     """What one evaluation needs: the plain worker, or the evaluator and candidate pair."""
 
     procs: list[_Proc]
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} in the worker's result")
 
 
 def _sweep_dead_scratch(parent: Path) -> None:
@@ -307,6 +294,8 @@ class LocalExecutor(Executor):
         self.scratch_mb = scratch_mb
         self.max_processes = max_processes
         self.max_open_files = max_open_files
+        self._limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb,
+                              score_metric=self.score_metric, artifact_chars=self.artifact_chars)
         # None / "auto": bubblewrap where it works, else the process sandbox with one warning
         if sandbox is None or isinstance(sandbox, str):
             sandbox = make_sandbox(sandbox or "auto", user=sandbox_user, extra_paths=sandbox_paths)
@@ -458,7 +447,7 @@ class LocalExecutor(Executor):
             half = self.artifact_chars // 2
             caps = [(half, self.artifact_chars - half), (half, self.artifact_chars - half)]
             if role != "candidate":
-                caps.append((_MAX_RESULT_BYTES, 0))
+                caps.append((MAX_RESULT_BYTES, 0))
             control_fd = None
             if role == "server":  # output and results travel per job, over ``control``
                 caps = []
@@ -754,21 +743,15 @@ class LocalExecutor(Executor):
                     "evaluator_stdout": outputs["stdout"],
                     "evaluator_stderr": outputs["stderr"],
                 }
-            result = self._interpret(
+            return interpret(WorkerOutcome(
                 returncode=self._sandbox.exit_status(main.proc.returncode),
                 timed_out=timed_out,
-                result=res_cap,
+                result=bytes(res_cap.head),
+                result_dropped=res_cap.dropped,
                 outputs=outputs,
                 candidate_status=cand_status,
-            )
-            return EvalResult(
-                status=result[0],
-                reason=result[1],
-                metrics=result[2],
-                score=result[3],
-                artifacts=result[4],
-                eval_time=time.monotonic() - t0,
-            )
+                closed=self._closed,
+            ), self._limits, eval_time=time.monotonic() - t0)
         finally:
             for p in unit.procs:
                 self._discard(p)
@@ -794,7 +777,7 @@ class LocalExecutor(Executor):
             half = self.artifact_chars // 2
             theirs: list[int] = []
             for head, tail in ((half, self.artifact_chars - half),
-                               (half, self.artifact_chars - half), (_MAX_RESULT_BYTES, 0)):
+                               (half, self.artifact_chars - half), (MAX_RESULT_BYTES, 0)):
                 r, w = os.pipe()
                 theirs.append(w)
                 f = os.fdopen(r, "rb", buffering=0)
@@ -841,10 +824,11 @@ class LocalExecutor(Executor):
             returncode = None
             if server_dead and server.proc.returncode is not None:
                 returncode = self._sandbox.exit_status(server.proc.returncode)
-            result = self._interpret(
+            result = interpret(WorkerOutcome(
                 returncode=returncode,
                 timed_out=timed_out,
-                result=res_cap,
+                result=bytes(res_cap.head),
+                result_dropped=res_cap.dropped,
                 outputs={
                     "stdout": cand.caps[0].text(),
                     "stderr": cand.caps[1].text(),
@@ -852,16 +836,10 @@ class LocalExecutor(Executor):
                     "evaluator_stderr": err_cap.text(),
                 },
                 candidate_status=cand_status,
-            )
-            reuse = not server_dead and result[0] not in (Status.CRASHED, Status.TIMEOUT)
-            return EvalResult(
-                status=result[0],
-                reason=result[1],
-                metrics=result[2],
-                score=result[3],
-                artifacts=result[4],
-                eval_time=time.monotonic() - t0,
-            )
+                closed=self._closed,
+            ), self._limits, eval_time=time.monotonic() - t0)
+            reuse = not server_dead and result.status not in (Status.CRASHED, Status.TIMEOUT)
+            return result
         finally:
             self._discard(jobp)
             self._discard(cand)
@@ -957,165 +935,3 @@ class LocalExecutor(Executor):
                 hidden.append(self.problem_dir)
         self._views[role] = (paths, hidden)
         return paths, hidden
-
-    # -- turning what came back into an EvalResult ------------------------------------------
-
-    def _oom_reason(self) -> str:
-        if self.memory_mb is None:
-            return "out of memory"
-        return f"out of memory (memory_mb={self.memory_mb})"
-
-    def _interpret(
-        self,
-        *,
-        returncode: int | None,
-        timed_out: bool,
-        result: _Capture,
-        outputs: dict[str, str],
-        candidate_status: int | None = None,
-    ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
-        artifacts: dict[str, str] = {}
-        extra = {k: v for k, v in outputs.items() if v}
-
-        def done(
-            status: Status,
-            reason: str,
-            metrics: dict[str, float] | None = None,
-            score: float | None = None,
-        ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
-            for k, v in extra.items():
-                artifacts[k if k not in artifacts else f"evoforge_{k}"] = v
-            return status, reason, metrics or {}, score, artifacts
-
-        if timed_out:
-            return done(Status.TIMEOUT, f"exceeded {self.timeout} s; process tree killed")
-
-        raw = bytes(result.head)
-        if raw:
-            if result.dropped:
-                return done(
-                    Status.FAILED,
-                    f"the evaluation result exceeded {_MAX_RESULT_BYTES} bytes; "
-                    "return fewer or smaller metrics and artifacts",
-                )
-            try:
-                reply = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError, RecursionError) as e:
-                return done(Status.FAILED, f"the evaluation result was not valid JSON: {e}")
-            if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-                return done(Status.FAILED, "the evaluation result had an unexpected shape")
-            return self._interpret_reply(reply, artifacts, extra, done, candidate_status)
-
-        if self._closed and returncode is not None and returncode < 0:
-            return done(Status.CRASHED, "interrupted: the executor was closed during evaluation")
-        if returncode is not None and returncode < 0:
-            sig = -returncode
-            if sig == signal.SIGXCPU:
-                return done(
-                    Status.TIMEOUT,
-                    f"exceeded the CPU-time limit of {math.ceil(self.timeout) + 1} s; "
-                    "process tree killed",
-                )
-            return done(Status.CRASHED, f"killed by {_signal_name(sig)}")
-        if "MemoryError" in outputs.get("stderr", ""):
-            return done(Status.CRASHED, self._oom_reason())
-        return done(Status.CRASHED, f"exited with code {returncode} without a result")
-
-    def _interpret_reply(
-        self,
-        reply: dict[str, Any],
-        artifacts: dict[str, str],
-        extra: dict[str, str],
-        done: Any,
-        candidate_status: int | None,
-    ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
-        limit = self.artifact_chars
-        raw_artifacts = reply.get("artifacts")
-        if isinstance(raw_artifacts, dict):
-            for k, v in list(raw_artifacts.items())[:100]:
-                artifacts[_cap(str(k), 100)] = _cap(v if isinstance(v, str) else repr(v), limit)
-
-        if not reply["ok"]:
-            etype = _cap(str(reply.get("error_type", "Error")), 100)
-            message = _cap(str(reply.get("message", "")), 1000)
-            tb = reply.get("traceback")
-            if isinstance(tb, str) and tb:
-                extra["traceback"] = tb[-limit:] if limit else ""
-                if not extra["traceback"]:
-                    del extra["traceback"]
-            if etype == "MemoryError":
-                return done(Status.CRASHED, self._oom_reason())
-            ctb = reply.get("candidate_traceback")
-            if isinstance(ctb, str) and ctb:  # the candidate's traceback is what to fix
-                if "traceback" in extra:
-                    extra["evaluator_traceback"] = extra.pop("traceback")
-                extra["traceback"] = _cap(ctb, limit)
-            if reply.get("status") == "timeout":
-                return done(Status.TIMEOUT, message or "a candidate call timed out")
-            if reply.get("status") == "crashed" and candidate_status == -signal.SIGXCPU:
-                return done(Status.TIMEOUT, f"the candidate exceeded the CPU-time limit of "
-                                            f"{math.ceil(self.timeout) + 1} s; process tree killed")
-            if reply.get("status") == "crashed":
-                why = message or "the candidate's process ended"
-                if "out of memory" in why and self.memory_mb is not None:
-                    why += f" (memory_mb={self.memory_mb})"
-                elif candidate_status is not None and candidate_status < 0:
-                    why += f" (killed by {_signal_name(-candidate_status)})"
-                elif "MemoryError" in extra.get("stderr", ""):
-                    why += f" ({self._oom_reason()})"
-                elif candidate_status is not None:
-                    why += f" (exit code {candidate_status})"
-                return done(Status.CRASHED, why)
-            where = str(reply.get("where", ""))
-            reason = f"{etype}: {message}" if message else etype
-            if where.startswith("evaluate_stage"):
-                reason += f" (in {where})"
-            elif where.startswith("loading"):
-                reason = f"the evaluator failed to load: {reason}"
-            return done(Status.FAILED, reason)
-
-        raw_metrics = reply.get("metrics")
-        if not isinstance(raw_metrics, dict):
-            return done(Status.FAILED, "the evaluation result had no metrics dict")
-        metrics: dict[str, float] = {}
-        problems: list[str] = []
-        invalid = reply.get("invalid")
-        if isinstance(invalid, dict):
-            problems += [f"metric {str(k)!r} {_cap(str(v), 120)}" for k, v in invalid.items()]
-        for name, value in raw_metrics.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"metric {name!r} is a {type(value).__name__}")
-                continue
-            try:
-                num = float(value)
-            except OverflowError:
-                num = math.inf
-            if not math.isfinite(num):
-                problems.append(f"metric {name!r} is not finite")
-                continue
-            metrics[name] = num
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return done(
-                Status.FAILED,
-                f"{problems[0]}{more}: evaluators must return finite numbers",
-                metrics,
-            )
-        if self.score_metric in metrics:
-            score = metrics[self.score_metric]
-        elif len(metrics) == 1:
-            score = next(iter(metrics.values()))
-        elif not metrics:
-            return done(
-                Status.FAILED,
-                f"the evaluator returned no metrics; return e.g. {{'{self.score_metric}': 0.5}}",
-            )
-        else:
-            names = ", ".join(repr(n) for n in list(metrics)[:10])
-            return done(
-                Status.FAILED,
-                f"no {self.score_metric!r} metric among {names}: return {self.score_metric!r} "
-                "from the evaluator or set objective.score_metric to the metric to optimise",
-                metrics,
-            )
-        return done(Status.OK, "", metrics, score)

@@ -1,0 +1,224 @@
+"""Turning what an evaluation's worker left behind (exit status, the result pipe's bytes, its
+output) into an EvalResult. Pure: no processes, no I/O; the process pool is in ``local.py``."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from evoforge.executors._worker import _cap  # one capping rule, worker and parent
+from evoforge.program import EvalResult, Status
+
+__all__ = ["Limits", "WorkerOutcome", "interpret"]
+
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the interpretation needs to know of the executor's settings."""
+
+    timeout: float
+    memory_mb: int | None
+    score_metric: str
+    artifact_chars: int
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """What came back from one evaluation's processes."""
+
+    returncode: int | None  # the main worker's status (negative: killed by that signal)
+    timed_out: bool  # the wall-clock deadline passed and the tree was killed
+    result: bytes  # what the worker wrote on its result pipe (capped)
+    result_dropped: int  # bytes beyond the cap
+    outputs: dict[str, str]  # captured stdout/stderr (and the evaluator's, hardened form)
+    candidate_status: int | None = None  # the hardened form's candidate process status
+    closed: bool = False  # the executor was closed while it ran
+
+
+def interpret(outcome: WorkerOutcome, limits: Limits, eval_time: float) -> EvalResult:
+    """The EvalResult for ``outcome``: a status with a reason, metrics, score, artifacts."""
+    status, reason, metrics, score, artifacts = _interpret(
+        limits, returncode=outcome.returncode, timed_out=outcome.timed_out,
+        result=outcome.result, result_dropped=outcome.result_dropped, outputs=outcome.outputs,
+        candidate_status=outcome.candidate_status, closed=outcome.closed)
+    return EvalResult(status=status, reason=reason, metrics=metrics, score=score,
+                      artifacts=artifacts, eval_time=eval_time)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} in the worker's result")
+
+
+def _oom_reason(limits: Limits) -> str:
+    if limits.memory_mb is None:
+        return "out of memory"
+    return f"out of memory (memory_mb={limits.memory_mb})"
+
+def _interpret(
+    limits: Limits,
+    *,
+    returncode: int | None,
+    timed_out: bool,
+    result: bytes,
+    result_dropped: int,
+    outputs: dict[str, str],
+    candidate_status: int | None = None,
+    closed: bool = False,
+) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+    artifacts: dict[str, str] = {}
+    extra = {k: v for k, v in outputs.items() if v}
+
+    def done(
+        status: Status,
+        reason: str,
+        metrics: dict[str, float] | None = None,
+        score: float | None = None,
+    ) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+        for k, v in extra.items():
+            artifacts[k if k not in artifacts else f"evoforge_{k}"] = v
+        return status, reason, metrics or {}, score, artifacts
+
+    if timed_out:
+        return done(Status.TIMEOUT, f"exceeded {limits.timeout} s; process tree killed")
+
+    raw = result
+    if raw:
+        if result_dropped:
+            return done(
+                Status.FAILED,
+                f"the evaluation result exceeded {MAX_RESULT_BYTES} bytes; "
+                "return fewer or smaller metrics and artifacts",
+            )
+        try:
+            reply = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            return done(Status.FAILED, f"the evaluation result was not valid JSON: {e}")
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            return done(Status.FAILED, "the evaluation result had an unexpected shape")
+        return _interpret_reply(limits, reply, artifacts, extra, done, candidate_status)
+
+    if closed and returncode is not None and returncode < 0:
+        return done(Status.CRASHED, "interrupted: the executor was closed during evaluation")
+    if returncode is not None and returncode < 0:
+        sig = -returncode
+        if sig == signal.SIGXCPU:
+            return done(
+                Status.TIMEOUT,
+                f"exceeded the CPU-time limit of {math.ceil(limits.timeout) + 1} s; "
+                "process tree killed",
+            )
+        return done(Status.CRASHED, f"killed by {_signal_name(sig)}")
+    if "MemoryError" in outputs.get("stderr", ""):
+        return done(Status.CRASHED, _oom_reason(limits))
+    return done(Status.CRASHED, f"exited with code {returncode} without a result")
+
+def _interpret_reply(
+    limits: Limits,
+    reply: dict[str, Any],
+    artifacts: dict[str, str],
+    extra: dict[str, str],
+    done: Any,
+    candidate_status: int | None,
+) -> tuple[Status, str, dict[str, float], float | None, dict[str, str]]:
+    limit = limits.artifact_chars
+    raw_artifacts = reply.get("artifacts")
+    if isinstance(raw_artifacts, dict):
+        for k, v in list(raw_artifacts.items())[:100]:
+            artifacts[_cap(str(k), 100)] = _cap(v if isinstance(v, str) else repr(v), limit)
+
+    if not reply["ok"]:
+        etype = _cap(str(reply.get("error_type", "Error")), 100)
+        message = _cap(str(reply.get("message", "")), 1000)
+        tb = reply.get("traceback")
+        if isinstance(tb, str) and tb:
+            extra["traceback"] = tb[-limit:] if limit else ""
+            if not extra["traceback"]:
+                del extra["traceback"]
+        if etype == "MemoryError":
+            return done(Status.CRASHED, _oom_reason(limits))
+        ctb = reply.get("candidate_traceback")
+        if isinstance(ctb, str) and ctb:  # the candidate's traceback is what to fix
+            if "traceback" in extra:
+                extra["evaluator_traceback"] = extra.pop("traceback")
+            extra["traceback"] = _cap(ctb, limit)
+        if reply.get("status") == "timeout":
+            return done(Status.TIMEOUT, message or "a candidate call timed out")
+        if reply.get("status") == "crashed" and candidate_status == -signal.SIGXCPU:
+            return done(Status.TIMEOUT, f"the candidate exceeded the CPU-time limit of "
+                                        f"{math.ceil(limits.timeout) + 1} s; process tree killed")
+        if reply.get("status") == "crashed":
+            why = message or "the candidate's process ended"
+            if "out of memory" in why and limits.memory_mb is not None:
+                why += f" (memory_mb={limits.memory_mb})"
+            elif candidate_status is not None and candidate_status < 0:
+                why += f" (killed by {_signal_name(-candidate_status)})"
+            elif "MemoryError" in extra.get("stderr", ""):
+                why += f" ({_oom_reason(limits)})"
+            elif candidate_status is not None:
+                why += f" (exit code {candidate_status})"
+            return done(Status.CRASHED, why)
+        where = str(reply.get("where", ""))
+        reason = f"{etype}: {message}" if message else etype
+        if where.startswith("evaluate_stage"):
+            reason += f" (in {where})"
+        elif where.startswith("loading"):
+            reason = f"the evaluator failed to load: {reason}"
+        return done(Status.FAILED, reason)
+
+    raw_metrics = reply.get("metrics")
+    if not isinstance(raw_metrics, dict):
+        return done(Status.FAILED, "the evaluation result had no metrics dict")
+    metrics: dict[str, float] = {}
+    problems: list[str] = []
+    invalid = reply.get("invalid")
+    if isinstance(invalid, dict):
+        problems += [f"metric {str(k)!r} {_cap(str(v), 120)}" for k, v in invalid.items()]
+    for name, value in raw_metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"metric {name!r} is a {type(value).__name__}")
+            continue
+        try:
+            num = float(value)
+        except OverflowError:
+            num = math.inf
+        if not math.isfinite(num):
+            problems.append(f"metric {name!r} is not finite")
+            continue
+        metrics[name] = num
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return done(
+            Status.FAILED,
+            f"{problems[0]}{more}: evaluators must return finite numbers",
+            metrics,
+        )
+    if limits.score_metric in metrics:
+        score = metrics[limits.score_metric]
+    elif len(metrics) == 1:
+        score = next(iter(metrics.values()))
+    elif not metrics:
+        return done(
+            Status.FAILED,
+            f"the evaluator returned no metrics; return e.g. {{'{limits.score_metric}': 0.5}}",
+        )
+    else:
+        names = ", ".join(repr(n) for n in list(metrics)[:10])
+        return done(
+            Status.FAILED,
+            f"no {limits.score_metric!r} metric among {names}: return {limits.score_metric!r} "
+            "from the evaluator or set objective.score_metric to the metric to optimise",
+            metrics,
+        )
+    return done(Status.OK, "", metrics, score)
