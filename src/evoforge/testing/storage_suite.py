@@ -25,6 +25,7 @@ from evoforge.errors import EvoforgeError, StorageError
 from evoforge.program import EvalResult, MutationInfo, Program, Status
 from evoforge.storages.base import Storage
 
+
 class Backend(Protocol):
     """What the suite needs of a backend under test."""
 
