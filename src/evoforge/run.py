@@ -141,21 +141,23 @@ class Run:
         elif outcome.code == sel.parent.code:
             reason = "child is identical to its parent (nothing changed)"
         if reason:
-            return self.tell(p, EvalResult(status=Status.INVALID, reason=reason), stored=False)
+            return self.tell(p, EvalResult(status=Status.INVALID, reason=reason), insert=True)
         self.storage.add_program(p)
         self.tally.pending_cost += p.mutation.cost
         return p
 
-    def tell(self, program: Program, result: EvalResult, *, stored: bool = True) -> Program:
-        """Commit a result (one transaction), then index it. Returns the committed program."""
+    def tell(self, program: Program, result: EvalResult, *, insert: bool = False) -> Program:
+        """Commit a result (one transaction), then index it. Returns the committed program.
+        ``insert``: the program was never stored as pending (an invalid child): insert it
+        with its result instead of recording the result of the stored pending program."""
         done = program.with_result(result, done_seq=self._next_done, evaluated_at=time.time())
         if done.status is Status.OK:
             done = replace(done, features=self.selector.features(done))
-        if stored:
+        if insert:
+            self.storage.add_program(done)
+        else:
             self.storage.record_result(done)
             self.tally.pending_cost = max(self.tally.pending_cost - program.mutation.cost, 0.0)
-        else:
-            self.storage.add_program(done)
         self._next_done += 1
         self._account(done)
         self.tally.done_this_session += 1
