@@ -54,3 +54,25 @@ def test_function_executor_exceptions_are_failed_results() -> None:
 
     r = asyncio.run(FunctionExecutor(boom).evaluate("x"))
     assert r.status is Status.FAILED and "ValueError: no good" in r.reason
+
+
+def test_the_llm_error_policy_is_an_object_the_mutator_asks() -> None:
+    """A custom policy changes what a refusal means (issue 9: the LLM error policy is its own
+    object): here every refusal stops the run instead of skipping the proposal."""
+    from evoforge.errors import LLMError
+    from evoforge.llms.policy import ErrorPolicy
+
+    def refuse(messages):
+        raise LLMError("HTTP 422: nope", retryable=False, kind="rejected")
+
+    default = LLMMutator(FunctionLLM(refuse), PromptBuilder())
+    outcome = asyncio.run(default.mutate(_request()))
+    assert outcome.code is None and "HTTP 422" in outcome.info.note  # skipped
+
+    class Strict(ErrorPolicy):
+        def decide(self, error):
+            return "stop"
+
+    strict = LLMMutator(FunctionLLM(refuse), PromptBuilder(), policy=Strict())
+    with pytest.raises(LLMError, match="HTTP 422"):
+        asyncio.run(strict.mutate(_request()))

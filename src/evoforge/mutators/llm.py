@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from evoforge.edit import apply_diff, apply_rewrite, parse_diff, python_syntax_error
 from evoforge.errors import ConfigError, EditError, LLMError
 from evoforge.llms.base import LLM, LLMReply
+from evoforge.llms.policy import ErrorPolicy
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import MutationInfo
 from evoforge.prompting import PromptBuilder
@@ -36,14 +37,15 @@ class LLMMutator(Mutator):
     client's own retries) or a refusal of this request (another HTTP 4xx) does the same with a
     note starting ``"llm: "``; a prompt over ``prompt.max_chars``, or refused as too long, is
     rebuilt smaller (see :meth:`_prompts`) and sent again; a permanent failure (authentication,
-    unknown model) is re-raised so the run stops with that reason.
+    unknown model) is re-raised so the run stops with that reason. Which failure is which is
+    ``policy``'s decision (:class:`evoforge.llms.policy.ErrorPolicy`).
     """
 
     name = "llm"
     uses_llm = True
 
     def __init__(self, llm: LLM, prompts: PromptBuilder, edit_mode: str = "diff",
-                 max_chars: int = 400_000) -> None:
+                 max_chars: int = 400_000, policy: ErrorPolicy | None = None) -> None:
         if edit_mode not in EDIT_MODES:
             raise ConfigError(f"unknown mutator.edit_mode {edit_mode!r}; valid: "
                               f"{', '.join(EDIT_MODES)}")
@@ -51,6 +53,7 @@ class LLMMutator(Mutator):
         self.prompts = prompts
         self.edit_mode = edit_mode
         self.max_chars = int(max_chars)
+        self.policy = policy or ErrorPolicy()  # what an LLM failure means (evoforge.llms.policy)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LLMMutator:
@@ -87,13 +90,14 @@ class LLMMutator(Mutator):
             except LLMError as e:
                 spent = [spent[0] + e.prompt_tokens, spent[1] + e.completion_tokens,
                          spent[2] + e.cost, spent[3] + e.attempts]
-                if not e.retryable and e.kind in LLMError.FATAL_KINDS:
+                action = self.policy.decide(e)
+                if action == "stop":
                     raise  # nothing will work until the config changes: the run stops
-                if not e.retryable and e.kind == "too_long":
+                if action == "shrink":
                     note = f"llm: {e}"
                     continue  # a shorter prompt may fit
                 note = f"llm: {e}" + (f" (prompt: {name})" if level else "")
-                break  # a transient failure, or a refusal of this request: skip it
+                break  # skip this proposal
             code, applied = self._apply(request, reply)
             if level:
                 applied += f" (prompt shrunk to {name}: {note})"
