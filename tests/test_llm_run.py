@@ -160,7 +160,9 @@ def test_billed_but_unusable_replies_count_toward_max_cost(tmp_path, monkeypatch
     with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
         stored = sum(p.mutation.cost for p in s.programs())
     assert stored == pytest.approx(requests * 0.20)  # every billed request is on record
-    assert 1.0 <= stored < 1.0 + 0.20 * 2 * 2  # stopped at the budget, not far past it
+    # each proposal is two billed attempts ($0.40): stopped within one proposal of the budget,
+    # never past it (calls are counted at their mean cost before they are made)
+    assert 1.0 - 0.40 - 1e-9 <= stored <= 1.0 + 1e-9, stored
     status = subprocess.run([sys.executable, "-m", "evoforge", "status", str(tmp_path / "r")],
                             capture_output=True, text=True, check=False)
     assert f"{stored:.4f}" in status.stdout or f"{stored:.2f}" in status.stdout, status.stdout
@@ -263,3 +265,19 @@ def test_staleness_bound_holds_with_a_slow_reply(tmp_path, monkeypatch):
     ages = [p.mutation.staleness for p in children]
     assert all(a is not None for a in ages)
     assert max(ages) <= 8, sorted(ages)[-5:]
+
+
+def test_max_cost_counts_calls_in_flight(tmp_path, monkeypatch):
+    """Issue 9: with 8 LLM calls allowed at once, max_cost is not overshot by the calls already
+    in flight: each is counted at the mean cost per call before another is asked."""
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    # every reply costs $0.20 (100k prompt + 50k completion tokens at $1/$2 per million)
+    with OpenAITestServer(default=reply(GOOD, prompt_tokens=100_000, completion_tokens=50_000,
+                                        delay=0.05)) as srv:
+        cfg = _config(srv, max_programs=1000, max_cost=1.0,
+                      llm={"concurrency": 8}, evaluation={"workers": 2, "timeout": 10})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.reason == "max_cost", outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        spent = sum(p.mutation.cost for p in s.programs())
+    assert 0.8 - 1e-9 <= spent <= 1.0 + 1e-9, spent

@@ -75,6 +75,7 @@ class Pipeline:
         self._warned_invalid = False
 
     def in_flight(self) -> int:
+        self.run.llm_in_flight = len(self.mut_tasks)  # kept current for the cost limit
         return len(self.mut_tasks) + len(self.ready) + len(self.eval_tasks)
 
     async def _evaluate_now(self, program: Program) -> Program:
@@ -213,7 +214,8 @@ class Pipeline:
     async def _fill(self) -> None:
         run = self.run
         while (self.in_flight() < self.capacity and len(self.mut_tasks) < self.llm_slots
-               and not self._too_stale() and run.stop_reason(self.in_flight()) is None):
+               and not self._too_stale() and run.stop_reason(self.in_flight()) is None
+               and (not self.mutator.uses_llm or run.can_afford_call())):
             proposal = run.ask()
             request = run.mutation_request(proposal)
             if self.mutator.uses_llm:

@@ -54,6 +54,8 @@ class Tally:
     done_this_session: int = 0
     consecutive_llm_failures: int = 0
     last_llm_error: str = ""
+    llm_calls: int = 0  # LLM proposals answered (or given up) this session
+    llm_call_cost: float = 0.0  # ... and what they were billed
     best_history: list[tuple[int, float]] = field(default_factory=list)  # (done_seq, score)
 
 
@@ -75,6 +77,7 @@ class Run:
         self._next_done: int = stats["next_done_seq"]
         self.started = time.monotonic()
         self.integrity: dict[str, Any] | None = None  # set by the driver once the executor exists
+        self.llm_in_flight = 0  # LLM calls outstanding (kept by the pipeline, for cost limits)
 
     # ---------------------------------------------------------------- setup / resume
     def write_metadata(self) -> None:
@@ -130,6 +133,8 @@ class Run:
                     generation=sel.parent.generation + 1, mutation=info,
                     created_at=time.time())
         if outcome.info.mutator == "llm":
+            self.tally.llm_calls += 1
+            self.tally.llm_call_cost += outcome.info.cost
             if outcome.code is None and outcome.info.note.startswith("llm:"):
                 self.tally.consecutive_llm_failures += 1
                 self.tally.last_llm_error = outcome.info.note
@@ -183,6 +188,23 @@ class Run:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def mean_call_cost(self) -> float | None:
+        """What an LLM proposal has cost on average this session (None before the first)."""
+        t = self.tally
+        return t.llm_call_cost / t.llm_calls if t.llm_calls else None
+
+    def can_afford_call(self) -> bool:
+        """Whether one more LLM call fits ``max_cost`` with the calls in flight, each counted
+        at the mean cost so far (until a first call has returned, one call at a time)."""
+        budget = self.config.max_cost
+        if budget is None:
+            return True
+        mean = self.mean_call_cost()
+        if mean is None:
+            return self.llm_in_flight == 0
+        spent = self.tally.cost + self.tally.pending_cost
+        return spent + (self.llm_in_flight + 1) * mean <= budget
 
     def stop_reason(self, in_flight: int = 0) -> str | None:
         """Why no new proposal should be made now (None: keep going). The one place that

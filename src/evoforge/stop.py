@@ -58,13 +58,22 @@ class MaxTime(Stop):
 
 
 class MaxCost(Stop):
-    """Stop once the LLM spend, of children evaluated and of children waiting, reaches ``usd``."""
+    """Stop once the LLM spend (children evaluated and waiting) reaches ``usd``, or, with no
+    call in flight, once the next call would pass it at the mean cost per call so far. (While
+    calls are in flight, the pipeline asks no new proposal that the budget could not pay for:
+    ``Run.can_afford_call``.)"""
 
     def __init__(self, usd: float) -> None:
         self.usd = float(usd)
 
     def reason(self, run: Run, in_flight: int) -> str | None:
-        return "max_cost" if run.tally.cost + run.tally.pending_cost >= self.usd else None
+        spent = run.tally.cost + run.tally.pending_cost
+        if spent >= self.usd:
+            return "max_cost"
+        mean = run.mean_call_cost()
+        if run.llm_in_flight == 0 and mean is not None and spent + mean > self.usd:
+            return "max_cost"
+        return None
 
 
 class TargetScore(Stop):
