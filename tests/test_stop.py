@@ -78,3 +78,27 @@ def test_any_of_reports_the_first_reason_in_order(tmp_path: Path, problem: Probl
                          mutator=FunctionMutator(_count_up), executor=FunctionExecutor(_score),
                          stop=combined)
     assert outcome.reason == "a"
+
+
+def test_a_storage_can_be_passed_in_and_resumed_with(tmp_path: Path, problem: Problem) -> None:
+    """evolve(storage=...) and resume(storage=...): the run lives in the given storage."""
+    from evoforge.errors import ConfigError
+    from evoforge.storages import SQLiteStorage
+
+    db = tmp_path / "elsewhere" / "mine.db"
+    db.parent.mkdir()
+    cfg = build_config(problem.config, {"max_programs": 6})
+    parts = {"mutator": FunctionMutator(_count_up), "executor": FunctionExecutor(_score)}
+    first = api.evolve(problem, run_dir=tmp_path / "run", config=cfg,
+                       storage=SQLiteStorage(db), **parts)
+    assert first.reason == "max_programs"
+    assert not (tmp_path / "run" / "evoforge.db").exists()
+    again = api.resume(tmp_path / "run", overrides=["max_programs=10"],
+                       storage=SQLiteStorage(db), mutator=FunctionMutator(_count_up),
+                       executor=FunctionExecutor(_score))
+    assert again.reason == "max_programs"
+    with SQLiteStorage(db, readonly=True) as s:
+        assert len(list(s.programs())) == 10
+    with pytest.raises(ConfigError, match="already holds programs"):
+        api.evolve(problem, run_dir=tmp_path / "run2", config=cfg, storage=SQLiteStorage(db),
+                   mutator=FunctionMutator(_count_up), executor=FunctionExecutor(_score))

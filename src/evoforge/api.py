@@ -31,6 +31,7 @@ from evoforge.run import (
 from evoforge.selectors.base import Selector
 from evoforge.stop import AnyOf, Stop
 from evoforge.storages import open_storage, resolve_storage_url, sqlite_path
+from evoforge.storages.base import Storage
 
 log = logging.getLogger("evoforge")
 
@@ -153,15 +154,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 
 def start_run(problem: Problem, config: Config, run_dir: Path, *,
-              selector: Selector | None = None, stop: Stop | Sequence[Stop] | None = None) -> Run:
-    """Create the run in ``run_dir`` (its config and storage); ``selector`` and ``stop`` as in
-    :func:`evolve`."""
+              selector: Selector | None = None, stop: Stop | Sequence[Stop] | None = None,
+              storage: Storage | None = None) -> Run:
+    """Create the run in ``run_dir`` (its config and storage); ``selector``, ``stop`` and
+    ``storage`` as in :func:`evolve`."""
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists() or run_storage_url(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run; continue it with `evoforge resume "
                           f"{run_dir}` or choose another --out directory")
     url = resolve_storage_url(config.storage.url, run_dir)
-    if Path(sqlite_path(url)).exists():
+    if storage is None and Path(sqlite_path(url)).exists():
         raise ConfigError(f"storage.url {config.storage.url!r} names an existing database "
                           f"({sqlite_path(url)}); one run per database: choose a new path")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +172,11 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
     # written first: it is how `resume` and `status` find a storage outside the run dir
     _atomic_write(run_dir / "config.yaml",
                   yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    storage = open_storage(url)
+    if storage is None:
+        storage = open_storage(url)
+    elif storage.stats()["next_id"] != 0:
+        raise ConfigError("the storage passed to evolve() already holds programs; one run per "
+                          "storage: pass a new one, or continue it with resume(storage=...)")
     run = Run(problem, config, storage, selector or make_selector(config), run_dir,
               stop=_stops(config, stop))
     run.write_metadata()
@@ -185,11 +191,13 @@ def _stops(config: Config, stop: Stop | Sequence[Stop] | None) -> AnyOf:
 
 def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
                   flags: dict[str, Any] | None = None, readonly: bool = False,
-                  ) -> tuple[Config, Any]:
-    """Open a run's storage and rebuild its config (with optional overrides). Reads only the
-    run directory: inspecting a run never depends on its problem directory."""
+                  storage: Storage | None = None) -> tuple[Config, Any]:
+    """Open a run's storage (or use ``storage``) and rebuild its config (with optional
+    overrides). Reads only the run directory: inspecting a run never depends on its problem
+    directory."""
     run_dir = Path(run_dir)
-    storage = open_storage(require_run_dir(run_dir), readonly=readonly)
+    if storage is None:
+        storage = open_storage(require_run_dir(run_dir), readonly=readonly)
     raw = storage.get_meta("config")
     if raw is None:
         storage.close()
@@ -203,17 +211,19 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
            config: Config | None = None, on_event: Callable[[Program], None] | None = None,
            on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
            executor: Executor | None = None, selector: Selector | None = None,
-           stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
+           stop: Stop | Sequence[Stop] | None = None,
+           storage: Storage | None = None) -> RunOutcome:
     """Start a new run and drive it to a stop. Blocking; use from scripts and the CLI.
 
-    ``mutator``, ``executor`` and ``selector`` replace the ones the config would build (the
-    run closes the first two when it stops); ``stop`` adds conditions to the config's budget
-    (see :mod:`evoforge.stop`)."""
+    ``mutator``, ``executor``, ``selector`` and ``storage`` replace the ones the config would
+    build (the run closes them when it stops; a given storage must be empty, and `resume` then
+    needs it too); ``stop`` adds conditions to the config's budget (see :mod:`evoforge.stop`)."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
     prob.check_tools()
     cfg = config or build_config(prob.config)
     with run_lock(Path(run_dir)):
-        run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop)
+        run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop,
+                        storage=storage)
         try:
             if on_run:
                 on_run(run)
@@ -226,21 +236,23 @@ def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
            flags: dict[str, Any] | None = None, on_event: Callable[[Program], None] | None = None,
            on_run: Callable[[Run], None] | None = None, mutator: Mutator | None = None,
            executor: Executor | None = None, selector: Selector | None = None,
-           stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
+           stop: Stop | Sequence[Stop] | None = None,
+           storage: Storage | None = None) -> RunOutcome:
     """Continue a stopped or killed run: committed work is kept, pending work is evaluated.
-    ``mutator``, ``executor``, ``selector`` and ``stop`` as in :func:`evolve` (a selector is
-    rebuilt from the stored programs)."""
+    ``mutator``, ``executor``, ``selector``, ``stop`` and ``storage`` as in :func:`evolve` (a
+    selector is rebuilt from the stored programs)."""
     with run_lock(Path(run_dir)):
         return _resume(Path(run_dir), overrides, flags, on_event, on_run, mutator, executor,
-                       selector, stop)
+                       selector, stop, storage)
 
 
 def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[str, Any] | None,
             on_event: Callable[[Program], None] | None,
             on_run: Callable[[Run], None] | None, mutator: Mutator | None = None,
             executor: Executor | None = None, selector: Selector | None = None,
-            stop: Stop | Sequence[Stop] | None = None) -> RunOutcome:
-    cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags)
+            stop: Stop | Sequence[Stop] | None = None,
+            given: Storage | None = None) -> RunOutcome:
+    cfg, storage = open_existing(run_dir, overrides=overrides, flags=flags, storage=given)
     try:
         ppath = storage.get_meta("problem_path")
         if not ppath or not Path(ppath).is_dir():
