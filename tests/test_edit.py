@@ -290,3 +290,14 @@ def test_python_syntax_error() -> None:
     assert python_syntax_error("def f():\nreturn 1\n") is not None  # IndentationError
     assert python_syntax_error("s = '\\d'\n") is None  # SyntaxWarning is not an error
     assert python_syntax_error("return 1\n") is not None  # compile-time error, not parse
+
+
+def test_search_matches_whole_lines_only() -> None:
+    """OpenEvolve's semantics (issue 10): SEARCH `x = 1` never edits inside `x = 10`."""
+    code = "# EVOLVE-BLOCK-START\nx = 10\ny = 1\n# EVOLVE-BLOCK-END\n"
+    with pytest.raises(EditError, match="not found"):
+        apply_diff(code, diff("x = 1", "x = 2"))
+    assert apply_diff(code, diff("y = 1", "y = 2")) == code.replace("y = 1", "y = 2")
+    indented = "# EVOLVE-BLOCK-START\ndef f():\n    x = 10\n    x = 1\n# EVOLVE-BLOCK-END\n"
+    child = apply_diff(indented, diff("x = 1", "x = 5"))  # the indented whole line, not x = 10
+    assert child == indented.replace("    x = 1\n", "    x = 5\n")

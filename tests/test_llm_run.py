@@ -24,8 +24,10 @@ from evoforge.testing.openai_server import (
 )
 
 QUAD = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
-GOOD = ("I will raise the value a little.\n<<<<<<< SEARCH\na * b\n=======\n"
-        "a * b + 0.5\n>>>>>>> REPLACE\n")
+# whole lines (SEARCH matches whole lines only), and still there after it applied: re-appliable,
+# each application raises f() by 1.0
+GOOD = ("I will raise the value a little.\n<<<<<<< SEARCH\n    b = 2.0\n=======\n"
+        "    b = 2.0\n    a = a + 0.5\n>>>>>>> REPLACE\n")
 MISSING = "<<<<<<< SEARCH\nthis line does not exist\n=======\nx = 1\n>>>>>>> REPLACE\n"
 
 

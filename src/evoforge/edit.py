@@ -280,23 +280,21 @@ def _reindent(text: str, prefix: str, cut: int) -> list[str]:
 
 
 def _apply_one(content: str, search: str, replace: str) -> str | None:
-    """Apply one SEARCH/REPLACE to one block content; None when the SEARCH is not there."""
-    if search in content:
-        # Prefer an occurrence that covers whole lines.
-        pos = content.find(search)
-        chosen, whole_lines = pos, False
-        while pos != -1:
-            end = pos + len(search)
-            if (pos == 0 or content[pos - 1] == "\n") and (
-                end == len(content) or content[end] == "\n"
-            ):
-                chosen, whole_lines = pos, True
-                break
-            pos = content.find(search, pos + 1)
-        end = chosen + len(search)
-        if whole_lines and not replace and content[end : end + 1] == "\n":
-            end += 1  # deleting whole lines: do not leave an empty line behind
-        return content[:chosen] + replace + content[end:]
+    """Apply one SEARCH/REPLACE to one block content; None when the SEARCH is not there.
+
+    SEARCH matches whole lines only (OpenEvolve's semantics): ``x = 1`` never matches inside
+    ``x = 10``. An exact whole-line occurrence is used first, then a line-by-line match that
+    ignores trailing whitespace and a uniform indentation offset."""
+    pos = content.find(search)
+    while pos != -1:
+        end = pos + len(search)
+        if (pos == 0 or content[pos - 1] == "\n") and (
+            end == len(content) or content[end] == "\n" or content.startswith("\r\n", end)
+        ):
+            if not replace:  # deleting whole lines: do not leave an empty line behind
+                end += 2 if content.startswith("\r\n", end) else (content[end:end + 1] == "\n")
+            return content[:pos] + replace + content[end:]
+        pos = content.find(search, pos + 1)
     found = _fuzzy_find(content, search)
     if found is None:
         return None
