@@ -524,6 +524,35 @@ def _serve_jobs(cfg: dict[str, Any], control: int, preload_error: BaseException 
         sys.modules.pop("evaluator", None)
 
 
+# -- OpenEvolve evaluators without OpenEvolve --------------------------------------------------
+
+
+class _OpenEvolveStandIn:
+    """``from openevolve.evaluation_result import EvaluationResult`` where OpenEvolve is not
+    installed: the last finder on ``sys.meta_path`` (a real OpenEvolve is found first), giving
+    evoforge's compatible ``EvaluationResult``. Costs nothing unless an evaluator imports it."""
+
+    NAMES = ("openevolve", "openevolve.evaluation_result")
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in cls.NAMES:
+            return None
+        return importlib.util.spec_from_loader(name, cls,  # type: ignore[arg-type]
+                                               is_package=name == "openevolve")
+
+    @staticmethod
+    def create_module(spec: Any) -> None:
+        return None  # the default module object
+
+    @staticmethod
+    def exec_module(module: Any) -> None:
+        if module.__name__ == "openevolve.evaluation_result":
+            from evoforge.evaluation_result import EvaluationResult
+
+            module.EvaluationResult = EvaluationResult
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -549,6 +578,7 @@ def main() -> None:
     except (AttributeError, ValueError):
         pass
 
+    sys.meta_path.append(_OpenEvolveStandIn)  # type: ignore[arg-type]
     worker_dir = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != worker_dir]
     sys.path.insert(0, cfg["problem_dir"] if role != "candidate" else os.getcwd())
