@@ -15,6 +15,7 @@ from evoforge.errors import ConfigError, StorageError
 from evoforge.executors.base import Executor
 from evoforge.executors.local import LocalExecutor
 from evoforge.executors.reverify import Reverifying
+from evoforge.invocation import command
 from evoforge.mutators.base import Mutator
 from evoforge.pipeline import Pipeline, RunOutcome
 from evoforge.problem import Problem
@@ -135,8 +136,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         if (run_dir / "evoforge.db").exists():
             raise ConfigError(
                 f"{why}; a run is continued by a user who can write it: resume it as its owner, "
-                f"or continue a copy (`cp -r {run_dir} NEWDIR && evoforge resume NEWDIR`); "
-                "`evoforge status`, `best` and `show` work read-only"
+                f"or continue a copy (`cp -r {run_dir} NEWDIR && {command()} resume NEWDIR`); "
+                f"`{command()} status`, `best` and `show` work read-only"
             ) from e
         raise ConfigError(f"{why}; choose a directory you can write with --out DIR") from e
     try:
@@ -145,7 +146,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise ConfigError(f"{run_dir} is in use by another evoforge process (pid {holder}); "
-                              "wait for it to stop, or inspect it with `evoforge status`") from None
+                              f"wait for it to stop, or inspect it with `{command()} status`") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -160,7 +161,7 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
     ``storage`` as in :func:`evolve`."""
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists() or run_storage_url(run_dir) is not None:
-        raise ConfigError(f"{run_dir} already holds a run; continue it with `evoforge resume "
+        raise ConfigError(f"{run_dir} already holds a run; continue it with `{command()} resume "
                           f"{run_dir}` or choose another --out directory")
     url = resolve_storage_url(config.storage.url, run_dir)
     if storage is None and Path(sqlite_path(url)).exists():

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evoforge.errors import EvoforgeError
+from evoforge.invocation import command
 from evoforge.termsafe import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -104,8 +105,9 @@ def _drive(start: Any, quiet: bool) -> None:
             out.print(f"best score: {best.score:.10g} (program #{best.id}, initial "
                       f"{initial if initial is None else format(initial, '.10g')})")
             out.print(_lit(f"best program written to: {run.best_path}"))
-        out.print(_lit(f"inspect: evoforge status {run.run_dir}   |   evoforge show {run.run_dir} "
-                       f"{best.id if best else 0}   |   evoforge resume {run.run_dir}"))
+        ev = command()
+        out.print(_lit(f"inspect: {ev} status {run.run_dir}   |   {ev} show {run.run_dir} "
+                       f"{best.id if best else 0}   |   {ev} resume {run.run_dir}"))
     if outcome.reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if not outcome.ok:
@@ -365,7 +367,8 @@ def problems_list() -> None:
     for r in rows:
         t.add_row(*map(_lit, r[:len(cols)]))
     out.print(t)
-    out.print("run one with `evoforge run NAME`; each problem's README.md has the exact definition")
+    out.print(f"run one with `{command()} run NAME`; each problem's README.md has the exact "
+              "definition")
 
 
 def _usage_error(e: BaseException) -> int | None:

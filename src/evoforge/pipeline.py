@@ -19,6 +19,7 @@ from typing import Any
 
 from evoforge.errors import LLMError
 from evoforge.executors.base import Executor
+from evoforge.invocation import command
 from evoforge.mutators.base import MutationOutcome, Mutator
 from evoforge.program import EvalResult, Program, Status
 from evoforge.run import Proposal, Run
@@ -144,7 +145,7 @@ class Pipeline:
                     fatal = (f"the last {self.invalid_streak} children were all invalid (last: "
                              f"{self.last_invalid}); the mutator cannot make usable edits of "
                              "this program: check its EVOLVE-BLOCK regions, or the LLM's replies "
-                             f"(`evoforge show {run.run_dir} ID`)")
+                             f"(`{command()} show {run.run_dir} ID`)")
                     stopping = "invalid_children"
                     for t in self.mut_tasks:
                         t.cancel()
@@ -252,7 +253,7 @@ class Pipeline:
 
     def _interrupted(self) -> RunOutcome:
         return RunOutcome("interrupted", "interrupted; everything finished is committed; "
-                          f"continue with `evoforge resume {self.run.run_dir}`", self.run.best)
+                          f"continue with `{command()} resume {self.run.run_dir}`", self.run.best)
 
     def _dispatch(self, stopping: bool) -> None:
         while not stopping and self.ready and len(self.eval_tasks) < self.executor.slots:

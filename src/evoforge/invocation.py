@@ -1,0 +1,32 @@
+"""How the user invoked evoforge, so that every command a message suggests works as printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+__all__ = ["command"]
+
+
+def command() -> str:
+    """``evoforge`` when that is what the shell finds; else the path the user ran (e.g.
+    ``.venv/bin/evoforge`` after ``make demo``, whose venv is not on PATH), or
+    ``PYTHON -m evoforge``. Library use (another script) gets ``evoforge``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "evoforge":
+        found = shutil.which("evoforge")
+        if found and os.path.realpath(found) == os.path.realpath(argv0):
+            return "evoforge"
+        return _short(argv0)
+    if os.path.basename(argv0) in ("__main__.py", "cli.py") and "evoforge" in argv0:
+        return f"{_short(sys.executable)} -m evoforge"
+    return "evoforge"
+
+
+def _short(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    if rel.startswith(".."):
+        return os.path.abspath(path)
+    return rel if os.sep in rel else os.path.join(".", rel)

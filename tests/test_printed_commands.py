@@ -1,0 +1,32 @@
+"""Every command a run prints works as printed (issue 10, the first hour): after `make demo` the
+venv is not on PATH, so a printed `evoforge status ...` must name `.venv/bin/evoforge`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUAD = REPO / "tests" / "fixtures" / "problems" / "quadratic"
+
+
+def test_the_inspect_commands_a_run_prints_work_verbatim(tmp_path: Path) -> None:
+    venv_bin = Path(sys.executable).parent
+    script = os.path.relpath(venv_bin / "evoforge", REPO)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # the venv is not on PATH
+    done = subprocess.run([script, "run", str(QUAD), "--out", str(tmp_path / "run"), "-q",
+                           "--max-programs", "3"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("inspect: "))
+    commands = [c.strip() for c in line.removeprefix("inspect: ").split("|")]
+    assert all(c.startswith(script) for c in commands), commands
+    for command in commands[:2]:  # status and show (resume would run again)
+        again = subprocess.run(shlex.split(command), cwd=REPO, env=env, capture_output=True,
+                               text=True, timeout=120, check=False)
+        assert again.returncode == 0, (command, again.stderr[-1000:])
+    assert re.search(r"resume \S+", commands[2])
