@@ -30,3 +30,19 @@ def test_the_inspect_commands_a_run_prints_work_verbatim(tmp_path: Path) -> None
                                text=True, timeout=120, check=False)
         assert again.returncode == 0, (command, again.stderr[-1000:])
     assert re.search(r"resume \S+", commands[2])
+
+
+def test_run_dot_names_the_run_after_the_problem_and_keeps_it_outside(tmp_path: Path) -> None:
+    """`evoforge run .` from inside the problem (issue 10): the run is `runs/<problem>-<time>`
+    beside the problem directory, not `runs/-<time>` inside it."""
+    import shutil
+
+    problem = tmp_path / "quad"
+    shutil.copytree(QUAD, problem)
+    evoforge = str(Path(sys.executable).with_name("evoforge"))
+    done = subprocess.run([evoforge, "run", ".", "-q", "--max-programs", "2"], cwd=problem,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = list((tmp_path / "runs").glob("quad-*"))
+    assert len(runs) == 1 and (runs[0] / "evoforge.db").is_file()
+    assert not (problem / "runs").exists()

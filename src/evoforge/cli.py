@@ -133,7 +133,7 @@ def run(
 
     flags = _flags(max_programs, max_time, max_cost, target_score, seed=seed,
                    **{"evaluation.workers": workers})
-    run_dir = out_dir or Path("runs") / f"{Path(problem).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = out_dir or _default_run_dir(problem)
     prob, cfg, run_dir = api.prepare(problem, run_dir=run_dir, config_file=config,
                                      overrides=set_ or [], flags=flags)
     err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
@@ -385,6 +385,23 @@ def _usage_error(e: BaseException) -> int | None:
         show()
         return code
     return None
+
+
+def _default_run_dir(problem: str) -> Path:
+    """``runs/NAME-TIMESTAMP`` in the working directory, NAME the problem's directory name
+    (also for ``evoforge run .``); never inside the problem directory itself (a run there
+    would be copied into every evaluation's view of the problem), but beside it."""
+    from evoforge.problem import resolve_problem_path
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        where = resolve_problem_path(problem)
+    except EvoforgeError:
+        return Path("runs") / f"{Path(problem).name or 'run'}-{stamp}"  # reported by prepare
+    base = Path("runs")
+    if Path.cwd().resolve().is_relative_to(where):
+        base = where.parent / "runs"
+    return base / f"{where.name}-{stamp}"
 
 
 def main() -> None:
