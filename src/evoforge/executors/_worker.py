@@ -422,6 +422,47 @@ def _serve_candidate(
 
 
 
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001, S110 - closed or broken by the candidate
+            pass
+
+
+def _judge(cfg: dict[str, Any], job: dict[str, Any], chan_out: int | None, chan_in: int,
+           preload_error: BaseException | None, artifact_chars: int) -> bytes:
+    """Run the evaluator on the job's program (a ``Candidate`` on the channel when
+    ``chan_out`` is given, else the program file's path) and encode the reply: every outcome,
+    the evaluator's exceptions included, becomes data."""
+    global _reserve
+    where = ["preload"]  # _run names the stage it is in
+    reply: dict[str, Any]
+    try:
+        if preload_error is not None:
+            raise preload_error
+        target: Any = os.path.join(os.getcwd(), job["program_name"])
+        if chan_out is not None:
+            from evoforge.candidate import Candidate
+
+            target = Candidate(chan_out, chan_in, source=job["program"],
+                               program_name=job["program_name"])
+        reply = _run(cfg, target, where)
+    except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
+        if isinstance(e, MemoryError):
+            _reserve = None
+        reply = _error_reply(e, where[0], artifact_chars)
+        del e
+    try:
+        return json.dumps(reply, allow_nan=False).encode()
+    except BaseException as e:  # noqa: BLE001
+        return json.dumps(
+            {"v": _PROTOCOL, "ok": False, "error_type": type(e).__name__,
+             "message": "the worker could not encode the evaluator's result", "traceback": "",
+             "where": "encoding"}
+        ).encode()
+
+
 # -- the persistent evaluator of the hardened form ------------------------------------------
 
 
@@ -461,40 +502,14 @@ def _serve_jobs(cfg: dict[str, Any], control: int, preload_error: BaseException 
                 resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
             except (ValueError, OSError):
                 pass
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_streams()
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.close(out_w)
         os.close(err_w)
-        where = ["job"]
-        try:
-            job = json.loads(_read_all(start_r))
-            if preload_error is not None:
-                raise preload_error
-            from evoforge.candidate import Candidate
-
-            target = Candidate(chan_out, chan_in, source=job["program"],
-                               program_name=job["program_name"])
-            reply = _run(cfg, target, where)
-        except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
-            if isinstance(e, MemoryError):
-                _reserve = None
-            reply = _error_reply(e, where[0], artifact_chars)
-            del e
-        try:
-            data = json.dumps(reply, allow_nan=False).encode()
-        except BaseException as e:  # noqa: BLE001
-            data = json.dumps(
-                {"v": _PROTOCOL, "ok": False, "error_type": type(e).__name__,
-                 "message": "the worker could not encode the evaluator's result",
-                 "traceback": "", "where": "encoding"}
-            ).encode()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001, S110
-                pass
+        job = json.loads(_read_all(start_r))  # written by the controller
+        data = _judge(cfg, job, chan_out, chan_in, preload_error, artifact_chars)
+        _flush_streams()
         try:
             _write_all(res_w, data)
         except OSError:
@@ -587,7 +602,6 @@ def main() -> None:
             sys.path.append(p)
     artifact_chars = int(cfg.get("artifact_chars", 4000))
 
-    where = ["preload"]
     preload_error: BaseException | None = None
     try:  # warm start: the imports happen before the job (and its deadline) arrive
         for name in cfg.get("preload", []):
@@ -613,37 +627,11 @@ def main() -> None:
 
     if role == "candidate":
         _serve_candidate(job, chan_in, chan_out, preload_error)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001, S110
-                pass
+        _flush_streams()
         os._exit(0)
 
-    reply: dict[str, Any]
-    try:
-        if preload_error is not None:
-            raise preload_error
-        target: Any = program_path
-        if role == "evaluator":
-            from evoforge.candidate import Candidate
-
-            target = Candidate(chan_out, chan_in, source=job["program"],
-                               program_name=job["program_name"])
-        reply = _run(cfg, target, where)
-    except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
-        if isinstance(e, MemoryError):
-            _reserve = None
-        reply = _error_reply(e, where[0], artifact_chars)
-        del e
-    try:
-        data = json.dumps(reply, allow_nan=False).encode()
-    except BaseException as e:  # noqa: BLE001
-        data = json.dumps(
-            {"v": _PROTOCOL, "ok": False, "error_type": type(e).__name__,
-             "message": "the worker could not encode the evaluator's result", "traceback": "",
-             "where": "encoding"}
-        ).encode()
+    data = _judge(cfg, job, chan_out if role == "evaluator" else None, chan_in,
+                  preload_error, artifact_chars)
     code = 0
     try:
         _write_all(fd, data)
@@ -651,11 +639,7 @@ def main() -> None:
     except OSError as e:
         sys.stderr.write(f"evoforge worker: cannot write the result: {e}\n")
         code = 3
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001, S110 - closed or broken by the candidate
-            pass
+    _flush_streams()
     os._exit(code)  # skip atexit hooks and non-daemon threads the candidate may have left
 
 
