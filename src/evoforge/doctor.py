@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.config import EvaluationConfig
+from evoforge.executors.local import _interpreter_path, interpreter_paths
 from evoforge.sandbox import (
     MISSING_WITHOUT_BUBBLEWRAP,
     BubblewrapSandbox,
@@ -48,7 +49,6 @@ from evoforge.sandbox import (
 
 __all__ = ["Check", "checks", "failed", "render"]
 
-_SRC_ROOT = Path(__file__).resolve().parents[1]  # evaluations read evoforge.* from here
 _WORKER = Path(__file__).resolve().parent / "executors" / "_worker.py"
 _PROBE_TIMEOUT = 30.0
 _FILE_MB = 1  # the per-file cap the probe tests (evaluations use scratch_mb)
@@ -335,21 +335,6 @@ def _bwrap_version(bwrap: str) -> str:
     return out.stdout.strip() or "unknown version"
 
 
-def _interpreter(ev: EvaluationConfig) -> str:
-    if ev.python is None:
-        return sys.executable
-    return shutil.which(ev.python) or ev.python
-
-
-def _readable(exe: str) -> list[Path]:
-    """What an evaluation's sandbox shows read-only (as ``LocalExecutor._view``)."""
-    path = Path(exe)
-    paths = [_SRC_ROOT, path.parent.parent, path.resolve().parent.parent]
-    if path.resolve() == Path(sys.executable).resolve():
-        paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
-    return paths
-
-
 def _user_name(uid: int) -> str:
     import pwd
 
@@ -589,7 +574,7 @@ def _sandbox_checks(sandbox: BubblewrapSandbox, ev: EvaluationConfig, exe: str,
             [exe, "-I", "-c", _PROBE, json.dumps(scene.args(ev))],
             cwd=scene.scratch,
             env=minimal_env(ev.env_allow, scene.scratch),
-            readable=[*_readable(exe), scene.visible],
+            readable=[*interpreter_paths(exe), scene.visible],
             scratch_mb=ev.scratch_mb,
             files={},
             hidden=[scene.run_dir],
@@ -858,7 +843,7 @@ def checks(evaluation: EvaluationConfig | None = None, *,
     the sandbox evaluations would use (or ``sandbox``). Takes well under a second where
     bubblewrap works. Raises ``ConfigError`` for a bad ``evaluation.sandbox_user``."""
     ev = evaluation if evaluation is not None else EvaluationConfig()
-    exe = _interpreter(ev)
+    exe = _interpreter_path(ev.python or sys.executable)
     out = [_python_check(exe)]
     wanted = ev.sandbox != "process"
     root = os.geteuid() == 0

@@ -182,6 +182,19 @@ def _interpreter_path(python: str) -> str:
         return str(path)
 
 
+def interpreter_paths(python: str) -> list[Path]:
+    """What a sandbox must show read-only for ``python`` to run evoforge's worker: evoforge's
+    source, the interpreter's installation (a venv and the base it links to)."""
+    exe = Path(python)
+    if not exe.is_absolute():
+        found = shutil.which(python)
+        exe = Path(found) if found else exe
+    paths = [Path(_SRC_ROOT), exe.parent.parent, exe.resolve().parent.parent]
+    if exe.resolve() == Path(sys.executable).resolve():
+        paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    return paths
+
+
 def _snapshot_ignore(hide: Sequence[Path]) -> Any:
     """copytree's ``ignore``: run dirs (any dir holding an ``evoforge.db``, and ``hide``),
     ``.git`` and bytecode caches stay out of the sandbox's copy of the problem dir."""
@@ -444,27 +457,15 @@ class LocalExecutor(Executor):
         child_fds: list[int] = []
         p = _Proc(key=key, role=role, scratch=scratch, loop=loop)
         try:
-            half = self.artifact_chars // 2
-            caps = [(half, self.artifact_chars - half), (half, self.artifact_chars - half)]
-            if role != "candidate":
-                caps.append((MAX_RESULT_BYTES, 0))
             control_fd = None
             if role == "server":  # output and results travel per job, over ``control``
-                caps = []
                 null = os.open(os.devnull, os.O_RDWR)
                 child_fds += [null, os.dup(null)]
                 p.control, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 control_fd = child_sock.detach()
                 child_fds.append(control_fd)
-            for head, tail in caps:
-                r, w = os.pipe()
-                child_fds.append(w)
-                f = os.fdopen(r, "rb", buffering=0)
-                p.files.append(f)
-                cap = _Capture(head, tail, loop.create_future())
-                transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
-                p.transports.append(transport)
-                p.caps.append(cap)
+            else:  # stdout, stderr and, but for a candidate, the result
+                child_fds += await self._captures(p, result=role != "candidate")
             start_r: int | None = None
             if role != "server":
                 start_r, p.start_w = os.pipe()
@@ -521,6 +522,24 @@ class LocalExecutor(Executor):
         finally:
             for fd in child_fds:
                 os.close(fd)
+
+    async def _captures(self, p: _Proc, *, result: bool) -> list[int]:
+        """Pipes read into ``p.caps`` (stdout and stderr capped at ``artifact_chars``, head and
+        tail; the result pipe, if ``result``); returns their write ends, for the worker."""
+        loop = asyncio.get_running_loop()
+        half = self.artifact_chars // 2
+        sizes = [(half, self.artifact_chars - half)] * 2 + [(MAX_RESULT_BYTES, 0)] * result
+        ends: list[int] = []
+        for head, tail in sizes:
+            r, w = os.pipe()
+            ends.append(w)
+            f = os.fdopen(r, "rb", buffering=0)
+            p.files.append(f)
+            cap = _Capture(head, tail, loop.create_future())
+            transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
+            p.transports.append(transport)
+            p.caps.append(cap)
+        return ends
 
     async def _new_unit(self) -> _Unit:
         if self.form == "plain":
@@ -774,18 +793,7 @@ class LocalExecutor(Executor):
                 return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
             t0 = time.monotonic()
             deadline = t0 + self.timeout
-            half = self.artifact_chars // 2
-            theirs: list[int] = []
-            for head, tail in ((half, self.artifact_chars - half),
-                               (half, self.artifact_chars - half), (MAX_RESULT_BYTES, 0)):
-                r, w = os.pipe()
-                theirs.append(w)
-                f = os.fdopen(r, "rb", buffering=0)
-                jobp.files.append(f)
-                cap = _Capture(head, tail, loop.create_future())
-                transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
-                jobp.transports.append(transport)
-                jobp.caps.append(cap)
+            theirs = await self._captures(jobp, result=True)
             start_r, jobp.start_w = os.pipe()
             assert server.control is not None and cand.chan_ends is not None
             try:  # a dead server: the result pipe just reaches EOF without a result
@@ -920,14 +928,9 @@ class LocalExecutor(Executor):
         dirs. Worked out once per role, not at every sandbox start."""
         if role in self._views:
             return self._views[role]
-        paths = [Path(_SRC_ROOT)] if role == "candidate" else [self.problem_dir, Path(_SRC_ROOT)]
-        exe = Path(self.python)
-        if not exe.is_absolute():
-            found = shutil.which(self.python)
-            exe = Path(found) if found else exe
-        paths += [exe.parent.parent, exe.resolve().parent.parent]
-        if exe.resolve() == Path(sys.executable).resolve():
-            paths += [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+        paths = interpreter_paths(self.python)
+        if role != "candidate":
+            paths.insert(0, self.problem_dir)
         hidden: list[Path] = list(self.hide)
         if role == "candidate":
             base = self.scratch_root if self.scratch_root is not None else Path(tempfile.gettempdir())
