@@ -152,26 +152,15 @@ def mount_attacks():
     return out
 
 
-def nested():
-    # a user + mount namespace of our own (as `unshare -Urm`): full capabilities in it
+def in_child(fn):
+    # fn(out) in a forked child (a namespace or rlimits of its own); its out dict comes back
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:
         out = {}
         try:
             os.close(rfd)
-            uid, gid = os.getuid(), os.getgid()
-            _sys(libc.unshare(0x10000000 | 0x00020000))  # CLONE_NEWUSER | CLONE_NEWNS
-            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
-                               ("gid_map", f"0 {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
-            out["entered"] = True
-            # control: a fresh mount works here, so failures below are the kernel's locks
-            out["control"] = tried(lambda: mount("none", "/tmp/evoforge-doctor-ctl", "tmpfs", 0))
-            out["attacks"] = mount_attacks()
-            out["write"] = {p: tried(lambda p=p: write(p)) for p in A["nested_targets"]}
-            out["run_list"] = tried(lambda: sorted(os.listdir(A["run_dir"])))
+            fn(out)
         except BaseException as e:  # noqa: BLE001
             out["error"] = f"{type(e).__name__}: {e}"
         finally:
@@ -180,10 +169,6 @@ def nested():
             finally:
                 os._exit(0)
     os.close(wfd)
-    return from_child(rfd, pid)
-
-
-def from_child(rfd, pid):
     chunks = []
     while True:
         data = os.read(rfd, 65536)
@@ -193,6 +178,22 @@ def from_child(rfd, pid):
     os.close(rfd)
     os.waitpid(pid, 0)
     return json.loads(b"".join(chunks) or b"{}")
+
+
+def nested(out):
+    # a user + mount namespace of our own (as `unshare -Urm`): full capabilities in it
+    uid, gid = os.getuid(), os.getgid()
+    _sys(libc.unshare(0x10000000 | 0x00020000))  # CLONE_NEWUSER | CLONE_NEWNS
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                       ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    out["entered"] = True
+    # control: a fresh mount works here, so failures below are the kernel's locks
+    out["control"] = tried(lambda: mount("none", "/tmp/evoforge-doctor-ctl", "tmpfs", 0))
+    out["attacks"] = mount_attacks()
+    out["write"] = {p: tried(lambda p=p: write(p)) for p in A["nested_targets"]}
+    out["run_list"] = tried(lambda: sorted(os.listdir(A["run_dir"])))
 
 
 def limits(out):
@@ -241,27 +242,8 @@ def limits(out):
         out["memory"] = tried(lambda: mmap.mmap(-1, (L["memory_mb"] + 64) << 20).close())
 
 
-def limits_in_child():
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        out = {}
-        try:
-            os.close(rfd)
-            limits(out)
-        except BaseException as e:  # noqa: BLE001
-            out["error"] = repr(e)
-        finally:
-            try:
-                os.write(wfd, json.dumps(out).encode())
-            finally:
-                os._exit(0)
-    os.close(wfd)
-    return from_child(rfd, pid)
-
-
 if A["mode"] == "limits":
-    print(json.dumps({"limits": limits_in_child()}), flush=True)
+    print(json.dumps({"limits": in_child(limits)}), flush=True)
     sys.exit(0)
 
 status = {}
@@ -292,7 +274,7 @@ for d in (BIND, "/tmp/evoforge-doctor-ctl"):
     os.makedirs(d, exist_ok=True)
 r["mount"] = mount_attacks()
 r["setuid_mount"] = {cmd: sh(cmd)["rc"] for cmd in A["setuid_mount"]}
-r["nested"] = nested()
+r["nested"] = in_child(nested)
 r["marker"] = os.path.exists(marker)
 r["write"] = {p: tried(lambda p=p: write(p)) for p in A["targets"]}
 r["read"] = {p: tried(lambda p=p: read(p)) for p in A["secrets"]}
@@ -302,7 +284,7 @@ db = os.path.join(run_dir, "evoforge.db")
 r["run_list"] = tried(lambda: sorted(os.listdir(run_dir)))
 r["run_read"] = tried(lambda: read(db))
 r["run_write"] = tried(lambda: write(db))
-r["limits"] = limits_in_child()
+r["limits"] = in_child(limits)
 print(json.dumps(r), flush=True)
 # kill(-1) only where the controller is out of sight: with no PID namespace it would hit the host
 if r["controller_cmdline"].startswith("denied"):
