@@ -66,15 +66,18 @@ def _enter_group() -> None:
     """Put this process in a fresh cgroup: its cpu.stat counts every process it starts, also
     those killed and never reaped (rusage of children misses them)."""
     global _GROUP
+    from evoforge.sandbox import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if mount is None:
+        return
     try:
-        with open("/proc/self/mounts") as f:
-            mount = next(line.split()[1] for line in f if line.split()[2] == "cgroup2")
         path = os.path.join(mount, f"evoforge-bench-{os.getpid()}")
         os.mkdir(path)
         with open(os.path.join(path, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
         _GROUP = path
-    except (OSError, StopIteration):
+    except OSError:
         _GROUP = None
 
 

@@ -50,15 +50,9 @@ def wait_dead(pid: int, timeout: float = 10.0) -> bool:
 
 def cgroup2_root() -> str | None:
     """Where a cgroup v2 hierarchy this process may create groups in is mounted, or None."""
-    try:
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return None
-    for fields in mounts:
-        if len(fields) > 2 and fields[2] == "cgroup2" and os.access(fields[1], os.W_OK):
-            return fields[1]
-    return None
+    from evoforge.sandbox import cgroup2_mount
+
+    return cgroup2_mount()
 
 
 def own_cgroup() -> str:

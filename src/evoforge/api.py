@@ -31,6 +31,7 @@ from evoforge.run import (
 )
 from evoforge.selectors.base import Selector
 from evoforge.stop import AnyOf, Stop
+from evoforge.stop import from_config as stop_from_config
 from evoforge.storages import open_storage, resolve_storage_url, sqlite_path
 from evoforge.storages.base import Storage
 
@@ -185,9 +186,7 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
 
 
 def _stops(config: Config, stop: Stop | Sequence[Stop] | None) -> AnyOf:
-    from evoforge.stop import from_config
-
-    return from_config(config, stop)
+    return stop_from_config(config, stop)
 
 
 def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),

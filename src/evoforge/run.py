@@ -181,11 +181,6 @@ class Run:
     def better(self, a: float, b: float) -> bool:
         return a < b if self.config.minimize else a > b
 
-    def target_reached(self) -> bool:
-        t = self.config.target_score
-        return (t is not None and self._best is not None and self._best.score is not None
-                and (self._best.score <= t if self.config.minimize else self._best.score >= t))
-
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 

@@ -58,6 +58,7 @@ __all__ = [
     "make_sandbox",
     "minimal_env",
     "Lifeline",
+    "cgroup2_mount",
     "reap_orphaned_sandboxes",
     "resolve_user",
     "sweep_dead_lifelines",
@@ -104,7 +105,10 @@ done
 _ENTER = 'echo $$ > "$0" 2>/dev/null; exec "$@"'  # no group is no reason not to run
 
 
-def _cgroup2_mount() -> str | None:
+@functools.lru_cache(maxsize=1)
+def cgroup2_mount() -> str | None:
+    """Where a cgroup v2 hierarchy this process may make groups in is mounted, or None
+    (read once: asked at every sandbox start)."""
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
@@ -120,7 +124,7 @@ def _own_cgroup() -> str | None:
     """This process's cgroup v2 directory, if it can make groups in it (root, or a delegated
     subtree): groups are nested there, so whoever put this process in a group still sees and
     controls everything it starts."""
-    mount = _cgroup2_mount()
+    mount = cgroup2_mount()
     if mount is None:
         return None
     try:
@@ -172,7 +176,7 @@ class Lifeline:
         null = os.open(os.devnull, os.O_RDWR)
         try:  # posix_spawn: no Popen object to reap; it outlives us on purpose
             os.posix_spawn(
-                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path, _cgroup2_mount() or "/nonexistent"],
+                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path, cgroup2_mount() or "/nonexistent"],
                 {"PATH": "/usr/bin:/bin"},
                 file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, null, 1),
                               (os.POSIX_SPAWN_DUP2, null, 2)],
