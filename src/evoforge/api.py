@@ -42,6 +42,7 @@ def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> 
     return LocalExecutor.from_config(problem.path, config.evaluation,
                                      score_metric=config.objective.score_metric,
                                      program_name=problem.program_name,
+                                     evaluator=problem.evaluator.name,
                                      hide=[run_dir] if run_dir is not None else [])
 
 
@@ -258,7 +259,11 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
         if not ppath or not Path(ppath).is_dir():
             raise StorageError(f"the problem directory of this run ({ppath}) no longer exists; "
                                "restore it to resume")
-        problem = Problem.load(ppath)
+        files = storage.get_meta("problem_files")
+        default = files is None or (  # a problem directory, not OpenEvolve's pair of files
+            Path(files[1]) == Path(ppath) / "evaluator.py" and Path(files[0]).parent == Path(ppath)
+            and Path(files[0]).stem == "initial_program")
+        problem = Problem.load(ppath) if default else Problem.from_files(*files)
         problem.check_tools()
         warning = check_problem_unchanged(storage, problem)
         if warning:

@@ -65,6 +65,8 @@ class LLMConfig(_Strict):
     adaptive_timeout: bool = True  # cut a request after 4x the observed p95 latency
     timeout_floor: float = Field(15.0, gt=0)  # ... but never before this many seconds
     hedge: bool = True  # a request slower than 1.5x the observed p95 latency gets a twin
+    record: str | None = None  # append every exchange to this JSON Lines file (--record)
+    replay: str | None = None  # answer from a recording, call no endpoint (--replay)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -78,7 +80,7 @@ class LLMConfig(_Strict):
 
     @property
     def configured(self) -> bool:
-        return bool(self.models)
+        return bool(self.models) or bool(self.replay)
 
 
 class EvaluationConfig(_Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,27 @@ class Problem:
         return evaluator_form(self.evaluator)
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> Problem:
+    def from_files(cls, initial_program: str | Path, evaluator: str | Path) -> Problem:
+        """OpenEvolve's form: an initial program and an evaluator given as files (any names).
+        The evaluator's directory is the problem directory (its sibling modules and data stay
+        importable); no config.yaml is read implicitly (pass ``--config``, as with OpenEvolve)."""
+        init, ev = Path(initial_program).expanduser(), Path(evaluator).expanduser()
+        for f, what in ((init, "initial program"), (ev, "evaluator")):
+            if not f.is_file():
+                raise ProblemError(f"{f}: {what} not found (expected a file; `evoforge run DIR` "
+                                   "takes a problem directory instead)")
+        if ev.suffix != ".py":
+            raise ProblemError(f"{ev}: the evaluator must be a Python file (.py)")
+        prob = cls.load(ev.resolve().parent, initial_program=init.resolve(),
+                        evaluator=ev.resolve())
+        return replace(prob, config={})
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, *, initial_program: Path | None = None,
+             evaluator: Path | None = None) -> Problem:
         path = resolve_problem_path(name_or_path)
-        candidates = sorted(p for p in path.glob("initial_program.*") if p.is_file())
+        candidates = ([initial_program] if initial_program is not None else
+                      sorted(p for p in path.glob("initial_program.*") if p.is_file()))
         if not candidates:
             raise ProblemError(
                 f"{path}: no initial_program.* found. A problem directory needs the starting program "
@@ -146,7 +164,7 @@ class Problem:
             raise ProblemError(f"{path}: several initial programs ({', '.join(p.name for p in candidates)});"
                                " keep exactly one.")
         initial = candidates[0]
-        evaluator = path / "evaluator.py"
+        evaluator = evaluator or path / "evaluator.py"
         if not evaluator.is_file():
             raise ProblemError(
                 f"{path}: no evaluator.py. Write one with `def evaluate(program_path) -> dict` returning "

@@ -84,6 +84,8 @@ class Run:
         s = self.storage
         s.set_meta("evoforge_version", __version__)
         s.set_meta("problem_path", str(self.problem.path))
+        s.set_meta("problem_files", [str(self.problem.initial_program),  # resume finds them
+                                     str(self.problem.evaluator)])
         s.set_meta("problem_fingerprint", self.problem.fingerprint())
         s.set_meta("config", self.config.model_dump(mode="json"))
         s.set_meta("created_at", time.time())
@@ -146,10 +148,14 @@ class Run:
         elif outcome.code == sel.parent.code:
             reason = "child is identical to its parent (nothing changed)"
         if reason:
-            return self.tell(p, EvalResult(status=Status.INVALID, reason=reason), insert=True)
-        self.storage.add_program(p)
-        self.tally.pending_cost += p.mutation.cost
-        return p
+            done = self.tell(p, EvalResult(status=Status.INVALID, reason=reason), insert=True)
+        else:
+            self.storage.add_program(p)
+            self.tally.pending_cost += p.mutation.cost
+            done = p
+        if outcome.exchange is not None:  # after the program: a crash between loses only this
+            self.storage.add_exchange(p.id, outcome.exchange)
+        return done
 
     def tell(self, program: Program, result: EvalResult, *, insert: bool = False) -> Program:
         """Commit a result (one transaction), then index it. Returns the committed program.

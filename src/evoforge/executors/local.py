@@ -339,10 +339,11 @@ class LocalExecutor(Executor):
     @classmethod
     def from_config(
         cls, problem_dir: Path, cfg: EvaluationConfig, *, score_metric: str, program_name: str,
-        hide: Sequence[Path] = (),
+        hide: Sequence[Path] = (), evaluator: str = "evaluator.py",
     ) -> LocalExecutor:
         return cls(
             problem_dir,
+            evaluator=evaluator,
             program_name=program_name,
             workers=cfg.workers,
             timeout=cfg.timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from evoforge.program import MutationInfo, Program
 
@@ -26,6 +27,9 @@ class MutationOutcome:
 
     code: str | None
     info: MutationInfo = field(default_factory=MutationInfo)
+    # the LLM exchange behind it (prompt messages, raw reply, ...), stored apart from the
+    # program (Storage.add_exchange) for `evoforge show --prompt/--reply`; None: none was made
+    exchange: dict[str, Any] | None = None
 
 
 class Mutator(ABC):

@@ -12,7 +12,7 @@ from evoforge.errors import ConfigError, EditError, LLMError
 from evoforge.llms.base import LLM, LLMReply
 from evoforge.llms.policy import ErrorPolicy
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
-from evoforge.program import MutationInfo
+from evoforge.program import MutationInfo, scrub
 from evoforge.prompting import PromptBuilder
 
 if TYPE_CHECKING:
@@ -27,6 +27,22 @@ _NOTE_CHARS = 500
 def _clip(text: str, n: int = _NOTE_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _exchange(messages: list[dict[str, str]] | None, reply: str | None, info: MutationInfo,
+              outcome: str, tried: list[str], level: str | None) -> dict[str, Any]:
+    """What is kept of one proposal's LLM exchange (see Storage.add_exchange): the prompt last
+    sent, the raw reply, the model and attempts, and what became of it, all whole."""
+    return {
+        "messages": [{"role": scrub(m.get("role", "")), "content": scrub(m.get("content", ""))}
+                     for m in messages or []],
+        "reply": None if reply is None else scrub(reply),
+        "model": info.model,
+        "attempts": info.attempts,
+        "prompt_level": level,
+        "outcome": scrub(outcome),  # "diff: 2 SEARCH/REPLACE block(s) applied", or why not
+        "tried": [scrub(t) for t in tried],  # prompt levels that failed before, and why
+    }
 
 
 class LLMMutator(Mutator):
@@ -57,10 +73,22 @@ class LLMMutator(Mutator):
 
     @classmethod
     def from_config(cls, cfg: Config) -> LLMMutator:
-        from evoforge.llms.openai_compat import OpenAICompatLLM, preload_sdk
+        from evoforge.llms.recording import RecordingLLM, ReplayLLM
 
-        preload_sdk()  # ready by the first request; the initial program is evaluated meanwhile
-        return cls(OpenAICompatLLM.from_config(cfg.llm), PromptBuilder.from_config(cfg),
+        llm: LLM
+        if cfg.llm.replay:
+            llm = ReplayLLM(cfg.llm.replay)  # no endpoint at all
+        else:
+            from evoforge.llms.openai_compat import OpenAICompatLLM, preload_sdk
+
+            preload_sdk()  # ready by the first request; the initial program is evaluated meanwhile
+            llm = OpenAICompatLLM.from_config(cfg.llm)
+        if cfg.llm.record:
+            import os
+
+            llm = RecordingLLM(llm, cfg.llm.record, redact=[
+                cfg.llm.base_url, os.environ.get(cfg.llm.api_key_env)])
+        return cls(llm, PromptBuilder.from_config(cfg),
                    edit_mode=cfg.mutator.edit_mode, max_chars=cfg.prompt.max_chars)
 
     def _prompts(self, request: MutationRequest) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -79,17 +107,22 @@ class LLMMutator(Mutator):
         start = time.monotonic()
         spent = [0, 0, 0.0, 0]  # prompt tokens, completion tokens, cost, attempts
         note = ""
+        tried: list[str] = []  # what each prompt level came to, for the stored exchange
+        sent: list[dict[str, str]] | None = None
         for level, (name, messages) in enumerate(self._prompts(request)):
             size = sum(len(m["content"]) for m in messages)
             if size > self.max_chars:
                 note = (f"the prompt is {size:,} characters with {name}, over prompt.max_chars="
                         f"{self.max_chars:,}")
+                tried.append(f"{name}: not sent ({note})")
                 continue
+            sent = messages
             try:
                 reply = await self.llm.chat(messages, rng=request.rng)
             except LLMError as e:
                 spent = [spent[0] + e.prompt_tokens, spent[1] + e.completion_tokens,
                          spent[2] + e.cost, spent[3] + e.attempts]
+                tried.append(f"{name}: {e}")
                 action = self.policy.decide(e)
                 if action == "stop":
                     raise  # nothing will work until the config changes: the run stops
@@ -102,12 +135,14 @@ class LLMMutator(Mutator):
             if level:
                 applied += f" (prompt shrunk to {name}: {note})"
             info = self._info(reply, applied, spent)
-            return MutationOutcome(code=code, info=info)
+            return MutationOutcome(code=code, info=info, exchange=_exchange(
+                sent, reply.text, info, applied, tried, name))
         info = MutationInfo(mutator=self.name, edit_kind=self.edit_mode,
                             latency=time.monotonic() - start, attempts=int(spent[3]),
                             prompt_tokens=int(spent[0]), completion_tokens=int(spent[1]),
                             cost=float(spent[2]), note=_clip(note or "llm: no reply"))
-        return MutationOutcome(code=None, info=info)
+        return MutationOutcome(code=None, info=info, exchange=_exchange(
+            sent, None, info, note or "llm: no reply", tried, None))
 
     def _apply(self, request: MutationRequest, reply: LLMReply) -> tuple[str | None, str]:
         parent = request.parent.code

@@ -49,6 +49,18 @@ class Storage(ABC):
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable value under ``key`` (one transaction)."""
 
+    def add_exchange(self, program_id: int, exchange: dict[str, Any]) -> None:
+        """Keep the LLM exchange that made program ``program_id`` (prompt messages, raw reply,
+        model, attempts, what became of the edit): a JSON-serialisable mapping, written after
+        the program itself. Kept apart from the program so that loading a population never
+        loads prompts; a backend may override this with a table of its own."""
+        self.set_meta(f"exchange:{int(program_id)}", exchange)
+
+    def exchange(self, program_id: int) -> dict[str, Any] | None:
+        """The exchange stored for ``program_id``, or None (model-free children, older runs)."""
+        value = self.get_meta(f"exchange:{int(program_id)}")
+        return value if isinstance(value, dict) else None
+
     @abstractmethod
     def check(self) -> list[str]:
         """Integrity problems found (empty list when clean)."""

@@ -54,6 +54,10 @@ _SCHEMA_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
+# LLM exchanges (prompt, reply) by program: apart from `programs`, so populations load light
+_EXCHANGES = ("CREATE TABLE IF NOT EXISTS exchanges "
+              "(program_id INTEGER PRIMARY KEY, data TEXT NOT NULL)")
+
 _COLUMNS = (
     "id, done_seq, status, code, parent_ids, island, generation, reason, score, metrics, "
     "features, artifacts, mutation, created_at, evaluated_at, eval_time"
@@ -206,6 +210,7 @@ class SQLiteStorage(Storage):
                 for statement in _SCHEMA_V1:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(_EXCHANGES)  # added within version 1: older databases get it here
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -478,6 +483,30 @@ class SQLiteStorage(Storage):
             "completion_tokens": int(completion),
             "cost": float(cost),
         }
+
+    def add_exchange(self, program_id: int, exchange: dict[str, Any]) -> None:
+        text = _dumps(exchange, f"program {program_id} exchange")
+        with self._write(f"store the exchange of program {program_id}") as conn:
+            conn.execute("INSERT OR REPLACE INTO exchanges (program_id, data) VALUES (?, ?)",
+                         (int(program_id), text))
+
+    def exchange(self, program_id: int) -> dict[str, Any] | None:
+        try:
+            with self._read(f"read the exchange of program {program_id}") as conn:
+                row = conn.execute("SELECT data FROM exchanges WHERE program_id = ?",
+                                   (int(program_id),)).fetchone()
+        except StorageError:
+            if self.readonly:  # a database from before exchanges were kept, opened read-only
+                return None
+            raise
+        if row is None:
+            return None
+        try:
+            value = _loads(row[0])
+        except ValueError as e:
+            raise StorageError(f"the exchange of program {program_id} in {self.path} is not "
+                               f"valid JSON: {e}") from e
+        return value if isinstance(value, dict) else None
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         with self._read(f"read meta {key!r}") as conn:
