@@ -352,3 +352,20 @@ def test_storage_error_is_an_evoforge_error() -> None:
 
 __all__ = ["Backend", "finish", "full_program", "pending", "store",
            *sorted(name for name in dict(globals()) if name.startswith("test_"))]
+
+
+def test_exchanges_are_kept_apart_and_survive_reopen(store: Storage,
+                                                     storage_factory: Backend) -> None:
+    store.add_program(pending(3))
+    exchange = {"messages": [{"role": "user", "content": "improve é ✓"}], "reply": "<<<<<<<",
+                "model": "m", "attempts": 2, "outcome": "edit did not apply: x", "tried": []}
+    store.add_exchange(3, exchange)
+    assert store.exchange(3) == exchange
+    assert store.exchange(4) is None  # none stored: no error
+    assert store.get(3) == pending(3)  # the program is untouched by it
+    store.close()
+    again = storage_factory.open(readonly=True)
+    try:
+        assert again.exchange(3) == exchange
+    finally:
+        again.close()
