@@ -283,3 +283,63 @@ def test_max_cost_counts_calls_in_flight(tmp_path, monkeypatch):
     with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
         spent = sum(p.mutation.cost for p in s.programs())
     assert 0.8 - 1e-9 <= spent <= 1.0 + 1e-9, spent
+
+
+def _gated_run(tmp_path, monkeypatch, initial_ok: bool, early: bool = True):
+    """The initial program's evaluation returns only once the server has received a request
+    (or after a guard): an event, not a sleep, decides the order."""
+    import threading
+
+    from evoforge.testing import FunctionExecutor
+
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    asked = threading.Event()
+    seen_prompt: list[str] = []
+
+    def script(req):
+        seen_prompt.append(req.last_user_message)
+        asked.set()
+        return reply(GOOD)
+
+    async def evaluate(code: str):
+        import asyncio
+
+        if "a = a + 0.5" not in code:  # the initial program
+            waited = await asyncio.to_thread(asked.wait, 30 if early else 3)  # 3: a guard
+            if not initial_ok:
+                raise RuntimeError("the initial program is broken")
+            return {"combined_score": 1.0, "asked_while_evaluating": float(waited)}
+        return {"combined_score": 2.0}
+
+    with OpenAITestServer(script) as srv:
+        cfg = _config(srv, max_programs=3, pipeline={"early_proposal": early})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg,
+                             executor=FunctionExecutor(evaluate))
+        requests = srv.request_count
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = list(s.programs())
+    return outcome, progs, requests, seen_prompt
+
+
+def test_first_llm_request_goes_out_while_the_initial_program_is_evaluated(tmp_path, monkeypatch):
+    outcome, progs, _, prompts = _gated_run(tmp_path, monkeypatch, initial_ok=True)
+    assert outcome.ok, outcome.message
+    initial = next(p for p in progs if p.id == 0)
+    assert initial.metrics["asked_while_evaluating"] == 1.0  # the request came first
+    assert "not known yet" in prompts[0]  # and its prompt says the score is not known
+    assert next(p for p in progs if p.id == 1).parent_ids == (0,)
+
+
+def test_without_early_proposal_the_first_request_waits_for_the_initial_result(
+        tmp_path, monkeypatch):
+    outcome, progs, _, prompts = _gated_run(tmp_path, monkeypatch, initial_ok=True, early=False)
+    assert outcome.ok, outcome.message
+    assert next(p for p in progs if p.id == 0).metrics["asked_while_evaluating"] == 0.0
+    assert "not known yet" not in prompts[0]
+
+
+def test_early_proposal_of_a_failing_initial_program_stores_no_child(tmp_path, monkeypatch):
+    outcome, progs, requests, _ = _gated_run(tmp_path, monkeypatch, initial_ok=False)
+    assert outcome.reason == "initial_failed"
+    assert requests == 1  # one call at most was spent on it
+    assert [p.id for p in progs] == [0]  # and its child was never stored

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from evoforge.config import Config, build_config
+from evoforge.config import Config, Layer, build_config, override_layers
 from evoforge.errors import ConfigError, StorageError
 from evoforge.executors.base import Executor
 from evoforge.executors.local import LocalExecutor
@@ -49,17 +49,28 @@ def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> 
 def prepare(problem: str | Path | Problem, *, run_dir: str | Path,
             config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
             flags: dict[str, Any] | None = None) -> tuple[Problem, Config, Path]:
-    """Load the problem and build the config with the documented precedence."""
+    """Load the problem and build the config with the documented precedence: the problem's
+    config.yaml < ``config_file`` < ``overrides`` (``--set``) < ``flags``. A file in
+    OpenEvolve's format is translated, and what it left out is logged here, once."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
-    from evoforge.config import read_yaml
+    from evoforge.openevolve_config import read_config_file
 
-    layers = [prob.config]
+    layers = [prob.config_layer()]
+    prob.report_config()
     if config_file is not None:
-        layers.append(read_yaml(Path(config_file)))
-    flag_layer = {k: v for k, v in (flags or {}).items() if v is not None}
-    cfg = build_config(*layers, _nest(flag_layer), overrides=overrides,
-                       source=str(config_file or prob.path / "config.yaml"))
+        translation = read_config_file(config_file)
+        translation.report()
+        layers.append(translation.layer())
+    layers += override_layers(overrides)
+    layers += _flag_layers(flags)
+    cfg = build_config(*layers, source=str(config_file or prob.path / "config.yaml"))
     return prob, cfg, Path(run_dir)
+
+
+def _flag_layers(flags: dict[str, Any] | None) -> list[Layer]:
+    """One layer per flag given, named after it (``evaluation.workers`` -> ``--workers``)."""
+    return [Layer(_nest({k: v}), f"--{k.rsplit('.', 1)[-1].replace('_', '-')}")
+            for k, v in (flags or {}).items() if v is not None]
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +214,8 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
     if raw is None:
         storage.close()
         raise StorageError(f"{run_dir}: the run has no stored config (was it started by evoforge?)")
-    flag_layer = _nest({k: v for k, v in (flags or {}).items() if v is not None})
-    config = build_config(raw, flag_layer, overrides=overrides, source=f"{run_dir} (stored config)")
+    config = build_config(Layer(raw, f"{run_dir} (stored config)"), *override_layers(overrides),
+                          *_flag_layers(flags), source=f"{run_dir} (stored config)")
     return config, storage
 
 
@@ -221,7 +232,9 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
     needs it too); ``stop`` adds conditions to the config's budget (see :mod:`evoforge.stop`)."""
     prob = problem if isinstance(problem, Problem) else Problem.load(problem)
     prob.check_tools()
-    cfg = config or build_config(prob.config)
+    if config is None:
+        prob.report_config()
+    cfg = config or build_config(prob.config_layer())
     with run_lock(Path(run_dir)):
         run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop,
                         storage=storage)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,6 +169,8 @@ class PipelineConfig(_Strict):
         "(the population it was built from) and its child; default 2 * max_in_flight")
 
 
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
 
@@ -236,11 +240,57 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _describe(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+@dataclass(frozen=True)
+class Layer:
+    """One source of config keys, named in errors: a file's path, ``--set KEY=VALUE``, a flag.
+    ``origin`` maps a dotted evoforge key to the key as the file wrote it (a translated
+    OpenEvolve file: ``selector.num_islands`` came from ``database.num_islands``)."""
+
+    data: dict[str, Any]
+    label: str
+    origin: Mapping[str, str] = field(default_factory=dict)
+
+
+def _holds(data: Any, loc: tuple[Any, ...]) -> int:
+    """How many leading parts of ``loc`` ``data`` holds."""
+    n = 0
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            break
+        n += 1
+    return n
+
+
+def _culprits(layers: list[Layer], loc: tuple[Any, ...], every: bool) -> list[str]:
+    """Labels of the layers holding the key at ``loc`` (its longest prefix any layer holds):
+    all of them (an unknown key, a section-wide check), or the last one (its value is used)."""
+    depth = [_holds(layer.data, loc) for layer in layers]
+    best = max(depth, default=0)
+    if best == 0:
+        return []
+    holders = [layer for layer, d in zip(layers, depth, strict=True) if d == best]
+    out = []
+    for layer in holders if every else holders[-1:]:
+        dotted = ".".join(str(p) for p in loc[:best] if not isinstance(p, int))
+        came = next((v for k, v in layer.origin.items()
+                     if k == dotted or dotted.startswith(k + ".")), None)
+        out.append(f"{layer.label}, key {came}" if came else layer.label)
+    return out
+
+
+def _describe(err: ValidationError, source: str, layers: list[Layer] | None = None) -> str:
+    lines: list[tuple[str, list[str]]] = []
+    named: list[str] = []
     for e in err.errors():
         loc = tuple(e["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
+        section = not loc or isinstance(_value_at(layers or [], loc), dict)
+        where = _culprits(layers or [], loc, every=e["type"] == "extra_forbidden" or section)
+        named += [w for w in where if w not in named]
         if e["type"] == "extra_forbidden":
             key = str(loc[-1])
             known = _fields_at(loc[:-1])
@@ -251,11 +301,26 @@ def _describe(err: ValidationError, source: str) -> str:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                 if close:
                     hint = f" (did you mean {close[0]!r}?)"
-            lines.append(f"  - unknown key {dotted!r}{hint}; valid keys here: {', '.join(known)}")
+            line = f"  - unknown key {dotted!r}{hint}; valid keys here: {', '.join(known)}"
         else:
-            lines.append(f"  - {dotted}: {e['msg']} (got {e.get('input')!r})")
-    lines.append("  See docs/config.md for every key.")
-    return "\n".join(lines)
+            line = f"  - {dotted}: {e['msg']} (got {e.get('input')!r})"
+        lines.append((line, where))
+    several = len(named) > 1  # then each line names its own source
+    return "\n".join([f"invalid configuration ({'; '.join(named) or source}):",
+                      *(line + (f" [in {'; '.join(where)}]" if several and where else "")
+                        for line, where in lines),
+                      "  See docs/config.md for every key."])
+
+
+def _value_at(layers: list[Layer], loc: tuple[Any, ...]) -> Any:
+    """The value the last layer holding all of ``loc`` gives it (None if none does)."""
+    for layer in reversed(layers):
+        if _holds(layer.data, loc) == len(loc):
+            data: Any = layer.data
+            for part in loc:
+                data = data[part]
+            return data
+    return None
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -300,22 +365,36 @@ def parse_override(item: str) -> dict[str, Any]:
     return out
 
 
-def build_config(*layers: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+def override_layers(items: list[str] | tuple[str, ...]) -> list[Layer]:
+    """``--set`` items as layers, each named after its item."""
+    return [Layer(parse_override(item), f"--set {item}") for item in items]
+
+
+def build_config(*layers: dict[str, Any] | Layer, overrides: list[str] | tuple[str, ...] = (),
                  source: str = "config") -> Config:
+    """Merge ``layers`` (lowest precedence first), then the ``--set`` ``overrides``, and
+    validate. A plain dict is a layer named ``source``; an error names the layer(s) holding
+    each offending key."""
+    named = [layer if isinstance(layer, Layer) else Layer(layer, source) for layer in layers]
+    named += override_layers(overrides)
     merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = _deep_merge(merged, layer)
-    for item in overrides:
-        merged = _deep_merge(merged, parse_override(item))
+    for layer in named:
+        merged = _deep_merge(merged, layer.data)
     try:
         return Config.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(_describe(e, source)) from e
+        raise ConfigError(_describe(e, source, named)) from e
 
 
 def load_config(path: str | Path | None = None, *, base: dict[str, Any] | None = None,
                 overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    layers = [base or {}]
+    """Defaults < ``base`` < the file at ``path`` (an OpenEvolve config is translated, its
+    warnings logged) < ``overrides``."""
+    layers = [Layer(base or {}, "base config")]
     if path is not None:
-        layers.append(read_yaml(Path(path)))
+        from evoforge.openevolve_config import read_config_file
+
+        translation = read_config_file(path)
+        translation.report()
+        layers.append(translation.layer())
     return build_config(*layers, overrides=overrides, source=str(path) if path else "config")

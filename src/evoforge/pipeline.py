@@ -97,6 +97,7 @@ class Pipeline:
             if initial is not None:
                 pending = [p for p in pending if p.id != 0]
                 first = asyncio.ensure_future(self._evaluate_now(initial))
+                self._early_proposal(initial)
                 stopped = asyncio.ensure_future(stop.wait())
                 await asyncio.wait([first, stopped], return_when=asyncio.FIRST_COMPLETED)
                 stopped.cancel()
@@ -119,6 +120,19 @@ class Pipeline:
                                   f"{detail}", run.best)
         self.ready.extend(pending)
         return None
+
+    def _early_proposal(self, initial: Program) -> None:
+        """One LLM proposal for the initial program while it is evaluated, so the first reply
+        is not held back by the first evaluation (minutes, for some problems). Only one: the
+        population must not fill with children of the initial program; its prompt says the
+        score is not known yet. Cancelled (not stored) if the initial program fails."""
+        run = self.run
+        if (not self.mutator.uses_llm or not run.config.pipeline.early_proposal
+                or run.stop_reason(1) is not None or not run.can_afford_call()):
+            return
+        proposal = run.ask_with(initial)
+        mtask = asyncio.create_task(self.mutator.mutate(run.mutation_request(proposal)))
+        self.mut_tasks[mtask] = proposal
 
     async def execute(self, stop: asyncio.Event) -> RunOutcome:
         try:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evoforge.config import read_yaml
+from evoforge.config import Layer, read_yaml
 from evoforge.errors import EditError, ProblemError
+from evoforge.openevolve_config import Translation, read_config_file
 
 BUILTIN_DIR = Path(__file__).parent / "problems"
 
@@ -101,6 +102,20 @@ class Problem:
     task: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # problem.yaml, see problem_meta()
+    # config.yaml as read (an OpenEvolve config translated: its warnings, its keys' origins)
+    config_file: Translation | None = field(default=None, compare=False, repr=False)
+
+    def config_layer(self) -> Layer:
+        """``config`` as a config layer named after the file it came from."""
+        t = self.config_file
+        if t is not None and t.config is self.config:
+            return t.layer()
+        return Layer(self.config, str(self.path / "config.yaml"))
+
+    def report_config(self) -> None:
+        """Log what translating config.yaml from OpenEvolve's format left out (at run start)."""
+        if self.config_file is not None and self.config_file.config is self.config:
+            self.config_file.report()
 
     @property
     def program_name(self) -> str:
@@ -193,9 +208,10 @@ class Problem:
             if err:
                 raise ProblemError(f"{initial}: the initial program does not parse ({err})")
         cfg_path = path / "config.yaml"
-        config = read_yaml(cfg_path) if cfg_path.is_file() else {}
+        config_file = read_config_file(cfg_path) if cfg_path.is_file() else None
+        config = config_file.config if config_file is not None else {}
         readme = path / "README.md"
         task = readme.read_text() if readme.is_file() else ""
         return cls(name=path.name, path=path, initial_program=initial, initial_code=code,
                    evaluator=evaluator, language=language, task=task, config=config,
-                   meta=problem_meta(path))
+                   meta=problem_meta(path), config_file=config_file)

@@ -151,8 +151,9 @@ class PromptBuilder:
             id=p.id,
             generation=p.generation,
             code=p.code,
-            score=format_number(p.score if p.score is not None
-                                else p.metrics.get(self.score_metric)),
+            score=("not known yet (being evaluated)" if p.status is Status.PENDING else
+                   format_number(p.score if p.score is not None
+                                 else p.metrics.get(self.score_metric))),
             metrics=[(k, format_number(p.metrics[k])) for k in sorted(p.metrics)],
             status=p.status.value,
             ok=ok,

@@ -118,6 +118,12 @@ class Run:
         sel = self.selector.select(derive_rng(self.config.seed, "select", pid))
         return Proposal(id=pid, selection=sel, view=self.tally.done)
 
+    def ask_with(self, parent: Program) -> Proposal:
+        """A proposal with ``parent`` chosen by the caller, not the selector (the initial
+        program, while the selector is still empty)."""
+        return Proposal(id=self._take_id(), selection=Selection(parent=parent),
+                        view=self.tally.done)
+
     def mutation_request(self, proposal: Proposal) -> MutationRequest:
         sel = proposal.selection
         return MutationRequest(parent=sel.parent, others=sel.others, context=sel.context,
