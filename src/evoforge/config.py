@@ -167,8 +167,10 @@ class PipelineConfig(_Strict):
     staleness: int | None = Field(
         None, ge=1, description="at most this many results are committed between a proposal "
         "(the population it was built from) and its child; default 2 * max_in_flight")
-
-
+    early_proposal: bool = Field(
+        True, description="LLM runs: send one proposal for the initial program while it is "
+        "evaluated (its prompt says the score is not known yet), so the first evaluation does "
+        "not hold back the first LLM call")
 
 
 class StorageConfig(_Strict):
