@@ -24,7 +24,9 @@ warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not f
 ``program`` (the source) and ``program_name``; the worker writes it into its scratch dir (cwd).
 
 Reply (written to the result pipe, never to stdout; ``json.dumps(allow_nan=False)``):
-``{"v": 1, "ok": true, "metrics": {...}, "invalid": {name: why}, "artifacts": {...}}`` or
+``{"v": 1, "ok": true, "metrics": {...}, "invalid": {name: why}, "artifacts": {...},
+"feedback": {name: text}, "error": text}`` (``feedback``: the metrics that are not numbers, as
+text; ``error``: the text of an ``"error"`` metric, present only when there is one) or
 ``{"v": 1, "ok": false, "error_type": ..., "message": ..., "traceback": ..., "where": ...}``.
 The parent validates everything again; nothing here is trusted.
 """
@@ -140,18 +142,25 @@ def _split_result(value: Any, fn_name: str) -> tuple[dict[Any, Any], dict[Any, A
     )
 
 
-def _clean_metrics(raw: dict[Any, Any]) -> tuple[dict[str, float], dict[str, str]]:
-    """Numbers pass (numpy scalars included); everything else is described, not sent."""
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's too
+
+
+def _clean_metrics(
+    raw: dict[Any, Any], score_metric: str
+) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+    """Split an evaluator's metrics: finite numbers (numpy scalars included) are metrics; a
+    non-finite number, a name that is not a string and a score metric that is not a number are
+    described in ``bad``; any other value (text such as an ``"error"``, a bool, None, a list, a
+    dict) is feedback, returned as is in ``other`` (booleans are never scores)."""
     good: dict[str, float] = {}
     bad: dict[str, str] = {}
+    other: dict[str, Any] = {}
     for key, value in raw.items():
         name = key if isinstance(key, str) else _stringify(key)
         if not isinstance(key, str):
             bad[name] = f"has a non-string name ({type(key).__name__})"
-            continue
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
-            bad[name] = f"is a bool ({value!r})"
-        elif isinstance(value, numbers.Real):
+        elif not _is_bool(value) and isinstance(value, numbers.Real):
             try:
                 num = float(value)
             except (OverflowError, ValueError, TypeError):
@@ -163,16 +172,21 @@ def _clean_metrics(raw: dict[Any, Any]) -> tuple[dict[str, float], dict[str, str
                 bad[name] = f"is {'inf' if num > 0 else '-inf'}"
             else:
                 good[name] = int(value) if isinstance(value, int) else num
+        elif name != score_metric:
+            other[name] = value
+        elif _is_bool(value):
+            bad[name] = f"is a bool ({value!r})"
         else:
             bad[name] = f"is a {type(value).__name__} ({_cap(_stringify(value), 80)!r})"
-    return good, bad
+    return good, bad, other
 
 
 def _score_of(metrics: dict[str, float], score_metric: str) -> float | None:
+    """The score metric, else the average of the numeric metrics (OpenEvolve's rule)."""
     if score_metric in metrics:
         return metrics[score_metric]
-    if len(metrics) == 1:
-        return next(iter(metrics.values()))
+    if metrics:
+        return math.fsum(v / len(metrics) for v in metrics.values())
     return None
 
 
@@ -212,19 +226,23 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
 
     metrics: dict[str, float] = {}
     invalid: dict[str, str] = {}
+    other: dict[str, Any] = {}
     artifacts: dict[Any, Any] = {}
     for n, (name, fn) in enumerate(stages, start=1):
         where[0] = name
         stage_metrics, stage_artifacts = _split_result(fn(target), name)
-        good, bad = _clean_metrics(stage_metrics)
-        metrics.update(good)
-        for k in good:
+        good, bad, more = _clean_metrics(stage_metrics, score_metric)
+        for k in (*good, *bad, *more):  # a later stage's value replaces an earlier one's
+            metrics.pop(k, None)
             invalid.pop(k, None)
+            other.pop(k, None)
+        metrics.update(good)
         invalid.update(bad)
+        other.update(more)
         artifacts.update(stage_artifacts)
         if name == "evaluate":
             break
-        if invalid:
+        if score_metric in invalid or (score_metric not in metrics and invalid):
             cascade_note = f"stopped after stage {n} of {len(stages)}: invalid metrics"
             break
         if n < len(stages) and n - 1 < len(thresholds):
@@ -242,6 +260,12 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
             cascade_note = f"completed all {len(stages)} stages"
 
     limit = int(req["artifact_chars"])
+    inner = other.pop("artifacts", None)  # {"artifacts": {...}} among the metrics: artifacts
+    if isinstance(inner, dict):
+        for k, v in inner.items():
+            artifacts.setdefault(k, v)
+    elif inner is not None:
+        other["artifacts"] = inner
     out: dict[str, str] = {}
     for k, v in list(artifacts.items())[:_MAX_ARTIFACTS]:
         out[_cap(_stringify(k), 100)] = _cap(_stringify(v), limit)
@@ -249,7 +273,14 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
         out["artifacts_dropped"] = f"{len(artifacts) - _MAX_ARTIFACTS} more artifacts dropped"
     if cascade_note is not None:
         out["cascade"] = cascade_note
-    return {"v": _PROTOCOL, "ok": True, "metrics": metrics, "invalid": invalid, "artifacts": out}
+    feedback = {_cap(k, 100): _cap(_stringify(v), limit)
+                for k, v in list(other.items())[:_MAX_ARTIFACTS]}
+    reply: dict[str, Any] = {"v": _PROTOCOL, "ok": True, "metrics": metrics, "invalid": invalid,
+                             "artifacts": out, "feedback": feedback}
+    error = other.get("error")
+    if isinstance(error, str | BaseException) and _stringify(error).strip():
+        reply["error"] = _cap(_stringify(error).strip(), 2000)  # a failure dict's message
+    return reply
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -1,12 +1,31 @@
 """Turning what an evaluation's worker left behind (exit status, the result pipe's bytes, its
-output) into an EvalResult. Pure: no processes, no I/O; the process pool is in ``local.py``."""
+output) into an EvalResult. No processes, no I/O but one logged notice per executor; the process
+pool is in ``local.py``.
+
+The evaluator's metrics, with OpenEvolve's semantics:
+
+- finite numbers are metrics; any other value (an ``"error"`` text, a bool, None, a list, a
+  dict; a nan or inf that is not needed for the score) is feedback: an artifact of that name
+  (``metrics.<name>`` if an artifact already has it), shown to the LLM and by ``show``. An
+  ``"artifacts"`` dict among the metrics is merged into the artifacts;
+- the score is the ``score_metric`` (which must be a finite number, never a bool); without it,
+  the average of the numeric metrics (bools are not numbers), as OpenEvolve's
+  ``get_fitness_score`` does, said once per executor in the log. No numeric metric at all is a
+  failure;
+- a failure dict, ``{"combined_score": 0, "error": "..."}``: an ``"error"`` text with a score of
+  0 (or no score) is ``failed`` with the evaluator's message first in the reason (OpenEvolve
+  would store a score of 0: under ``direction: minimize`` that would be a best, and a broken
+  program would become a parent). With any other score the result is ok and the message is
+  feedback (partial credit).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evoforge.executors._worker import _cap  # one capping rule, worker and parent
@@ -15,6 +34,7 @@ from evoforge.program import EvalResult, Status
 __all__ = ["Limits", "WorkerOutcome", "interpret"]
 
 MAX_RESULT_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("evoforge")
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,8 @@ class Limits:
     memory_mb: int | None
     score_metric: str
     artifact_chars: int
+    #: notices already logged for the executor holding these limits (each is said once)
+    noticed: set[str] = field(default_factory=set, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -181,44 +203,61 @@ def _interpret_reply(
     if not isinstance(raw_metrics, dict):
         return done(Status.FAILED, "the evaluation result had no metrics dict")
     metrics: dict[str, float] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}  # metric name -> what is wrong with it
     invalid = reply.get("invalid")
     if isinstance(invalid, dict):
-        problems += [f"metric {str(k)!r} {_cap(str(v), 120)}" for k, v in invalid.items()]
+        problems.update({_cap(str(k), 100): _cap(str(v), 120) for k, v in invalid.items()})
     for name, value in raw_metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"metric {name!r} is a {type(value).__name__}")
+            problems[name] = f"is a {type(value).__name__}"
             continue
         try:
             num = float(value)
         except OverflowError:
             num = math.inf
         if not math.isfinite(num):
-            problems.append(f"metric {name!r} is not finite")
+            problems[name] = "is not finite"
             continue
         metrics[name] = num
-    if problems:
+    feedback = reply.get("feedback")
+    if isinstance(feedback, dict):
+        for k, v in list(feedback.items())[:100]:
+            key = _cap(str(k), 100)
+            artifacts[key if key not in artifacts else f"metrics.{key}"] = _cap(str(v), limit)
+    error = reply.get("error")
+    message = _cap(error.strip(), 1000) if isinstance(error, str) and error.strip() else ""
+
+    def fail(why: str, kept: dict[str, float] | None = None) -> Any:
+        """Failed; the evaluator's own message (a failure dict's ``"error"``) leads."""
+        return done(Status.FAILED, f"{message} ({why})" if message else why, kept)
+
+    sm = limits.score_metric
+    if sm in metrics:
+        score = metrics[sm]
+    elif sm in problems:
+        return fail(f"metric {sm!r} {problems[sm]}: evaluators must return finite numbers",
+                    metrics)
+    elif problems:  # the score would be an average that leaves some metrics out
+        name, why = next(iter(problems.items()))
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return done(
-            Status.FAILED,
-            f"{problems[0]}{more}: evaluators must return finite numbers",
-            metrics,
-        )
-    if limits.score_metric in metrics:
-        score = metrics[limits.score_metric]
-    elif len(metrics) == 1:
-        score = next(iter(metrics.values()))
+        return fail(f"metric {name!r} {why}{more}: with no {sm!r} the score is the average of "
+                    "the numeric metrics, which must all be finite", metrics)
     elif not metrics:
-        return done(
-            Status.FAILED,
-            f"the evaluator returned no metrics; return e.g. {{'{limits.score_metric}': 0.5}}",
-        )
+        given = [n for n in (feedback if isinstance(feedback, dict) else {}) if n != "error"]
+        only = f" (only {', '.join(repr(n) for n in given[:10])})" if given else ""
+        return fail(f"the evaluator returned no numeric metric{only}; return e.g. "
+                    f"{{'{sm}': 0.5}}")
     else:
-        names = ", ".join(repr(n) for n in list(metrics)[:10])
-        return done(
-            Status.FAILED,
-            f"no {limits.score_metric!r} metric among {names}: return {limits.score_metric!r} "
-            "from the evaluator or set objective.score_metric to the metric to optimise",
-            metrics,
-        )
+        score = math.fsum(v / len(metrics) for v in metrics.values())
+        if "average" not in limits.noticed:
+            limits.noticed.add("average")
+            names = ", ".join(list(metrics)[:10]) + (", ..." if len(metrics) > 10 else "")
+            log.warning("evaluator returns no %r; using the average of its numeric metrics "
+                        "(%s), as OpenEvolve does; return %r (or set objective.score_metric) "
+                        "to choose", sm, names, sm)
+    if message and score == 0:
+        return fail("the evaluator returned it as 'error' with a score of 0", metrics)
+    for name, why in problems.items():  # not needed for the score: feedback
+        artifacts.setdefault(name if name not in artifacts else f"metrics.{name}",
+                             f"metric {name!r} {why}; left out of the metrics")
     return done(Status.OK, "", metrics, score)
