@@ -261,7 +261,8 @@ def _flaky_problem(tmp_path: Path) -> Path:
 def test_new_bests_that_do_not_reproduce_are_flagged_and_kept_out(tmp_path):
     prob = _flaky_problem(tmp_path)
     outcome = api.evolve(prob, run_dir=tmp_path / "r", config=build_config(
-        {"max_programs": 30, "selector": {"name": "greedy"}}))
+        {"max_programs": 30, "selector": {"name": "greedy"},
+         "evaluation": {"noise_samples": 0}}))  # the strict rule (the noise is the score here)
     assert outcome.ok
     programs, problems, _ = _programs(tmp_path / "r")
     assert problems == []
@@ -271,6 +272,11 @@ def test_new_bests_that_do_not_reproduce_are_flagged_and_kept_out(tmp_path):
     # program or a child whose score was reproduced
     best = outcome.best
     assert best is not None and (best.id == 0 or "reverify" in best.artifacts)
+    shown = subprocess.run([str(Path(sys.executable).with_name("evoforge")), "status",
+                            str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert (f"would-be bests rejected as not reproducible: {len(flagged)} (" in shown.stdout
+            and "reverify_tolerance" in shown.stdout), shown.stdout
 
 
 def test_reproduced_bests_carry_the_verification_and_reverify_can_be_off(tmp_path):

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import shutil
 import struct
 import subprocess
@@ -328,7 +329,8 @@ def test_run_progress_and_summary_on_a_terminal_are_inert(tmp_path):
     plain = _RICH_OWN.sub("", shown)
     assert "by status" in plain and "best score: -16.4025" in plain  # live panel, summary
     # the command is the evoforge that ran (a path when its venv is not on PATH)
-    assert re.search(r"inspect: \S*evoforge status " + re.escape(visible(str(out))), plain)
+    assert re.search(r"inspect: \S*evoforge status " + re.escape(visible(shlex.quote(str(out)))),
+                     plain)
 
 
 # ----------------------------------------------------------------------------- termsafe

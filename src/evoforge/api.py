@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.config import Config, Layer, build_config, override_layers
-from evoforge.errors import ConfigError, StorageError
+from evoforge.errors import ConfigError, EvoforgeError, StorageError
 from evoforge.executors.base import Executor
 from evoforge.executors.local import LocalExecutor
 from evoforge.executors.reverify import Reverifying
@@ -97,7 +97,9 @@ async def _drive(run: Run, config: Config, problem: Problem,
         executor = Reverifying(executor, times=config.evaluation.reverify,
                                tolerance=config.evaluation.reverify_tolerance,
                                worth=lambda score: run.best is not None
-                               and run.would_be_best(score))  # the initial program is the bar
+                               and run.would_be_best(score),  # the initial program is the bar
+                               noise_samples=config.evaluation.noise_samples,
+                               reference=problem.initial_code)  # noise is measured on it
     earlier = run.storage.get_meta("integrity") or {}
     history = list(earlier.get("earlier_sessions", []))
     if earlier and earlier["summary"] != run.integrity["summary"]:
@@ -174,6 +176,10 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
     ``storage`` as in :func:`evolve`."""
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists() or run_storage_url(run_dir) is not None:
+        if _initial_failed(run_dir):
+            raise ConfigError(f"{run_dir} already holds a run whose initial program failed (it "
+                              "cannot be resumed); start the new run in another --out directory, "
+                              f"or delete {run_dir} first")
         raise ConfigError(f"{run_dir} already holds a run; continue it with `{command()} resume "
                           f"{run_dir}` or choose another --out directory")
     url = resolve_storage_url(config.storage.url, run_dir)
@@ -195,6 +201,16 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
               stop=_stops(config, stop))
     run.write_metadata()
     return run
+
+
+def _initial_failed(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` stopped at its initial program (nothing ok, nothing else)."""
+    try:
+        with open_storage(require_run_dir(run_dir), readonly=True) as s:
+            st = s.stats()
+    except EvoforgeError:
+        return False
+    return st["counts"].get("ok", 0) == 0 and st["done"] <= 1 and st["pending"] == 0
 
 
 def _stops(config: Config, stop: Stop | Sequence[Stop] | None) -> AnyOf:

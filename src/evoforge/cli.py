@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import shlex
 import shutil
 import sys
 import time
@@ -74,15 +75,27 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
-def _drive(start: Any, quiet: bool) -> None:
-    """Run ``start(on_run, on_event)`` with a live display; print the outcome; exit accordingly."""
+def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
+    """Run ``start(on_run, on_event)`` with a live display; print the outcome and what to do
+    next (commands that work as printed, never one that repeats the same stop); exit
+    accordingly. ``show_budget``: say what will stop the run once it exists."""
+    from evoforge import report
+    from evoforge.problem import builtin_problems
     from evoforge.progress import ProgressDisplay
+    from evoforge.registry import mutator_kind
 
     display = ProgressDisplay(err, live=False if quiet else None, interval=30 if quiet else 10)
     holder: dict[str, Any] = {}
 
     def on_run(run: Any) -> None:
         holder["run"] = run
+        if show_budget:
+            t = run.tally
+            for line in report.budget_lines(
+                    run.config, problem_name=run.problem.name, problem_config=run.problem.config,
+                    done=t.done, spent=t.cost + t.pending_cost, resuming=t.done > 0,
+                    uses_llm=mutator_kind(run.config) == "llm"):
+                err.print(_lit(f"  {line}"))
         display.attach(run)
 
     try:
@@ -93,7 +106,16 @@ def _drive(start: Any, quiet: bool) -> None:
     best = outcome.best
     err.print()
     style = "green" if outcome.ok else ("yellow" if outcome.reason == "interrupted" else "red")
-    err.print(f"[{style}]stopped: {_m(outcome.message)}[/{style}]")
+    said = f"stopped: {outcome.message}"
+    if run is not None:
+        t = run.tally
+        reached = report.budget_reached(outcome.reason, run.config, done=t.done,
+                                        cost=t.cost + t.pending_cost, elapsed=run.elapsed(),
+                                        best=best.score if best is not None else None)
+        if reached is not None:  # which budget, and where the run stands against it
+            said = f"stopped: {reached}" if t.done_this_session else (
+                f"nothing to do: {reached} before this resume started")
+    err.print(f"[{style}]{_m(said)}[/{style}]")
     if run is not None:
         t = run.tally
         counts = ", ".join(f"{k}={v}" for k, v in sorted(t.counts.items()))
@@ -106,8 +128,19 @@ def _drive(start: Any, quiet: bool) -> None:
                       f"{initial if initial is None else format(initial, '.10g')})")
             out.print(_lit(f"best program written to: {run.best_path}"))
         ev = command()
-        out.print(_lit(f"inspect: {ev} status {run.run_dir}   |   {ev} show {run.run_dir} "
-                       f"{best.id if best else 0}   |   {ev} resume {run.run_dir}"))
+        rd = report.shell_word(run.run_dir)
+        steps = report.next_steps(
+            outcome.reason, run.config, ev=ev, run_dir=run.run_dir,
+            problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,
+            uses_llm=mutator_kind(run.config) == "llm",
+            last_failed_id=display.last_failure[0] if display.last_failure else None,
+            builtin=builtin_problems())
+        inspect = [f"{ev} status {rd}", f"{ev} show {rd} {best.id if best else 0}"]
+        if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
+            inspect.append(steps.resume)
+        out.print(_lit("inspect: " + "   |   ".join(inspect)))
+        for line in steps.advice:
+            out.print(_lit(line))
     if outcome.reason == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if not outcome.ok:
@@ -116,54 +149,100 @@ def _drive(start: Any, quiet: bool) -> None:
 
 @app.command()
 def run(
-    problem: Annotated[str, typer.Argument(help="Problem directory, or a built-in problem name.")],
+    problem: Annotated[str, typer.Argument(
+        help="Problem directory, or a built-in problem name, or (OpenEvolve's form) the initial "
+             "program file followed by EVALUATOR.")],
+    evaluator: Annotated[Path | None, typer.Argument(
+        help="With PROBLEM an initial program file: the evaluator file.", show_default=False)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", "--output",
+                                                 help="Run directory.")] = None,
     set_: SetOpt = None,
     max_programs: MaxPrograms = None,
+    iterations: Annotated[int | None, typer.Option(
+        "--iterations", "-i", min=0,
+        help="OpenEvolve's budget: this many children (--max-programs N+1).")] = None,
     max_time: MaxTime = None,
     max_cost: MaxCost = None,
     target_score: Target = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     workers: Annotated[int | None, typer.Option(help="Evaluation slots.")] = None,
+    api_base: Annotated[str | None, typer.Option(
+        "--api-base", help="OpenAI-compatible endpoint (llm.base_url).")] = None,
+    primary_model: Annotated[str | None, typer.Option(
+        "--primary-model", help="The LLM to use (llm.models); with --secondary-model, "
+        "OpenEvolve's 0.8/0.2 split.")] = None,
+    secondary_model: Annotated[str | None, typer.Option(
+        "--secondary-model", help="A second, less used LLM.")] = None,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="Append every LLM exchange to this JSON Lines file.")] = None,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", help="Answer LLM requests from a --record file; no endpoint is called.")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Evolve PROBLEM: start a new run."""
-    from evoforge import api
+    """Evolve PROBLEM: start a new run.
 
+    `evoforge run DIR` and OpenEvolve's `evoforge run initial_program.py evaluator.py
+    --config config.yaml --iterations 100 --output DIR` both work."""
+    from evoforge import api
+    from evoforge.problem import Problem
+
+    if iterations is not None and max_programs is not None:
+        raise typer.BadParameter("give --iterations (children) or --max-programs (programs, "
+                                 "the initial one included), not both")
+    if iterations is not None:
+        max_programs = iterations + 1  # the initial program counts as one
+    models = [m for m in (primary_model, secondary_model) if m]
+    llm: dict[str, Any] = {"llm.base_url": api_base, "llm.record": record and str(record),
+                           "llm.replay": replay and str(replay)}
+    if models:
+        llm["llm.models"] = [{"name": m, "weight": w} for m, w in zip(models, (0.8, 0.2),
+                                                                       strict=False)]
     flags = _flags(max_programs, max_time, max_cost, target_score, seed=seed,
-                   **{"evaluation.workers": workers})
-    run_dir = out_dir or _default_run_dir(problem)
-    prob, cfg, run_dir = api.prepare(problem, run_dir=run_dir, config_file=config,
+                   **{"evaluation.workers": workers}, **llm)
+    if evaluator is not None:
+        where: str | Problem = Problem.from_files(problem, evaluator)
+        run_dir = out_dir or _default_run_dir(str(evaluator.resolve().parent))
+    else:
+        if Path(problem).is_file():
+            raise typer.BadParameter(
+                f"{problem} is a file: give a problem directory, or the initial program and "
+                "the evaluator (`evoforge run initial_program.py evaluator.py`)")
+        where, run_dir = problem, out_dir or _default_run_dir(problem)
+    prob, cfg, run_dir = api.prepare(where, run_dir=run_dir, config_file=config,
                                      overrides=set_ or [], flags=flags)
     err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
     err.print(_lit(f"  {api.describe_mutator(cfg)}"))
     err.print(_lit(f"  score integrity: {api.describe_integrity(prob, cfg)}"))
-    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s), budget: "
-                   + ", ".join(f"{k}={getattr(cfg, k)}" for k in
-                               ("max_programs", "max_time", "max_cost", "target_score")
-                               if getattr(cfg, k) is not None)))
+    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
-                                               on_event=on_event, on_run=on_run), quiet)
+                                               on_event=on_event, on_run=on_run), quiet,
+           show_budget=True)
 
 
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     set_: SetOpt = None,
-    max_programs: MaxPrograms = None,
-    max_time: MaxTime = None,
-    max_cost: MaxCost = None,
+    max_programs: Annotated[int | None, typer.Option(
+        help="The whole run's total: stop once it holds this many programs (not programs to "
+             "add).")] = None,
+    max_time: Annotated[str | None, typer.Option(
+        help="Stop after this wall time of this session: 90s, 10m, 2h.")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        help="The whole run's total: stop once its LLM spend reaches this (USD).")] = None,
     target_score: Target = None,
     quiet: Quiet = False,
 ) -> None:
-    """Continue a stopped or killed run where it stopped."""
+    """Continue a stopped or killed run where it stopped. --max-programs and --max-cost are
+    totals for the whole run; --max-time counts this session."""
     from evoforge import api
 
     flags = _flags(max_programs, max_time, max_cost, target_score)
     err.print(_lit(f"evoforge: resuming {run_dir}"))
     _drive(lambda on_run, on_event: api.resume(run_dir, overrides=set_ or [], flags=flags,
-                                               on_event=on_event, on_run=on_run), quiet)
+                                               on_event=on_event, on_run=on_run), quiet,
+           show_budget=True)
 
 
 def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
@@ -177,11 +256,15 @@ def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     top: Annotated[int, typer.Option(help="How many top programs to list.")] = 10,
+    reasons: Annotated[int, typer.Option(
+        help="How many failure-reason patterns to list.", min=0)] = 10,
 ) -> None:
-    """Summarise a run: counts by status, best score over time, top programs, LLM usage."""
+    """Summarise a run: counts by status, best score over time, top programs, LLM usage,
+    failure reasons grouped by pattern (numbers, paths, quoted names masked)."""
     from collections import Counter
 
     from evoforge.program import Status
+    from evoforge.report import group_reasons, shell_word, shorten
 
     cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
@@ -214,7 +297,7 @@ def status(
         for p in tops:
             t.add_row(str(p.id), f"{p.score:.10g}", str(p.generation), str(p.island),
                       ",".join(map(str, p.parent_ids)) or "-", _lit(p.mutation.mutator),
-                      _lit((p.mutation.edit_kind or "-")[:30]))
+                      _lit(shorten(p.mutation.edit_kind or "-", 30)))
         out.print(t)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
@@ -231,11 +314,29 @@ def status(
         for name, (n, pt, ct, cost) in sorted(by_model.items()):
             t.add_row(_lit(name), str(int(n)), f"{int(pt):,}", f"{int(ct):,}", f"{cost:.4f}")
         out.print(t)
-    fails = Counter(p.reason.split("\n")[0][:90] for p in done if p.status is not Status.OK)
-    if fails:
-        out.print("most common failure reasons:")
-        for reason, n in fails.most_common(5):
-            out.print(_lit(f"  {n:6d}  {reason}"))
+    failed = [(p.status.value, p.reason, p.id) for p in done if p.status is not Status.OK]
+    if failed:
+        groups = group_reasons(failed)
+        ev, rd = command(), shell_word(run_dir)
+        out.print(f"failure reasons by pattern ({len(failed)} programs, {len(groups)} "
+                  f"pattern{'s' * (len(groups) != 1)}; the first example of each in full):")
+        width = max(out.width - 18, 100)
+        for g in groups[:reasons]:  # the pattern, shortened for display; the example, whole
+            out.print(_lit(f"  {g.count:6d}  {g.status:8s} {shorten(g.pattern, width)}"))
+            example = g.example.replace("\n", "\n" + " " * 24) or "(no reason given)"
+            out.print(_lit(f"                  e.g. #{g.example_id}: {example}"))
+        if len(groups) > reasons:
+            rest = groups[reasons:]
+            out.print(_lit(f"  ... and {len(rest)} more pattern(s), {sum(g.count for g in rest)}"
+                           f" programs: {ev} status {rd} --reasons {len(groups)}"))
+        out.print(_lit(f"one of them in full: {ev} show {rd} {groups[0].example_id}"))
+    from evoforge.executors.reverify import rejected_bests
+
+    rejected = rejected_bests(done)
+    if rejected:
+        total = sum(n for _, n in rejected)
+        out.print(_lit(f"would-be bests rejected as not reproducible: {total} ("
+                       + "; ".join(f"{n}: {why}" for why, n in rejected) + ")"))
 
 
 @app.command()
@@ -265,16 +366,29 @@ def best(
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     program_id: Annotated[int, typer.Argument(help="Program id (see `evoforge status`).")],
+    prompt: Annotated[bool, typer.Option(
+        "--prompt", help="Print the prompt (system and user) the LLM was sent for it.")] = False,
+    reply: Annotated[bool, typer.Option(
+        "--reply", help="Print the LLM's raw reply and what became of it.")] = False,
 ) -> None:
     """Show one program: code, metrics, feedback, diff against its parent, lineage."""
     from evoforge import api
+    from evoforge.program import Status
 
     with api.inspect_run(run_dir) as (_cfg, storage):
         p = storage.get(program_id)
+        exchange = storage.exchange(program_id)
         parent = storage.get(p.parent_ids[0]) if p.parent_ids else None
         lineage = [p]
         while lineage[-1].parent_ids and len(lineage) < 200:
             lineage.append(storage.get(lineage[-1].parent_ids[0]))
+    if prompt or reply:
+        if exchange is None:
+            err.print(f"program #{p.id} was not made by an LLM (made by: "
+                      f"{_m(p.mutation.mutator or '-')}), or its run predates stored exchanges")
+            raise typer.Exit(EXIT_ERROR)
+        _print_exchange(exchange, prompt=prompt, reply=reply)
+        return
     score = "-" if p.score is None else f"{p.score:.10g}"
     out.print(f"[bold]program #{p.id}[/bold]  status={p.status.value}  score={score}  "
               f"generation={p.generation}  island={p.island}")
@@ -285,16 +399,26 @@ def show(
                    + (f", edit {m.edit_kind}" if m.edit_kind else "")
                    + (f", {m.prompt_tokens}+{m.completion_tokens} tokens, ${m.cost:.5f}"
                       if m.prompt_tokens or m.completion_tokens else "")
-                   + (f", {m.latency:.2f}s" if m.latency else "")))
+                   + (f", {m.latency:.2f}s" if m.latency else "")
+                   + (f", {m.attempts} request(s)" if m.attempts else "")))
     if m.note:
         out.print(_lit(f"note: {m.note}"))
     if p.metrics:
-        out.print(_lit("metrics: " + ", ".join(f"{k}={v:.6g}" for k, v in p.metrics.items())))
+        out.print(_lit("metrics: " + ", ".join(
+            f"{k}={v:.6g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
+            for k, v in p.metrics.items())))
     for key, text in p.artifacts.items():
         out.print(f"[bold]-- {_m(key)} --[/bold]")
         out.print(_lit(text))
     out.print("lineage: " + " <- ".join(
         f"#{q.id}({'-' if q.score is None else format(q.score, '.6g')})" for q in lineage))
+    ev = command()
+    if p.status is Status.INVALID:
+        # no child was made: a diff would show the parent deleted; show what the LLM said
+        if exchange is not None:
+            _print_exchange(exchange, prompt=False, reply=True)
+            out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
+        return
     if parent is not None:
         diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
                                             f"program #{parent.id}", f"program #{p.id}"))
@@ -303,6 +427,27 @@ def show(
         out.print(Syntax(visible(diff or "(identical)\n"), "diff", theme="ansi_dark"))
     out.print("[bold]-- code --[/bold]")
     out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
+    if exchange is not None:
+        out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
+
+
+def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> None:
+    """A stored LLM exchange, literally (its text is an LLM's and a candidate's)."""
+    if prompt:
+        for msg in exchange.get("messages") or []:
+            out.print(f"[bold]-- {_m(msg.get('role', '?'))} --[/bold]")
+            out.print(_lit(msg.get("content", "")))
+        if not exchange.get("messages"):
+            out.print("(no prompt was sent)")
+    if reply:
+        model = exchange.get("model") or "-"
+        out.print(f"[bold]-- reply[/bold] (model {_m(model)}, {_m(exchange.get('attempts', 0))} "
+                  "request(s)) [bold]--[/bold]")
+        text = exchange.get("reply")
+        out.print(_lit(text) if text is not None else "(no reply)")
+        out.print(_lit(f"outcome: {exchange.get('outcome', '')}"))
+        for t in exchange.get("tried") or []:
+            out.print(_lit(f"before: {t}"))
 
 
 @app.command()
@@ -316,7 +461,7 @@ def init(
     shutil.copytree(src, name, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out.print(_lit(f"created {name}/ with initial_program.py, evaluator.py, config.yaml, README.md"))
-    out.print(_lit(f"try it: evoforge run {name} --max-programs 50"))
+    out.print(_lit(f"try it: {command()} run {shlex.quote(str(name))} --max-programs 50"))
 
 
 @app.command()
@@ -369,6 +514,39 @@ def problems_list() -> None:
     out.print(t)
     out.print(f"run one with `{command()} run NAME`; each problem's README.md has the exact "
               "definition")
+
+
+config_app = typer.Typer(no_args_is_help=True,
+                         help="Config files: translate an OpenEvolve config.yaml.")
+app.add_typer(config_app, name="config")
+EXIT_USAGE = 2
+
+
+@config_app.command("translate")
+def config_translate(
+    file: Annotated[Path, typer.Argument(help="A config file (OpenEvolve's or evoforge's).")],
+) -> None:
+    """Print FILE in evoforge's schema (an OpenEvolve config translated key by key) on stdout;
+    what evoforge has no equivalent for goes to stderr."""
+    import yaml
+
+    from evoforge.config import build_config
+    from evoforge.errors import ConfigError
+    from evoforge.openevolve_config import read_config_file
+
+    try:
+        translation = read_config_file(file)
+        build_config(translation.layer(), source=str(file))  # what it became must validate
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    for warning in translation.warnings:
+        err.print(_lit(f"warning: {warning}"))
+    how = ("translated from OpenEvolve's format" if translation.openevolve
+           else "already in evoforge's schema")
+    text = yaml.safe_dump(translation.config, sort_keys=False) if translation.config else "{}\n"
+    sys.stdout.write(visible(f"# {file}: {how}\n{text}"))
+    sys.stdout.flush()
 
 
 def _usage_error(e: BaseException) -> int | None:

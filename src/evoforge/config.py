@@ -101,6 +101,7 @@ class EvaluationConfig(_Strict):
     max_open_files: int = Field(256, ge=16)
     reverify: int = Field(1, ge=0)
     reverify_tolerance: float = Field(1e-6, ge=0)
+    noise_samples: int = Field(3, ge=0)  # evaluations of the initial program measuring noise
     warm_pool: bool = True
     persistent_evaluator: bool = True  # hardened form: one evaluator process serves a slot
     preload: list[str] = Field(default_factory=list)

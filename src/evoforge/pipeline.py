@@ -114,7 +114,7 @@ class Pipeline:
                 if done is not None:
                     for key in ("traceback", "stderr"):
                         if done.artifacts.get(key):
-                            detail += f"\n--- {key} ---\n{done.artifacts[key][-1500:]}"
+                            detail += f"\n--- {key} ---\n{done.artifacts[key]}"  # capped once
                 return RunOutcome("initial_failed", f"the initial program did not evaluate ok "
                                   f"({why}); fix the evaluator or the program and start a new run"
                                   f"{detail}", run.best)

@@ -18,6 +18,7 @@ from typing import Any
 from evoforge import __version__
 from evoforge.config import Config
 from evoforge.errors import StorageError
+from evoforge.invocation import command
 from evoforge.mutators.base import MutationOutcome, MutationRequest
 from evoforge.problem import Problem
 from evoforge.program import EvalResult, MutationInfo, Program, Status
@@ -316,6 +317,6 @@ def require_run_dir(run_dir: Path) -> str:
     url = run_storage_url(run_dir)
     if url is None:
         raise StorageError(f"{run_dir} is not a run directory (no {DB_NAME}, and no config.yaml "
-                           "naming an existing storage); start one with "
-                           "`evoforge run PROBLEM --out DIR`")
+                           f"naming an existing storage); start one with "
+                           f"`{command()} run PROBLEM --out DIR`")
     return url
