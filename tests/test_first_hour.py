@@ -396,14 +396,14 @@ def test_readme_commands_name_the_venv_evoforge() -> None:
 
 LONG_EVALUATOR = '''
 def evaluate(program_path):
-    raise ValueError("start " + " ".join(f"word{i}" for i in range(N)) + " END")
+    raise ValueError("start " + " ".join(f"word{i}" for i in range(WORDS)) + " END")
 '''
 
 
 def _stored_reason(tmp_path: Path, words: int) -> str:
     prob = tmp_path / "prob"
     shutil.copytree(BROKEN, prob)
-    (prob / "evaluator.py").write_text(LONG_EVALUATOR.replace("N", str(words)))
+    (prob / "evaluator.py").write_text(LONG_EVALUATOR.replace("WORDS", str(words)))
     outcome = api.evolve(prob, run_dir=tmp_path / "run",
                          config=build_config({"max_programs": 2}))
     assert outcome.reason == "initial_failed"
@@ -411,17 +411,12 @@ def _stored_reason(tmp_path: Path, words: int) -> str:
         return storage.get(0).reason
 
 
-@pytest.mark.xfail(strict=True, reason="executors/results.py caps the evaluator's message at "
-                   "1000 characters after _worker.py capped it at 2000 (issue 10, item 2: owner "
-                   "of results.py/_worker.py to change)")
 def test_a_failure_reason_is_stored_whole(tmp_path: Path) -> None:
     words = 200  # about 1,400 characters: under the worker's cap, over the parent's
     expected = "ValueError: start " + " ".join(f"word{i}" for i in range(words)) + " END"
     assert _stored_reason(tmp_path, words) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="a reason over the cap is cut twice (worker 2000, then "
-                   "results.py 1000) and mid-word (issue 10, item 2)")
 def test_a_very_long_failure_reason_is_cut_once_at_words(tmp_path: Path) -> None:
     words = 2000  # about 15,000 characters
     original = "ValueError: start " + " ".join(f"word{i}" for i in range(words)) + " END"

@@ -38,6 +38,7 @@ import json
 import math
 import numbers
 import os
+import re
 import sys
 import traceback
 
@@ -108,13 +109,30 @@ def _set_limits(
         lower(resource.RLIMIT_NPROC, limit, limit)
 
 
+_WS = re.compile(r"\s")
+REASON_CHARS = 4000  # an evaluator's or candidate's message: capped here once, never again
+
+
 def _cap(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters; else its head and tail, each cut at a
+    word boundary where one is near, around a marker counting exactly what was left out. The
+    result is never longer than ``limit``, so capping it again changes nothing."""
     if len(text) <= limit:
         return text
-    head = limit // 2
-    tail = limit - head
-    dropped = len(text) - head - tail
-    return f"{text[:head]}\n... [{dropped} chars dropped] ...\n{text[len(text) - tail:]}"
+    marker = " … [{} chars dropped] … "
+    room = limit - len(marker.format(len(text)))
+    if room < 20:
+        return text[:max(limit, 0)]
+    head_end = room // 2
+    tail_start = len(text) - (room - head_end)
+    slack = max(room // 10, 1)
+    spaces = [m.start() for m in _WS.finditer(text, head_end - slack, head_end + 1)]
+    if spaces:
+        head_end = spaces[-1]
+    space = _WS.search(text, tail_start - 1, tail_start + slack)
+    if space:
+        tail_start = space.end()
+    return f"{text[:head_end]}{marker.format(tail_start - head_end)}{text[tail_start:]}"
 
 
 def _stringify(value: Any) -> str:
@@ -279,7 +297,7 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
                              "artifacts": out, "feedback": feedback}
     error = other.get("error")
     if isinstance(error, str | BaseException) and _stringify(error).strip():
-        reply["error"] = _cap(_stringify(error).strip(), 2000)  # a failure dict's message
+        reply["error"] = _cap(_stringify(error).strip(), REASON_CHARS)  # a failure dict's
     return reply
 
 
@@ -322,12 +340,12 @@ def _error_reply(e: BaseException, where: str, artifact_chars: int) -> dict[str,
         "traceback": "", "where": where,
     }
     try:
-        reply["message"] = _cap(_stringify(e), 2000)
+        reply["message"] = _cap(_stringify(e), REASON_CHARS)
         tb_obj = e.__traceback__
         while tb_obj is not None and tb_obj.tb_frame.f_code.co_filename == __file__:
             tb_obj = tb_obj.tb_next  # hide the worker's own frames
         tb = "".join(traceback.format_exception(type(e), e, tb_obj or e.__traceback__, limit=-20))
-        reply["traceback"] = tb[-max(artifact_chars, 0):]
+        reply["traceback"] = _cap(tb, artifact_chars)
         candidate_tb = getattr(e, "traceback", "")
         status = {"CandidateTimeout": "timeout", "CandidateCrashed": "crashed"}
         for cls in type(e).__mro__:
@@ -335,7 +353,7 @@ def _error_reply(e: BaseException, where: str, artifact_chars: int) -> dict[str,
                 reply["status"] = status[cls.__name__]
                 break
         if isinstance(candidate_tb, str) and candidate_tb:
-            reply["candidate_traceback"] = candidate_tb[-max(artifact_chars, 0):]
+            reply["candidate_traceback"] = _cap(candidate_tb, artifact_chars)
     except BaseException:  # noqa: BLE001, S110 - out of memory again, or a hostile __str__
         pass
     return reply

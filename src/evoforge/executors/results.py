@@ -28,7 +28,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from evoforge.executors._worker import _cap  # one capping rule, worker and parent
+from evoforge.executors._worker import REASON_CHARS, _cap  # one capping rule, worker and parent
 from evoforge.program import EvalResult, Status
 
 __all__ = ["Limits", "WorkerOutcome", "interpret"]
@@ -162,10 +162,10 @@ def _interpret_reply(
 
     if not reply["ok"]:
         etype = _cap(str(reply.get("error_type", "Error")), 100)
-        message = _cap(str(reply.get("message", "")), 1000)
+        message = _cap(str(reply.get("message", "")), REASON_CHARS)
         tb = reply.get("traceback")
         if isinstance(tb, str) and tb:
-            extra["traceback"] = tb[-limit:] if limit else ""
+            extra["traceback"] = _cap(tb, limit)
             if not extra["traceback"]:
                 del extra["traceback"]
         if etype == "MemoryError":
@@ -225,7 +225,7 @@ def _interpret_reply(
             key = _cap(str(k), 100)
             artifacts[key if key not in artifacts else f"metrics.{key}"] = _cap(str(v), limit)
     error = reply.get("error")
-    message = _cap(error.strip(), 1000) if isinstance(error, str) and error.strip() else ""
+    message = _cap(error.strip(), REASON_CHARS) if isinstance(error, str) and error.strip() else ""
 
     def fail(why: str, kept: dict[str, float] | None = None) -> Any:
         """Failed; the evaluator's own message (a failure dict's ``"error"``) leads."""
