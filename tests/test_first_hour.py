@@ -127,7 +127,9 @@ def test_shorten_cuts_once_at_a_word_boundary_with_an_ellipsis() -> None:
      "the candidate's process ended (exit code <n>)"),
     ('File "/usr/lib/python3.11/x.py", line 3', "File <path>, line <n>"),
     ("KeyError: 'key [bold]1[/bold] \x1b[31m'", "KeyError: <str>"),
-    ("digest deadbeef1234 vs word2 and x=-1.5e-3", "digest <hex> vs word2 and x=<n>"),
+    ("digest deadbeef1234 vs word2 and x=-1.5e-3", "digest <hex> vs word<n> and x=<n>"),
+    ("circles 2 and 11 overlap (distance 0.12 < r2 + r11 = 0.13)",  # numbered names
+     "circles <n> and <n> overlap (distance <n> < r<n> + r<n> = <n>)"),
     ("line one\n  line two", "line one line two"),
     ("", "(no reason given)"),
 ])

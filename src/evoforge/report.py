@@ -74,6 +74,7 @@ _QUOTED = re.compile(r"""(?<![\w\\])(['"])([^'"\n]{0,200}?)\1(?!\w)""")
 _IDENT = re.compile(r"[A-Za-z_][\w.]*\Z")
 _PATH = re.compile(r"(?<![\w/.<])(?:~|\.{1,2})?/[\w.@+\-]+(?:/[\w.@+\-]*)*")
 _HEX = re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b")
+_NUMBERED = re.compile(r"(?<=[A-Za-z_])\d+\b")  # the index of a numbered name
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w])")
 
 
@@ -95,7 +96,8 @@ def pattern(reason: str) -> str:
     text = _QUOTED.sub(quoted, text)
     text = _PATH.sub("<path>", text)
     text = _HEX.sub("<hex>", text)
-    return _NUMBER.sub("<n>", text)
+    text = _NUMBER.sub("<n>", text)
+    return _NUMBERED.sub("<n>", text)  # r2, r11, x0: one name per index
 
 
 @dataclass
