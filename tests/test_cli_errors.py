@@ -36,3 +36,49 @@ def test_a_framework_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and done.stderr.startswith("error:")
+
+
+QUAD = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
+
+
+def test_an_unforeseen_error_is_one_line_with_the_traceback_in_a_file(tmp_path: Path) -> None:
+    """A bug (here: an inspection that raises something evoforge never expects) must not dump
+    a traceback on the user: one line, exit 1, the traceback saved where the line says."""
+    code = ("import sys\nfrom evoforge import api, cli\n"
+            "def boom(*a, **k):\n    raise ZeroDivisionError('deep inside')\n"
+            "api.inspect_run = boom\nsys.argv = ['evoforge', 'show', 'somewhere', '1']\n"
+            "cli.main()\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "EVOFORGE_DEBUG"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**env, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "ZeroDivisionError: deep inside" in done.stderr
+    saved = list(tmp_path.glob("evoforge-error-*.txt"))
+    assert len(saved) == 1 and "Traceback" in saved[0].read_text()
+    assert str(saved[0]) in done.stderr.replace("\n", "")
+
+
+def test_unwritable_outputs_and_missing_recordings_are_one_line_and_leave_no_run(
+        tmp_path: Path) -> None:
+    def evoforge(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([EVOFORGE, *argv], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)
+
+    missing = evoforge("run", str(QUAD), "--replay", str(tmp_path / "none.jsonl"), "-q")
+    assert missing.returncode == 1 and "no such recording" in missing.stderr
+    assert not (tmp_path / "runs").exists()  # failed before any run directory was made
+    done = evoforge("run", str(QUAD), "--max-programs", "2", "-q", "--out", "r")
+    assert done.returncode == 0, done.stderr
+    bad = evoforge("best", "r", "--write", str(tmp_path / "no" / "such" / "dir" / "x.py"))
+    assert bad.returncode == 1 and "--write" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_default_run_dirs_started_in_the_same_second_differ(tmp_path: Path, monkeypatch) -> None:
+    from evoforge import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20260101-000000")
+    first = cli._default_run_dir(str(QUAD))
+    first.mkdir(parents=True)
+    second = cli._default_run_dir(str(QUAD))
+    assert second != first and second.name == first.name + "-2"

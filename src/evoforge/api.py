@@ -210,7 +210,7 @@ def _initial_failed(run_dir: Path) -> bool:
             st = s.stats()
     except EvoforgeError:
         return False
-    return st["counts"].get("ok", 0) == 0 and st["done"] <= 1 and st["pending"] == 0
+    return st["counts"].get("ok", 0) == 0 and st["done"] == 1 and st["pending"] == 0
 
 
 def _stops(config: Config, stop: Stop | Sequence[Stop] | None) -> AnyOf:
@@ -251,15 +251,24 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
     if config is None:
         prob.report_config()
     cfg = config or build_config(prob.config_layer())
-    with run_lock(Path(run_dir)):
-        run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop,
-                        storage=storage)
-        try:
-            if on_run:
-                on_run(run)
-            return asyncio.run(_drive(run, cfg, prob, on_event, mutator, executor))
-        finally:
-            run.storage.close()
+    own = mutator is None
+    if mutator is None:  # a bad --replay or --record file fails here, before a run dir exists
+        mutator = make_mutator(cfg)
+    driving = False
+    try:
+        with run_lock(Path(run_dir)):
+            run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop,
+                            storage=storage)
+            try:
+                if on_run:
+                    on_run(run)
+                driving = True  # from here on, _drive closes the mutator
+                return asyncio.run(_drive(run, cfg, prob, on_event, mutator, executor))
+            finally:
+                run.storage.close()
+    finally:
+        if own and not driving:
+            asyncio.run(mutator.aclose())
 
 
 def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),

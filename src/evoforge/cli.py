@@ -354,7 +354,11 @@ def best(
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
     if write:
-        write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
+        try:
+            write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
+        except OSError as e:
+            raise EvoforgeError(f"--write {write}: cannot write the program ({e.strerror or e}); "
+                                "choose a writable path") from e
         err.print(_lit(f"written to {write}"))
     else:  # stdout may end on a terminal (`| cat`, `| less -R`): control characters are shown,
         # not obeyed; --write is the byte-exact path (written directly: rich would drop CR)
@@ -579,7 +583,11 @@ def _default_run_dir(problem: str) -> Path:
     base = Path("runs")
     if Path.cwd().resolve().is_relative_to(where):
         base = where.parent / "runs"
-    return base / f"{where.name}-{stamp}"
+    out, n = base / f"{where.name}-{stamp}", 1
+    while out.exists():  # two runs started in the same second
+        n += 1
+        out = base / f"{where.name}-{stamp}-{n}"
+    return out
 
 
 def main() -> None:
@@ -598,8 +606,35 @@ def main() -> None:
     except Exception as e:  # usage errors come through here in non-standalone mode
         code = _usage_error(e)
         if code is None:
-            raise
+            sys.exit(_internal_error(e))
         sys.exit(code)
+
+
+def _internal_error(e: BaseException) -> int:
+    """An error evoforge did not foresee: one line for the user, the traceback in a file (or on
+    stderr with EVOFORGE_DEBUG=1), never a traceback dumped on the terminal by default."""
+    import os
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    if os.environ.get("EVOFORGE_DEBUG"):
+        err.print(_lit(text))
+        return EXIT_ERROR
+    where = "(could not be saved)"
+    try:
+        fd, where = tempfile.mkstemp(prefix="evoforge-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    except OSError:
+        pass
+    if isinstance(e, OSError):
+        err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
+    else:
+        err.print(f"[red]internal error:[/red] {_m(type(e).__name__)}: {_m(e)}", highlight=False)
+        err.print(_lit(f"this is a bug in evoforge; please report it with the traceback saved "
+                       f"in {where} (or rerun with EVOFORGE_DEBUG=1 to see it)"))
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

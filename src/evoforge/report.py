@@ -235,7 +235,7 @@ def shell_word(path: str | Path) -> str:
     return shlex.quote(p)
 
 
-_DEFAULT_RUN_DIR = re.compile(r"(?:^|/)runs/[^/]+-\d{8}-\d{6}/?$")
+_DEFAULT_RUN_DIR = re.compile(r"(?:^|/)runs/[^/]+-\d{8}-\d{6}(?:-\d+)?/?$")
 
 
 def _fresh_dir(run_dir: Path) -> Path:
