@@ -167,7 +167,7 @@ class PipelineConfig(_Strict):
         "default llm.concurrency + 2 * evaluation.workers (model-free: 2 * workers)")
     staleness: int | None = Field(
         None, ge=1, description="at most this many results are committed between a proposal "
-        "(the population it was built from) and its child; default 2 * max_in_flight")
+        "(the population it was built from) and its child; default 4 * max_in_flight")
     early_proposal: bool = Field(
         True, description="LLM runs: send one proposal for the initial program while it is "
         "evaluated (its prompt says the score is not known yet), so the first evaluation does "
@@ -205,7 +205,7 @@ class Config(_Strict):
     def staleness(self, uses_llm: bool) -> int:
         """The enforced staleness bound (see PipelineConfig.staleness)."""
         bound = self.pipeline.staleness
-        return bound if bound is not None else 2 * self.in_flight(uses_llm)
+        return bound if bound is not None else 4 * self.in_flight(uses_llm)
 
     def in_flight(self, uses_llm: bool) -> int:
         if self.pipeline.max_in_flight is not None:
