@@ -348,3 +348,24 @@ def test_custom_storage_url_run_can_be_inspected_and_resumed(tmp_path):
                              "--set", f"storage.url=sqlite:///{tmp_path / 'elsewhere.db'}"],
                             capture_output=True, text=True)
     assert shared.returncode == 1 and "names an existing database" in shared.stderr
+
+
+def test_the_mutator_observes_every_committed_program_in_commit_order(tmp_path):
+    from evoforge.testing import FunctionExecutor, FunctionMutator
+
+    seen: list[tuple[int, str]] = []
+
+    class Watching(FunctionMutator):
+        def observe(self, program):
+            seen.append((program.done_seq, program.status.value))
+
+    def child(req):
+        return None if req.proposal_id % 3 == 0 else req.parent.code + f"\n# {req.proposal_id}\n"
+
+    outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_cfg(max_programs=12),
+                         mutator=Watching(child),
+                         executor=FunctionExecutor(lambda code: float(len(code))))
+    assert outcome.ok, outcome.message
+    programs, _, _ = _programs(tmp_path / "r")
+    assert [s for s, _ in seen] == sorted(p.done_seq for p in programs)  # all, in commit order
+    assert {st for _, st in seen} == {"ok", "invalid"}

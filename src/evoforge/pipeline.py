@@ -82,7 +82,7 @@ class Pipeline:
     async def _evaluate_now(self, program: Program) -> Program:
         result = await self.executor.evaluate(program.code, program_id=program.id)
         done = self.run.tell(program, result)
-        self.on_event(done)
+        self._committed(done)
         return done
 
     async def _start(self, stop: asyncio.Event) -> RunOutcome | None:
@@ -212,7 +212,7 @@ class Pipeline:
                     program = self.eval_tasks.pop(et)
                     if et.cancelled():
                         continue
-                    self.on_event(run.tell(program, et.result()))
+                    self._committed(run.tell(program, et.result()))
         finally:
             stop_task.cancel()
 
@@ -252,7 +252,12 @@ class Pipeline:
             if program.status is Status.INVALID:
                 self.invalid_streak += 1
                 self.last_invalid = program.reason
-            self.on_event(program)
+            self._committed(program)
+
+    def _committed(self, program: Program) -> None:
+        """A terminal program was committed: the mutator learns of it, then the caller."""
+        self.mutator.observe(program)
+        self.on_event(program)
 
     async def _back_off(self, stop_task: asyncio.Future[Any]) -> None:
         """Nearly every child is invalid: wait (up to 0.1 s, longer the longer it lasts, or

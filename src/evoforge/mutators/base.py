@@ -42,5 +42,11 @@ class Mutator(ABC):
         the reason in ``info.note`` (tokens still counted). May raise LLMError only for
         permanent failures the run must stop on (e.g. authentication)."""
 
+    def observe(self, program: Program) -> None:
+        """Every terminal program of the run, as it is committed (children of this mutator and
+        of others, the initial program, invalid ones; on resume, not the earlier ones). For
+        mutators that learn from results (a bandit, a numeric optimiser); default: nothing."""
+        return None
+
     async def aclose(self) -> None:
         return None
