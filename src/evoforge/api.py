@@ -43,6 +43,7 @@ def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> 
                                      score_metric=config.objective.score_metric,
                                      program_name=problem.program_name,
                                      evaluator=problem.evaluator.name,
+                                     minimize=config.minimize,  # cascade thresholds' direction
                                      hide=[run_dir] if run_dir is not None else [])
 
 

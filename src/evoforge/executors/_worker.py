@@ -19,7 +19,8 @@ Config (``argv[1]``, JSON, known when the process is started, possibly ahead of 
 warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not for ``candidate``),
 ``chan_in``/``chan_out`` (hardened roles), ``problem_dir``, ``evaluator``, ``memory_mb``,
 ``cpu_seconds``, ``file_mb``, ``open_files``, ``max_processes`` (rlimits; int or null),
-``score_metric``, ``cascade_thresholds``, ``artifact_chars``, ``extra_path``, ``preload``
+``score_metric``, ``cascade_thresholds``, ``minimize`` (the objective's direction: a stage
+score must be at most its threshold, not at least), ``artifact_chars``, ``extra_path``, ``preload``
 (modules imported before the job arrives). Job (read to EOF from ``start_fd``, JSON):
 ``program`` (the source) and ``program_name``; the worker writes it into its scratch dir (cwd).
 
@@ -226,6 +227,7 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
     module = _load_module("evaluator", os.path.join(req["problem_dir"], req["evaluator"]))
     score_metric = req["score_metric"]
     thresholds = [float(t) for t in req["cascade_thresholds"]]
+    minimize = bool(req.get("minimize", False))
 
     stages = []
     i = 1
@@ -267,10 +269,14 @@ def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
             score = _score_of(good, score_metric)
             if score is None:
                 score = _score_of(metrics, score_metric)
-            if score is not None and score < thresholds[n - 1]:
+            # the threshold is a bar to clear in the objective's direction: under minimize a
+            # score above it is the bad one
+            if score is not None and (score > thresholds[n - 1] if minimize
+                                      else score < thresholds[n - 1]):
                 cascade_note = (
                     f"stopped after stage {n} of {len(stages)}: "
-                    f"score {score:g} < threshold {thresholds[n - 1]:g}"
+                    f"score {score:g} {'>' if minimize else '<'} threshold {thresholds[n - 1]:g}"
+                    + (" (objective.direction: minimize)" if minimize else "")
                 )
                 break
     else:

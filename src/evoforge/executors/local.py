@@ -240,6 +240,7 @@ class LocalExecutor(Executor):
         memory_mb: int | None = 4096,
         score_metric: str = "combined_score",
         cascade_thresholds: Sequence[float] = (),
+        minimize: bool = False,
         artifact_chars: int = 4000,
         env_allow: Sequence[str] = ("PATH", "LANG", "LC_ALL", "TZ"),
         python: str | None = None,
@@ -300,6 +301,7 @@ class LocalExecutor(Executor):
         self.memory_mb = memory_mb
         self.score_metric = score_metric
         self.cascade_thresholds = tuple(float(t) for t in cascade_thresholds)
+        self.minimize = bool(minimize)  # objective.direction: which side of a threshold is cut
         self.artifact_chars = int(artifact_chars)
         self.env_allow = tuple(env_allow)
         self.python = _interpreter_path(python or sys.executable)
@@ -339,7 +341,7 @@ class LocalExecutor(Executor):
     @classmethod
     def from_config(
         cls, problem_dir: Path, cfg: EvaluationConfig, *, score_metric: str, program_name: str,
-        hide: Sequence[Path] = (), evaluator: str = "evaluator.py",
+        hide: Sequence[Path] = (), evaluator: str = "evaluator.py", minimize: bool = False,
     ) -> LocalExecutor:
         return cls(
             problem_dir,
@@ -350,6 +352,7 @@ class LocalExecutor(Executor):
             memory_mb=cfg.memory_mb,
             score_metric=score_metric,
             cascade_thresholds=cfg.cascade_thresholds,
+            minimize=minimize,
             artifact_chars=cfg.artifact_chars,
             env_allow=cfg.env_allow,
             python=cfg.python,
@@ -487,6 +490,7 @@ class LocalExecutor(Executor):
                 "max_processes": self.max_processes,
                 "score_metric": self.score_metric,
                 "cascade_thresholds": list(self.cascade_thresholds),
+                "minimize": self.minimize,
                 "artifact_chars": self.artifact_chars,
                 "extra_path": [_SRC_ROOT],
                 "preload": list(self.preload),
