@@ -42,6 +42,7 @@ __all__ = [
     "empty_content",
     "error",
     "hang",
+    "hashed_embedding",
     "malformed",
     "reply",
 ]
@@ -63,6 +64,23 @@ class Action:
     retry_after: float | None = None
     headers: tuple[tuple[str, str], ...] = ()
     body: str | None = None
+
+
+def hashed_embedding(text: str, dims: int = 64) -> list[float]:
+    """A deterministic unit vector from the text's word and character-trigram counts (hashed into
+    ``dims`` buckets): texts that share most of their content get a cosine near 1."""
+    import hashlib
+    import math
+
+    vec = [0.0] * dims
+    words = text.split()
+    grams = words + [text[i:i + 3] for i in range(0, max(len(text) - 2, 0))]
+    for g in grams:
+        h = int.from_bytes(hashlib.blake2b(g.encode("utf-8", "replace"), digest_size=4).digest(),
+                           "little")
+        vec[h % dims] += 1.0 if h & 0x10000 else -1.0
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [x / norm for x in vec]
 
 
 def reply(text: str, *, prompt_tokens: int | None = 10, completion_tokens: int | None = 5,
@@ -206,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
+        if path in ("/v1/embeddings", "/embeddings"):
+            self._embeddings(raw)
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}",
                                             "type": "invalid_request_error"}})
@@ -223,6 +244,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._perform(action, body, index)
+
+    def _embeddings(self, raw: bytes) -> None:
+        """OpenAI's embeddings API: ``input`` a string or a list of strings; vectors from the
+        server's ``embed`` function (default :func:`hashed_embedding`)."""
+        owner = self.server.owner
+        try:
+            body = json.loads(raw or b"{}")
+            texts = body.get("input")
+            if isinstance(texts, str):
+                texts = [texts]
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise ValueError("input must be a string or a list of strings")
+        except (ValueError, AttributeError) as e:
+            self._send_json(400, {"error": {"message": f"bad embeddings request: {e}",
+                                            "type": "invalid_request_error"}})
+            return
+        with owner._lock:
+            owner.embedding_inputs.extend(texts)
+        vectors = [owner.embed(t) for t in texts]
+        tokens = sum(len(t.split()) for t in texts)
+        self._send_json(200, {
+            "object": "list", "model": str(body.get("model", "test-embedding")),
+            "data": [{"object": "embedding", "index": i, "embedding": v}
+                     for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     def _perform(self, action: Action, body: dict[str, Any], index: int) -> None:
         owner = self.server.owner
@@ -263,8 +309,11 @@ class OpenAITestServer:
     :meth:`start` / :meth:`stop`. ``port=0`` picks a free port."""
 
     def __init__(self, script: Script = None, *, latency: float = 0.0,
-                 default: Action | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+                 default: Action | None = None, port: int = 0, host: str = "127.0.0.1",
+                 embed: Callable[[str], list[float]] | None = None) -> None:
         self.latency = float(latency)
+        self.embed = embed or hashed_embedding  # /v1/embeddings: text -> vector
+        self.embedding_inputs: list[str] = []  # every text /v1/embeddings was asked for
         self.default = default if default is not None else reply("")
         self._host, self._port = host, port
         self._callable: Callable[[ChatRequest], Action] | None = None
