@@ -174,6 +174,14 @@ class PipelineConfig(_Strict):
         "not hold back the first LLM call")
 
 
+class NoveltyConfig(_Strict):
+    enabled: bool = False  # re-ask, then reject, children too similar to parent or recent programs
+    threshold: float = Field(0.99, gt=0, le=1)  # cosine similarity at or above which: too similar
+    window: int = Field(32, ge=0)  # recent ok programs compared against (besides the parent)
+    retries: int = Field(1, ge=0)  # asks again this many times before rejecting
+    embedding_model: str | None = None  # /v1/embeddings at llm.base_url; else a local measure
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
 
@@ -191,6 +199,7 @@ class Config(_Strict):
     mutator: MutatorConfig = Field(default_factory=MutatorConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("max_time", mode="before")
