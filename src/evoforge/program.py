@@ -71,9 +71,10 @@ class MutationInfo:
     note: str = ""  # free text: what the edit did, or why it failed
     view: int | None = None  # results committed when the proposal was made
     staleness: int | None = None  # results committed between the proposal and its child
+    arm: str | None = None  # the bandit's arm that made it (mutator.name: bandit)
 
     def __post_init__(self) -> None:
-        _scrub_fields(self, "mutator", "model", "edit_kind", "note")
+        _scrub_fields(self, "mutator", "model", "edit_kind", "note", "arm")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -56,6 +56,8 @@ def mutator_kind(cfg: Config) -> str:
     name = cfg.mutator.name
     if name == "auto":
         return "llm" if cfg.llm.configured else "model_free"
+    if name == "bandit":
+        return name  # LLM arms for the models configured, the model-free one besides
     if name == "llm" and not cfg.llm.configured:
         raise ConfigError("mutator.name is 'llm' but no model is configured: set llm.models "
                           "(and llm.base_url for a non-OpenAI endpoint), e.g. "
@@ -64,7 +66,24 @@ def mutator_kind(cfg: Config) -> str:
 
 
 def make_mutator(cfg: Config) -> Mutator:
+    """The configured mutator, wrapped by the novelty filter when ``novelty.enabled``."""
+    inner = _make_mutator(cfg)
+    if not cfg.novelty.enabled:
+        return inner
+    from evoforge.mutators.novelty import NoveltyFilter, OpenAIEmbedder
+
+    embedder = OpenAIEmbedder.from_config(cfg) if cfg.novelty.embedding_model else None
+    return NoveltyFilter(inner, threshold=cfg.novelty.threshold, window=cfg.novelty.window,
+                         retries=cfg.novelty.retries, embedder=embedder)
+
+
+def _make_mutator(cfg: Config) -> Mutator:
     kind = mutator_kind(cfg)
+    if kind == "bandit":
+        from evoforge.mutators.bandit import BanditMutator, arms_from_config
+
+        return BanditMutator(arms_from_config(cfg), minimize=cfg.minimize,
+                             discount=cfg.mutator.bandit_discount)
     if kind == "model_free":
         from evoforge.mutators.model_free import ModelFreeMutator
 

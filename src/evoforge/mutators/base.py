@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,12 @@ class Mutator(ABC):
         """Every terminal program of the run, as it is committed (children of this mutator and
         of others, the initial program, invalid ones; on resume, not the earlier ones). For
         mutators that learn from results (a bandit, a numeric optimiser); default: nothing."""
+        return None
+
+    def restore(self, programs: Iterable[Program]) -> None:
+        """On resume, before the first proposal: the run's stored terminal programs in commit
+        order, for a mutator whose state is learnt from results (override ``observe`` and this
+        together). Called only for mutators that override it: the default does nothing."""
         return None
 
     async def aclose(self) -> None:

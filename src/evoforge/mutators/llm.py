@@ -16,7 +16,7 @@ from evoforge.program import MutationInfo, scrub
 from evoforge.prompting import PromptBuilder
 
 if TYPE_CHECKING:
-    from evoforge.config import Config
+    from evoforge.config import Config, LLMConfig
 
 __all__ = ["LLMMutator"]
 
@@ -27,6 +27,26 @@ _NOTE_CHARS = 500
 def _clip(text: str, n: int = _NOTE_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def llm_from_config(cfg: LLMConfig) -> LLM:
+    """The LLM client ``llm.*`` describes: the endpoint, or a recording (``llm.replay``),
+    recorded to ``llm.record`` if set."""
+    from evoforge.llms.recording import RecordingLLM, ReplayLLM
+
+    llm: LLM
+    if cfg.replay:
+        llm = ReplayLLM(cfg.replay)  # no endpoint at all
+    else:
+        from evoforge.llms.openai_compat import OpenAICompatLLM, preload_sdk
+
+        preload_sdk()  # ready by the first request; the initial program is evaluated meanwhile
+        llm = OpenAICompatLLM.from_config(cfg)
+    if cfg.record:
+        import os
+
+        llm = RecordingLLM(llm, cfg.record, redact=[cfg.base_url, os.environ.get(cfg.api_key_env)])
+    return llm
 
 
 def _exchange(messages: list[dict[str, str]] | None, reply: str | None, info: MutationInfo,
@@ -72,24 +92,12 @@ class LLMMutator(Mutator):
         self.policy = policy or ErrorPolicy()  # what an LLM failure means (evoforge.llms.policy)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> LLMMutator:
-        from evoforge.llms.recording import RecordingLLM, ReplayLLM
-
-        llm: LLM
-        if cfg.llm.replay:
-            llm = ReplayLLM(cfg.llm.replay)  # no endpoint at all
-        else:
-            from evoforge.llms.openai_compat import OpenAICompatLLM, preload_sdk
-
-            preload_sdk()  # ready by the first request; the initial program is evaluated meanwhile
-            llm = OpenAICompatLLM.from_config(cfg.llm)
-        if cfg.llm.record:
-            import os
-
-            llm = RecordingLLM(llm, cfg.llm.record, redact=[
-                cfg.llm.base_url, os.environ.get(cfg.llm.api_key_env)])
-        return cls(llm, PromptBuilder.from_config(cfg),
-                   edit_mode=cfg.mutator.edit_mode, max_chars=cfg.prompt.max_chars)
+    def from_config(cls, cfg: Config, *, llm_config: LLMConfig | None = None,
+                    edit_mode: str | None = None) -> LLMMutator:
+        """The mutator the config describes; ``llm_config`` (e.g. one model of several) and
+        ``edit_mode`` override the config's."""
+        return cls(llm_from_config(llm_config or cfg.llm), PromptBuilder.from_config(cfg),
+                   edit_mode=edit_mode or cfg.mutator.edit_mode, max_chars=cfg.prompt.max_chars)
 
     def _prompts(self, request: MutationRequest) -> Iterator[tuple[str, list[dict[str, str]]]]:
         """The prompt at each size level, built when needed: as configured; without context
