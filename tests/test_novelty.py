@@ -118,3 +118,21 @@ def test_a_dead_embeddings_endpoint_falls_back_to_the_local_measure():
 
     out = asyncio.run(go())
     assert out.code is None and "embeddings failed" in out.info.note
+
+
+def test_novelty_enabled_in_the_config_filters_a_whole_run(tmp_path):
+    from pathlib import Path
+
+    from evoforge import api
+    from evoforge.storages import SQLiteStorage
+
+    quad = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
+    cfg = build_config({"max_programs": 40, "seed": 3, "evaluation": {"reverify": 0, "workers": 1},
+                        "novelty": {"enabled": True, "threshold": 0.9, "retries": 0}})
+    outcome = api.evolve(quad, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.ok, outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = list(s.programs())
+    rejected = [p for p in progs if p.reason.startswith("too similar to #")]
+    assert rejected and all(p.status is Status.INVALID for p in rejected)
+    assert any(p.status is Status.OK and p.id > 0 for p in progs)  # novel ones went through
