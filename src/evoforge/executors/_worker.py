@@ -23,6 +23,10 @@ warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not f
 score must be at most its threshold, not at least), ``artifact_chars``, ``extra_path``, ``preload``
 (modules imported before the job arrives). Job (read to EOF from ``start_fd``, JSON):
 ``program`` (the source) and ``program_name``; the worker writes it into its scratch dir (cwd).
+``fingerprint`` (optional, true): if the evaluator defines ``fingerprint(program_path)`` (plain)
+or ``fingerprint(candidate)`` (hardened), call it before the evaluation and write
+``#fp sha256:<hex of the sha256 of its canonical JSON>\n`` to the result pipe ahead of the reply
+(the controller may then kill the evaluation and reuse an earlier program's result).
 
 Reply (written to the result pipe, never to stdout; ``json.dumps(allow_nan=False)``):
 ``{"v": 1, "ok": true, "metrics": {...}, "invalid": {name: why}, "artifacts": {...},
@@ -220,11 +224,44 @@ def _load_module(name: str, path: str) -> Any:
     return module
 
 
-def _run(req: dict[str, Any], target: Any, where: list[str]) -> dict[str, Any]:
+def _fingerprint(module: Any, target: Any, emit: Any) -> None:
+    """The evaluator's ``fingerprint(target)`` (if it defines one), hashed and sent to the
+    controller ahead of the evaluation as one line, ``#fp sha256:<hex>``, on the result pipe:
+    the controller may answer with an earlier program's result by killing this evaluation, or
+    let it go on (nothing to wait for here). A fingerprint that raises, is None or is not JSON
+    is no fingerprint: the evaluation reports what is wrong, as it would without one; only a
+    hardened candidate made unusable by it (a call timed out, its process ended) ends the
+    evaluation here, with that outcome."""
+    fn = getattr(module, "fingerprint", None)
+    if not callable(fn):
+        return
+    try:
+        value = fn(target)
+    except Exception:
+        if getattr(target, "alive", True) is False:
+            raise
+        return
+    if value is None:
+        return
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                          default=_jsonable)
+    except (TypeError, ValueError, RecursionError):
+        return
+    import hashlib
+
+    emit(f"#fp sha256:{hashlib.sha256(text.encode()).hexdigest()}\n".encode())
+
+
+def _run(req: dict[str, Any], target: Any, where: list[str], emit: Any = None) -> dict[str, Any]:
     """Load the evaluator and run its stages on ``target`` (the program's path in the plain
-    form, a ``Candidate`` in the hardened form)."""
+    form, a ``Candidate`` in the hardened form); first its fingerprint, when ``emit`` (the
+    controller asked for it) is given."""
     where[0] = f"loading {req['evaluator']}"
     module = _load_module("evaluator", os.path.join(req["problem_dir"], req["evaluator"]))
+    if emit is not None:
+        where[0] = "fingerprint"
+        _fingerprint(module, target, emit)
     score_metric = req["score_metric"]
     thresholds = [float(t) for t in req["cascade_thresholds"]]
     minimize = bool(req.get("minimize", False))
@@ -486,13 +523,21 @@ def _flush_streams() -> None:
 
 
 def _judge(cfg: dict[str, Any], job: dict[str, Any], chan_out: int | None, chan_in: int,
-           preload_error: BaseException | None, artifact_chars: int) -> bytes:
+           preload_error: BaseException | None, artifact_chars: int,
+           result_fd: int = -1) -> bytes:
     """Run the evaluator on the job's program (a ``Candidate`` on the channel when
     ``chan_out`` is given, else the program file's path) and encode the reply: every outcome,
-    the evaluator's exceptions included, becomes data."""
+    the evaluator's exceptions included, becomes data. With ``"fingerprint": true`` in the job
+    the evaluator's fingerprint goes to ``result_fd`` first (see :func:`_fingerprint`)."""
     global _reserve
     where = ["preload"]  # _run names the stage it is in
     reply: dict[str, Any]
+
+    def emit(data: bytes) -> None:
+        try:
+            _write_all(result_fd, data)
+        except OSError:
+            pass  # the controller is gone or stopped reading: the evaluation goes on
     try:
         if preload_error is not None:
             raise preload_error
@@ -502,7 +547,8 @@ def _judge(cfg: dict[str, Any], job: dict[str, Any], chan_out: int | None, chan_
 
             target = Candidate(chan_out, chan_in, source=job["program"],
                                program_name=job["program_name"])
-        reply = _run(cfg, target, where)
+        reply = _run(cfg, target, where,
+                     emit if job.get("fingerprint") is True and result_fd >= 0 else None)
     except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
         if isinstance(e, MemoryError):
             _reserve = None
@@ -563,7 +609,7 @@ def _serve_jobs(cfg: dict[str, Any], control: int, preload_error: BaseException 
         os.close(out_w)
         os.close(err_w)
         job = json.loads(_read_all(start_r))  # written by the controller
-        data = _judge(cfg, job, chan_out, chan_in, preload_error, artifact_chars)
+        data = _judge(cfg, job, chan_out, chan_in, preload_error, artifact_chars, res_w)
         _flush_streams()
         try:
             _write_all(res_w, data)
@@ -686,7 +732,7 @@ def main() -> None:
         os._exit(0)
 
     data = _judge(cfg, job, chan_out if role == "evaluator" else None, chan_in,
-                  preload_error, artifact_chars)
+                  preload_error, artifact_chars, fd)
     code = 0
     try:
         _write_all(fd, data)

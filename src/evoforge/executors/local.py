@@ -32,14 +32,21 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, ProblemError
 from evoforge.executors.base import Executor
-from evoforge.executors.results import MAX_RESULT_BYTES, Limits, WorkerOutcome, interpret
+from evoforge.executors.results import (
+    FINGERPRINT_FRAME,
+    MAX_RESULT_BYTES,
+    Limits,
+    WorkerOutcome,
+    interpret,
+    split_fingerprint,
+)
 from evoforge.problem import evaluator_form
 from evoforge.program import EvalResult, Status
 from evoforge.sandbox import (
@@ -55,7 +62,12 @@ from evoforge.sandbox import (
 if TYPE_CHECKING:
     from evoforge.config import EvaluationConfig
 
-__all__ = ["LocalExecutor"]
+__all__ = ["FingerprintHook", "LocalExecutor"]
+
+#: Called with a fingerprint (``"sha256:<hex>"``) the evaluator computed for the candidate
+#: being evaluated: an earlier result to answer with instead (the evaluation is then killed),
+#: or None to let it go on. See :mod:`evoforge.executors.cache`.
+FingerprintHook = Callable[[str], Awaitable[EvalResult | None]]
 
 log = logging.getLogger("evoforge.executor")
 
@@ -81,12 +93,28 @@ class _Capture(asyncio.Protocol):
         self.tail = bytearray()
         self.dropped = 0
         self.done = done
+        #: a result pipe's: the worker's fingerprint line (``#fp ...``) as soon as it is
+        #: complete, or b"" once the pipe holds anything else or reached EOF
+        self.line: asyncio.Future[bytes] | None = None
+
+    def _check_line(self) -> None:
+        assert self.line is not None
+        head = self.head
+        n = min(len(head), len(FINGERPRINT_FRAME))
+        if head[:n] != FINGERPRINT_FRAME[:n]:
+            self.line.set_result(b"")
+        elif (end := head.find(b"\n")) >= 0:
+            self.line.set_result(bytes(head[:end]))
+        elif len(head) > 200:
+            self.line.set_result(b"")
 
     def data_received(self, data: bytes) -> None:
         room = self._head_cap - len(self.head)
         if room > 0:
             self.head += data[:room]
             data = data[room:]
+            if self.line is not None and not self.line.done():
+                self._check_line()
         if not data:
             return
         if self._tail_cap <= 0:
@@ -106,6 +134,8 @@ class _Capture(asyncio.Protocol):
         return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.line is not None and not self.line.done():
+            self.line.set_result(b"")
         if not self.done.done():
             self.done.set_result(None)
 
@@ -228,6 +258,9 @@ class LocalExecutor(Executor):
     ``evaluate`` never raises for anything the candidate or evaluator does; it raises
     :class:`~evoforge.errors.ConfigError` only when the interpreter cannot be started at all.
     """
+
+    #: ``evaluate`` takes ``fingerprint=``, a :data:`FingerprintHook`
+    fingerprints = True
 
     def __init__(
         self,
@@ -384,15 +417,20 @@ class LocalExecutor(Executor):
             self._sem_loop = loop
         return self._sem
 
-    async def evaluate(self, code: str, *, program_id: int = 0) -> EvalResult:
+    async def evaluate(self, code: str, *, program_id: int = 0,
+                       fingerprint: FingerprintHook | None = None) -> EvalResult:
+        """``fingerprint``: ask the evaluator for the candidate's fingerprint (if it defines
+        ``fingerprint()``) ahead of the evaluation, in the same process, and hand it to this
+        hook; an earlier result the hook answers with ends the evaluation (killed) and is
+        returned instead. Without a hook (or a ``fingerprint()``), nothing changes."""
         if self._closed:
             return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
         async with self._semaphore():
             if self._closed:
                 return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
             if self.persistent:
-                return await self._run_served(code)
-            return await self._run_one(code, program_id)
+                return await self._run_served(code, fingerprint)
+            return await self._run_one(code, program_id, fingerprint)
 
     async def aclose(self) -> None:
         """Kill every running process tree and remove every scratch dir. Idempotent."""
@@ -535,12 +573,14 @@ class LocalExecutor(Executor):
         half = self.artifact_chars // 2
         sizes = [(half, self.artifact_chars - half)] * 2 + [(MAX_RESULT_BYTES, 0)] * result
         ends: list[int] = []
-        for head, tail in sizes:
+        for i, (head, tail) in enumerate(sizes):
             r, w = os.pipe()
             ends.append(w)
             f = os.fdopen(r, "rb", buffering=0)
             p.files.append(f)
             cap = _Capture(head, tail, loop.create_future())
+            if i == 2:  # the result pipe: a fingerprint line may come first
+                cap.line = loop.create_future()
             transport, _ = await loop.connect_read_pipe(lambda c=cap: c, f)  # type: ignore[misc]
             p.transports.append(transport)
             p.caps.append(cap)
@@ -719,7 +759,58 @@ class LocalExecutor(Executor):
 
     # -- one evaluation ---------------------------------------------------------------------
 
-    async def _run_one(self, code: str, program_id: int) -> EvalResult:
+    def _job(self, code: str, fingerprint: FingerprintHook | None) -> bytes:
+        job: dict[str, Any] = {"program": code, "program_name": self.program_name}
+        if fingerprint is not None:
+            job["fingerprint"] = True
+        return json.dumps(job).encode()
+
+    @staticmethod
+    async def _await_end(end: Awaitable[Any], result: _Capture,
+                         fingerprint: FingerprintHook | None,
+                         deadline: float) -> tuple[bool, EvalResult | None]:
+        """Wait for ``end`` (the evaluation is over) until ``deadline``: whether it timed out,
+        and the result ``fingerprint`` answered with when the worker's fingerprint line (on
+        the ``result`` pipe) found one before the end."""
+        if fingerprint is None or result.line is None:
+            try:
+                await asyncio.wait_for(end, max(deadline - time.monotonic(), 0.0))
+                return False, None
+            except TimeoutError:
+                return True, None
+        end_task = asyncio.ensure_future(end)
+        line: asyncio.Future[bytes] | None = result.line
+        ask: asyncio.Future[EvalResult | None] | None = None
+        try:
+            while True:
+                watched = [f for f in (end_task, line, ask) if f is not None]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True, None
+                done, _ = await asyncio.wait(watched, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    return True, None
+                if ask is not None and ask in done:
+                    reused = ask.result()
+                    if reused is not None:
+                        return False, reused
+                    ask = None
+                if end_task in done:
+                    return False, None
+                if line is not None and line in done:
+                    fp, _ = split_fingerprint(line.result() + b"\n")
+                    line = None
+                    if fp is not None:
+                        ask = asyncio.ensure_future(fingerprint(fp))
+        finally:
+            left_over = [t for t in (end_task, ask) if t is not None and not t.done()]
+            for task in left_over:
+                task.cancel()
+            await asyncio.gather(*left_over, return_exceptions=True)
+
+    async def _run_one(self, code: str, program_id: int,
+                       fingerprint: FingerprintHook | None = None) -> EvalResult:
         unit = await self._take_unit()
         if self._closed:  # closed while this evaluation waited for its worker
             for p in unit.procs:
@@ -730,15 +821,20 @@ class LocalExecutor(Executor):
         deadline = t0 + self.timeout
         main, cand = unit.procs[0], (unit.procs[1] if len(unit.procs) > 1 else None)
         try:
-            job = json.dumps({"program": code, "program_name": self.program_name}).encode()
+            job = self._job(code, fingerprint)
             for p in unit.procs:
                 self._send_job(p, job)
             assert main.proc is not None
-            try:
-                await asyncio.wait_for(main.proc.wait(), max(deadline - time.monotonic(), 0.0))
-                timed_out = False
-            except TimeoutError:
-                timed_out = True
+            timed_out, reused = await self._await_end(main.proc.wait(), main.caps[2],
+                                                      fingerprint, deadline)
+            if reused is not None:  # an earlier program's result: the rest is not needed
+                for p in unit.procs:
+                    assert p.proc is not None
+                    self._sandbox.kill_tree(p.proc)
+                for p in unit.procs:
+                    assert p.proc is not None
+                    await self._sandbox.wait_gone(p.proc, _GRACE)
+                return replace(reused, eval_time=time.monotonic() - t0)
             cand_status = None
             if cand is not None and cand.proc is not None:
                 if not timed_out and cand.proc.returncode is None:
@@ -781,7 +877,8 @@ class LocalExecutor(Executor):
                 self._discard(p)
             self._drop_root()
 
-    async def _run_served(self, code: str) -> EvalResult:
+    async def _run_served(self, code: str,
+                          fingerprint: FingerprintHook | None = None) -> EvalResult:
         """One hardened evaluation on a persistent evaluator and a fresh candidate process."""
         server = await self._take_server()
         try:
@@ -809,17 +906,28 @@ class LocalExecutor(Executor):
                 for fd in (start_r, *theirs, *cand.chan_ends):
                     os.close(fd)
                 cand.chan_ends = None
-            job = json.dumps({"program": code, "program_name": self.program_name}).encode()
+            job = self._job(code, fingerprint)
             self._send_job(jobp, job)
             self._send_job(cand, job)
             out_cap, err_cap, res_cap = jobp.caps
-            try:  # EOF on the result pipe: the evaluator answered, or its process ended
-                await asyncio.wait_for(asyncio.shield(res_cap.done),
-                                       max(deadline - time.monotonic(), 0.0))
-                timed_out = False
-            except TimeoutError:
-                timed_out = True
+            # EOF on the result pipe: the evaluator answered, or its process ended
+            timed_out, reused = await self._await_end(asyncio.shield(res_cap.done), res_cap,
+                                                      fingerprint, deadline)
             assert cand.proc is not None and server.proc is not None
+            if reused is not None:  # an earlier program's result: the rest is not needed
+                # the candidate goes; the evaluator, finding it gone at its next call, answers
+                # and serves on (one that keeps computing on its own is killed after a grace)
+                self._sandbox.kill_tree(cand.proc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(res_cap.done),
+                                           min(_PIPE_GRACE, max(deadline - time.monotonic(), 0)))
+                answered = res_cap.done.done() and server.proc.returncode is None
+                if not answered:
+                    self._sandbox.kill_tree(server.proc)
+                    await self._sandbox.wait_gone(server.proc, _GRACE)
+                await self._sandbox.wait_gone(cand.proc, _GRACE)
+                reuse = answered
+                return replace(reused, eval_time=time.monotonic() - t0)
             cand_status = None
             if not timed_out and cand.proc.returncode is None:
                 with contextlib.suppress(TimeoutError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from evoforge.executors._worker import REASON_CHARS, _cap  # one capping rule, worker and parent
 from evoforge.program import EvalResult, Status
 
-__all__ = ["Limits", "WorkerOutcome", "interpret"]
+__all__ = ["Limits", "WorkerOutcome", "interpret", "split_fingerprint"]
 
 MAX_RESULT_BYTES = 16 * 1024 * 1024
 log = logging.getLogger("evoforge")
@@ -63,13 +64,32 @@ class WorkerOutcome:
 
 
 def interpret(outcome: WorkerOutcome, limits: Limits, eval_time: float) -> EvalResult:
-    """The EvalResult for ``outcome``: a status with a reason, metrics, score, artifacts."""
+    """The EvalResult for ``outcome``: a status with a reason, metrics, score, artifacts.
+    A fingerprint the worker sent ahead of its reply becomes the ``fingerprint`` artifact
+    (replacing any the evaluator returned under that name)."""
+    fingerprint, result = split_fingerprint(outcome.result)
     status, reason, metrics, score, artifacts = _interpret(
         limits, returncode=outcome.returncode, timed_out=outcome.timed_out,
-        result=outcome.result, result_dropped=outcome.result_dropped, outputs=outcome.outputs,
+        result=result, result_dropped=outcome.result_dropped, outputs=outcome.outputs,
         candidate_status=outcome.candidate_status, closed=outcome.closed)
+    if fingerprint is not None:
+        artifacts["fingerprint"] = fingerprint
     return EvalResult(status=status, reason=reason, metrics=metrics, score=score,
                       artifacts=artifacts, eval_time=eval_time)
+
+
+FINGERPRINT_FRAME = b"#fp "
+_FINGERPRINT_LINE = re.compile(rb"#fp (sha256:[0-9a-f]{64})")
+
+
+def split_fingerprint(raw: bytes) -> tuple[str | None, bytes]:
+    """``raw`` (what came on the result pipe) as the fingerprint line the worker wrote ahead
+    of its reply (``"sha256:<hex>"``, or None: no line, or a malformed one) and the reply."""
+    if not raw.startswith(FINGERPRINT_FRAME):
+        return None, raw
+    line, _, rest = raw.partition(b"\n")
+    m = _FINGERPRINT_LINE.fullmatch(line)
+    return (m.group(1).decode() if m else None), rest
 
 
 def _signal_name(signum: int) -> str:

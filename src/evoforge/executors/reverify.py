@@ -131,8 +131,10 @@ class Reverifying(Executor):
             scores.append(r.score)
         return Noise(sd=statistics.stdev(scores), samples=len(scores))
 
-    async def evaluate(self, code: str, *, program_id: int = 0) -> EvalResult:
-        result = await self.inner.evaluate(code, program_id=program_id)
+    async def evaluate(self, code: str, *, program_id: int = 0, **options: Any) -> EvalResult:
+        """``options`` (the inner executor's extras, e.g. a fingerprint hook) go with the first
+        evaluation only: the re-evaluations are plain, in fresh processes."""
+        result = await self.inner.evaluate(code, program_id=program_id, **options)
         if (self.times == 0 or result.status is not Status.OK or result.score is None
                 or not self.worth(result.score)):
             return result
