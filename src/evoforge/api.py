@@ -13,6 +13,7 @@ from typing import Any
 from evoforge.config import Config, Layer, build_config, override_layers
 from evoforge.errors import ConfigError, EvoforgeError, StorageError
 from evoforge.executors.base import Executor
+from evoforge.executors.cache import with_cache
 from evoforge.executors.local import LocalExecutor
 from evoforge.executors.reverify import Reverifying
 from evoforge.invocation import command
@@ -101,6 +102,9 @@ async def _drive(run: Run, config: Config, problem: Problem,
                                and run.would_be_best(score),  # the initial program is the bar
                                noise_samples=config.evaluation.noise_samples,
                                reference=problem.initial_code)  # noise is measured on it
+    # outside re-verification: a reused result is one that went through it; seeded from the
+    # stored programs on resume (evoforge.executors.cache)
+    executor = with_cache(executor, run, config, problem)
     earlier = run.storage.get_meta("integrity") or {}
     history = list(earlier.get("earlier_sessions", []))
     if earlier and earlier["summary"] != run.integrity["summary"]:

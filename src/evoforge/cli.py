@@ -337,6 +337,13 @@ def status(
         total = sum(n for _, n in rejected)
         out.print(_lit(f"would-be bests rejected as not reproducible: {total} ("
                        + "; ".join(f"{n}: {why}" for why, n in rejected) + ")"))
+    from evoforge.executors.cache import saved_by_cache
+
+    saved = saved_by_cache(done)
+    if saved:
+        out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
+                       f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
+                       f"of {len(done)} programs)"))
 
 
 @app.command()

@@ -105,6 +105,13 @@ class EvaluationConfig(_Strict):
     warm_pool: bool = True
     persistent_evaluator: bool = True  # hardened form: one evaluator process serves a slot
     preload: list[str] = Field(default_factory=list)
+    # reuse the result of code (or an evaluator fingerprint) already evaluated in this run
+    cache: Literal["canonical", "exact", "off"] = "canonical"
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_bool(cls, v: Any) -> Any:
+        return {True: "canonical", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 class FeatureConfig(_Strict):
