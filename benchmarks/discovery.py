@@ -1,0 +1,307 @@
+"""Discovery quality: the best score each search engine reaches for a fixed number of LLM calls.
+
+Four small problems (``benchmarks/discovery_problems/``, each an ordinary problem directory whose
+program keeps its numbers inside an EVOLVE block, evaluated in milliseconds):
+
+* ``rastrigin_6``: continuous and multimodal (a shifted Rastrigin function of 6 literals);
+* ``spread_points_6``: geometric with a feasibility constraint (6 points in the unit square, the
+  smallest pairwise distance; a point outside the square is an error);
+* ``tardiness_rule``: a heuristic scored on fixed instances (the weights of a dispatching rule,
+  total weighted tardiness on 8 seeded single-machine instances, relative to WSPT);
+* ``deceptive_trap``: deceptive (4 literals on a trap: a broad peak next to the start, a
+  narrow and higher one behind a dip; refining the best program gets stuck on the broad one).
+
+The "LLM" is the test server in perturb mode (:mod:`evoforge.testing.perturb`): every reply is a
+SEARCH/REPLACE diff moving one numeric literal of the parent in the prompt by a Gaussian step
+(scale 0.1 of its magnitude, floor 1). That leaves the parent choice as the only difference
+between engines, which is what this benchmark compares:
+
+* ``islands`` (evoforge's default selector), ``random_sampling`` and ``greedy``: real evoforge
+  runs (``api.evolve``: pipeline, run, SQLite storage) through the real LLM mutator and its
+  OpenAI client, 4 requests in flight (``llm.concurrency`` 4), 2 evaluation slots,
+  re-verification off (``evaluation.reverify: 0``: the evaluators are deterministic, so
+  re-running a new best could only cost evaluations) and hedging off (``llm.hedge: false``: a twin
+  request would draw a second perturbation, so replies would depend on timing). The evaluator
+  runs in this process (a ``FunctionExecutor`` calling its ``evaluate``), because a sandboxed
+  evaluation costs 25-150 ms on a busy 2-core machine, 20-50x the evaluation itself;
+  ``--executor sandbox`` uses evoforge's real ``LocalExecutor`` instead (about 5x the wall time);
+* ``hill_climber``: a (1+1) reference written here: perturb the best program with the same
+  operator (:meth:`Perturbing.mutate`, no prompt, no server), evaluate it in-process with the same
+  evaluator, keep it if strictly better; the same number of calls.
+
+The operator's randomness depends only on the seed, the parent's code and how many times that
+code was perturbed before, so engines on the same seed share one stream of perturbations. An
+evoforge run is not bit-for-bit repeatable all the same: with 4 proposals in flight, which results
+a parent choice has seen depends on timing (``random_sampling`` aside, which always picks the
+initial program). Differences between engines smaller than the spread across seeds are noise.
+
+Normalisation (so "higher is better" and ratios mean something): with S0 the initial program's
+score and S* the best known (``best_known`` in each problem.yaml: the true optimum for three
+problems, the best found by long searches for ``tardiness_rule``),
+
+    gain   = (S - S0) / (S* - S0)   0 = no progress, 1 = the optimum
+    regret = 1 - gain               the share of the initial gap left
+
+Per problem and budget the table shows each engine's mean best score, mean gain (per seed in
+brackets) and two ratios against evoforge's default: ``default/engine`` on gain and
+``engine/default`` on regret; above 1 the default did better, below 1 worse.
+
+    .venv/bin/python benchmarks/discovery.py                    # 4 problems, budgets 200 600, 3 seeds
+    .venv/bin/python benchmarks/discovery.py --quick            # smoke test: budget 40, 1 seed
+    .venv/bin/python benchmarks/discovery.py --problems deceptive_trap --budgets 600 --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from evoforge import api
+from evoforge.config import build_config
+from evoforge.problem import Problem
+from evoforge.testing.fakes import FunctionExecutor
+from evoforge.testing.openai_server import OpenAITestServer
+from evoforge.testing.perturb import perturbing
+
+HERE = Path(__file__).resolve().parent / "discovery_problems"
+PROBLEMS = ("rastrigin_6", "spread_points_6", "tardiness_rule", "deceptive_trap")
+SELECTORS = ("islands", "random_sampling", "greedy")
+ENGINES = (*SELECTORS, "hill_climber")
+DEFAULT = "islands"
+CONCURRENCY = 4
+WORKERS = 2
+
+
+@dataclass
+class Result:
+    best: float
+    calls: int  # LLM requests the server answered (the hill climber: perturbations)
+    children: int  # programs made after the initial one
+    seconds: float
+
+
+def load_evaluator(problem: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"discovery_eval_{problem.name}",
+                                                  problem / "evaluator.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def score_in_process(evaluator: ModuleType, code: str, path: Path) -> float | None:
+    path.write_text(code)
+    try:
+        return float(evaluator.evaluate(str(path))["combined_score"])
+    except Exception:  # an infeasible or broken child: rejected, as a failed evaluation would be
+        return None
+
+
+def hill_climber(problem: Path, budget: int, seed: int, scale: float, tmp: Path) -> Result:
+    t0 = time.monotonic()
+    evaluator = load_evaluator(problem)
+    op = perturbing(seed, scale)
+    best = (problem / "initial_program.py").read_text()
+    best_score = score_in_process(evaluator, best, tmp / "candidate.py")
+    assert best_score is not None, f"{problem.name}: the initial program fails"
+    for _ in range(budget):
+        child = op.mutate(best)
+        if child is None:
+            continue
+        s = score_in_process(evaluator, child, tmp / "candidate.py")
+        if s is not None and s > best_score:
+            best, best_score = child, s
+    return Result(best_score, budget, budget, time.monotonic() - t0)
+
+
+def in_process_executor(problem: Path, tmp: Path) -> FunctionExecutor:
+    """The problem's evaluator called in this process (a failure is a failed program)."""
+    evaluator = load_evaluator(problem)
+    path = tmp / f"{problem.name}-candidate.py"
+
+    def run(code: str) -> dict[str, float]:
+        path.write_text(code)
+        out = evaluator.evaluate(str(path))
+        return {k: float(v) for k, v in out.items()}
+
+    return FunctionExecutor(run, slots=WORKERS)
+
+
+def evoforge_run(problem: Path, selector: str, budget: int, seed: int, scale: float,
+                 tmp: Path, executor: str = "inprocess") -> Result:
+    t0 = time.monotonic()
+    prob = Problem.load(problem)
+    with OpenAITestServer(perturbing(seed, scale)) as srv:
+        cfg = build_config({
+            "seed": seed,
+            "max_programs": budget + 1,  # the initial program counts as one
+            "mutator": {"name": "llm", "edit_mode": "diff"},
+            "llm": {"base_url": srv.base_url, "models": ["perturb"], "concurrency": CONCURRENCY,
+                    "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY",
+                    "hedge": False},
+            "evaluation": {"workers": WORKERS, "timeout": 30, "reverify": 0},
+            "selector": {"name": selector},
+        })
+        run_dir = tmp / f"{problem.name}-{selector}-{budget}-{seed}"
+        outcome = api.evolve(prob, run_dir=run_dir, config=cfg, executor=(
+            in_process_executor(problem, tmp) if executor == "inprocess" else None))
+        calls = srv.request_count
+    if not outcome.ok or outcome.best is None or outcome.best.score is None:
+        raise RuntimeError(f"{problem.name} {selector} budget {budget} seed {seed}: "
+                           f"{outcome.reason}: {outcome.message}")
+    from evoforge.storages import SQLiteStorage
+
+    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
+        children = s.stats()["next_id"] - 1
+    return Result(float(outcome.best.score), calls, children, time.monotonic() - t0)
+
+
+def meta(problem: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((problem / "problem.yaml").read_text())
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
+
+
+def ratio(a: float, b: float) -> str:
+    if b == 0:
+        return "inf" if a > 0 else "-"
+    return f"{a / b:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__ or ""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=doc[doc.index("Normalisation"):])
+    ap.add_argument("--problems", default=",".join(PROBLEMS),
+                    help=f"comma-separated (default: all: {','.join(PROBLEMS)})")
+    ap.add_argument("--budgets", default="200,600", help="LLM calls per run, comma-separated")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--engines", default=",".join(ENGINES),
+                    help=f"comma-separated subset of {','.join(ENGINES)}")
+    ap.add_argument("--scale", type=float, default=0.1,
+                    help="perturbation step relative to a literal's magnitude (default 0.1)")
+    ap.add_argument("--executor", choices=("inprocess", "sandbox"), default="inprocess",
+                    help="evoforge runs' evaluations: in this process (default) or evoforge's "
+                    "sandboxed LocalExecutor")
+    ap.add_argument("--quick", action="store_true", help="smoke test: budget 40, 1 seed")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="also write every run's result (problem, budget, engine, seed, best "
+                    "score, calls, seconds) to this file")
+    args = ap.parse_args(argv)
+    problems = [p.strip() for p in args.problems.split(",") if p.strip()]
+    for p in problems:
+        if not (HERE / p / "evaluator.py").is_file():
+            ap.error(f"unknown problem {p!r}; known: {', '.join(PROBLEMS)}")
+    budgets = [int(b) for b in args.budgets.split(",")]
+    seeds = list(range(args.seeds))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ENGINES:
+            ap.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)}")
+    if DEFAULT not in engines:
+        ap.error(f"--engines must include {DEFAULT} (the ratios are against it)")
+    if args.quick:
+        budgets, seeds = [40], [0]
+    logging.getLogger("evoforge").setLevel(logging.ERROR)  # the plain-form integrity warning
+    os.environ.pop("EVOFORGE_BENCH_NO_KEY", None)
+
+    import evoforge
+
+    print(f"evoforge from {Path(evoforge.__file__).parent}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    results: dict[tuple[str, int, str], list[Result]] = {}
+    with tempfile.TemporaryDirectory(prefix="evoforge-discovery-") as tmpdir:
+        tmp = Path(tmpdir)
+        for name in problems:
+            problem = HERE / name
+            for budget in budgets:
+                for engine in engines:
+                    for seed in seeds:
+                        if engine == "hill_climber":
+                            r = hill_climber(problem, budget, seed, args.scale, tmp)
+                        else:
+                            r = evoforge_run(problem, engine, budget, seed, args.scale, tmp,
+                                             args.executor)
+                        results.setdefault((name, budget, engine), []).append(r)
+                        print(f"{name} budget {budget} {engine} seed {seed}: best {fmt(r.best)} "
+                              f"({r.calls} calls, {r.seconds:.1f} s)", file=sys.stderr, flush=True)
+    total = time.monotonic() - started
+    if args.json is not None:
+        import json
+
+        rows = [{"problem": n, "budget": b, "engine": e, "seed": seeds[k], "best": r.best,
+                 "calls": r.calls, "children": r.children, "seconds": round(r.seconds, 3)}
+                for (n, b, e), rs in results.items() for k, r in enumerate(rs)]
+        args.json.write_text(json.dumps({"evoforge": str(Path(evoforge.__file__).parent),
+                                         "scale": args.scale, "executor": args.executor,
+                                         "total_seconds": round(total, 1), "runs": rows},
+                                        indent=1) + "\n")
+
+    print(f"Discovery benchmark (evoforge from {Path(evoforge.__file__).parent}): perturb-mode "
+          f"test server (scale {args.scale}), "
+          f"llm.concurrency {CONCURRENCY}, {WORKERS} evaluation slots ({args.executor}), "
+          "reverify 0, hedge off, "
+          f"seeds {seeds[0]}..{seeds[-1]}, budgets {', '.join(map(str, budgets))} calls.\n")
+    print("| problem | budget | engine | best score (mean) | gain (mean) | gain per seed "
+          "| default/engine (gain) | engine/default (regret) | calls | s/run |")
+    print("|---|---:|---|---:|---:|---|---:|---:|---:|---:|")
+    summary: list[tuple[str, int, str, float, float]] = []
+    for name in problems:
+        problem = HERE / name
+        evaluator = load_evaluator(problem)
+        with tempfile.TemporaryDirectory() as t:
+            s0 = score_in_process(evaluator, (problem / "initial_program.py").read_text(),
+                                  Path(t) / "p.py")
+        assert s0 is not None
+        star = float(meta(problem)["best_known"])
+        for budget in budgets:
+            gains: dict[str, list[float]] = {}
+            for engine in engines:
+                rs = results[(name, budget, engine)]
+                gains[engine] = [(r.best - s0) / (star - s0) for r in rs]
+            dg = statistics.mean(gains[DEFAULT])
+            for engine in engines:
+                rs = results[(name, budget, engine)]
+                g = statistics.mean(gains[engine])
+                per = " ".join(f"{x:.3f}" for x in gains[engine])
+                print(f"| {name} | {budget} | {engine} | {fmt(statistics.mean(r.best for r in rs))} "
+                      f"| {g:.3f} | {per} | {ratio(dg, g)} | {ratio(1 - g, 1 - dg)} "
+                      f"| {statistics.mean(r.calls for r in rs):.0f} "
+                      f"| {statistics.mean(r.seconds for r in rs):.1f} |")
+                summary.append((name, budget, engine, g, dg))
+    print("\nS0 and S* per problem (gain = (S - S0) / (S* - S0)):")
+    for name in problems:
+        problem = HERE / name
+        evaluator = load_evaluator(problem)
+        with tempfile.TemporaryDirectory() as t:
+            s0 = score_in_process(evaluator, (problem / "initial_program.py").read_text(),
+                                  Path(t) / "p.py")
+        m = meta(problem)
+        print(f"  {name}: S0 = {fmt(s0 or 0.0)}, S* = {fmt(float(m['best_known']))} "
+              f"({str(m.get('best_known_source', '')).split(' (')[0]})")
+    worst = [(n, b, e, g, dg) for n, b, e, g, dg in summary if e != DEFAULT and g > dg]
+    if worst:
+        print("\nWhere the default reaches less than another engine (mean gain):")
+        for n, b, e, g, dg in sorted(worst, key=lambda t: t[4] - t[3]):
+            print(f"  {n} budget {b}: {DEFAULT} {dg:.3f} vs {e} {g:.3f} ({dg - g:+.3f})")
+    print(f"\nTotal wall time: {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
