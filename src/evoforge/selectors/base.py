@@ -53,3 +53,9 @@ class Selector(ABC):
     @abstractmethod
     def __len__(self) -> int:
         """Number of ok programs indexed."""
+
+    def __bool__(self) -> bool:
+        """A selector is always true, even while empty: ``selector or default`` (as in
+        ``evolve(selector=...)``) must not swap a caller's new, empty selector for the
+        config's (``__len__`` alone would make an empty one false)."""
+        return True
