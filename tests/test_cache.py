@@ -197,6 +197,37 @@ def test_a_cancelled_first_lets_a_waiting_duplicate_evaluate() -> None:
     assert r.score == 4.0 and "cached" not in r.artifacts and len(calls) == 2
 
 
+def test_only_recent_results_are_held_older_ones_are_read_back() -> None:
+    """With a loader (a run's storage), memory holds the last ``keep`` results; a duplicate of
+    an older one reads it back, and one whose stored result is gone is evaluated."""
+    stored: dict[int, EvalResult] = {}
+    reads: list[int] = []
+
+    def load(pid: int) -> EvalResult | None:
+        reads.append(pid)
+        return stored.get(pid)
+
+    inner, calls = counting(lambda code: float(len(code)))
+    cache = Caching(inner, load=load, keep=2)
+
+    async def go(codes: dict[int, str]) -> dict[int, EvalResult]:
+        out = {}
+        for pid, code in codes.items():
+            out[pid] = await cache.evaluate(code, program_id=pid)
+            stored.setdefault(pid, out[pid])  # the run commits it
+        return out
+
+    codes = {i: f"x = {i}\n" for i in range(1, 5)}
+    run(go(codes))
+    assert [e.result is None for e in cache._by_code.values()] == [True, True, False, False]
+    again = run(go({5: "x = (1)\n", 6: "x = 4  # held\n"}))
+    assert reads == [1] and len(calls) == 4  # #1 read back, #4 still held
+    assert again[5].artifacts["cached"].startswith("same code as #1")
+    del stored[2]
+    run(go({7: "x = 2\n"}))
+    assert reads == [1, 2] and len(calls) == 5  # no stored result: evaluated
+
+
 # -- re-verification ---------------------------------------------------------------------------
 
 

@@ -66,11 +66,12 @@ import json
 import logging
 import re
 import warnings
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from evoforge.errors import EvoforgeError
 from evoforge.executors.base import Executor
 from evoforge.program import EvalResult, Program, Status
 
@@ -128,26 +129,45 @@ def reusable(status: Status, reason: str) -> bool:
                                    and not reason.startswith("not reproducible:"))
 
 
-def _reused(entry: tuple[int, EvalResult], how: str, what: str) -> EvalResult:
-    origin, result = entry
+def _reused(origin: int, result: EvalResult, how: str, what: str) -> EvalResult:
     note = f"{how}{origin}: its result reused, {what}"
     return replace(result, artifacts={**result.artifacts, "cached": note}, eval_time=0.0)
+
+
+class _Entry:
+    """A remembered result: the program it came from, and the result itself while it is held
+    in memory (None once it is read back from the run's storage when needed)."""
+
+    __slots__ = ("origin", "result")
+
+    def __init__(self, origin: int, result: EvalResult | None) -> None:
+        self.origin = origin
+        self.result = result
 
 
 class Caching(Executor):
     """Evaluates through ``inner`` unless the code (canonicalised for ``language`` by ``mode``,
     see :func:`code_key`) or the evaluator's fingerprint of it was evaluated before; then it
     answers with that result (see the module docstring). ``saved`` counts the answers by key
-    (``code``, ``fingerprint``)."""
+    (``code``, ``fingerprint``).
 
-    def __init__(self, inner: Executor, *, language: str = "python",
-                 mode: str = "canonical") -> None:
+    ``load(program_id)``: the stored result of a committed program (None if there is none, or
+    it is not reusable). With it, only the last ``keep`` results are held in memory and older
+    ones are read back when a duplicate needs them, so a long run's cache costs a key and a
+    program id per program; without it, every result is held."""
+
+    def __init__(self, inner: Executor, *, language: str = "python", mode: str = "canonical",
+                 load: Callable[[int], EvalResult | None] | None = None,
+                 keep: int = 256) -> None:
         self.inner = inner
         self.language = language
         self.mode = mode
+        self.load = load
+        self.keep = int(keep)
         self.saved: Counter[str] = Counter()
-        self._by_code: dict[str, tuple[int, EvalResult]] = {}
-        self._by_fingerprint: dict[str, tuple[int, EvalResult]] = {}
+        self._by_code: dict[str, _Entry] = {}
+        self._by_fingerprint: dict[str, _Entry] = {}
+        self._held: deque[_Entry] = deque()  # entries whose result is in memory, oldest first
         self._code_flights: dict[str, asyncio.Future[None]] = {}  # being evaluated
         self._fingerprint_flights: dict[str, asyncio.Future[None]] = {}
 
@@ -176,24 +196,42 @@ class Caching(Executor):
                 continue
             result = EvalResult(status=p.status, metrics=p.metrics, score=p.score,
                                 reason=p.reason, artifacts=p.artifacts, eval_time=p.eval_time)
-            self._remember(code_key(p.code, self.language, self.mode), p.id, result)
+            self._remember(code_key(p.code, self.language, self.mode), p.id, result,
+                           stored=True)
             n += 1
         return n
 
-    def _remember(self, key: str, program_id: int, result: EvalResult) -> None:
-        entry = (program_id, result)
-        self._by_code.setdefault(key, entry)
+    def _remember(self, key: str, program_id: int, result: EvalResult, *,
+                  stored: bool = False) -> None:
         fp = result.artifacts.get("fingerprint", "")
-        if FINGERPRINT.fullmatch(fp):
+        fp = fp if FINGERPRINT.fullmatch(fp) else ""
+        if key in self._by_code and (not fp or fp in self._by_fingerprint):
+            return  # nothing new: the first program with this code (and fingerprint) answers
+        entry = _Entry(program_id, None if stored and self.load is not None else result)
+        self._by_code.setdefault(key, entry)
+        if fp:
             self._by_fingerprint.setdefault(fp, entry)
+        if entry.result is not None and self.load is not None:
+            self._held.append(entry)
+            if len(self._held) > self.keep:  # long committed by now: read back when needed
+                self._held.popleft().result = None
+
+    def _answer(self, entry: _Entry, how: str, what: str) -> EvalResult | None:
+        result = entry.result
+        if result is None and self.load is not None:
+            result = self.load(entry.origin)
+        return None if result is None else _reused(entry.origin, result, how, what)
 
     async def evaluate(self, code: str, *, program_id: int = 0) -> EvalResult:
         key = code_key(code, self.language, self.mode)
         while True:
             known = self._by_code.get(key)
-            if known is not None:
+            reused = self._answer(known, SAME_CODE, "not evaluated again") if known else None
+            if reused is not None:
                 self.saved["code"] += 1
-                return _reused(known, SAME_CODE, "not evaluated again")
+                return reused
+            if known is not None:  # its stored result is gone (or no longer reusable)
+                del self._by_code[key]
             first = self._code_flights.get(key)
             if first is None:
                 break
@@ -224,9 +262,13 @@ class Caching(Executor):
     async def _fingerprint_hit(self, fp: str, owned: list[str]) -> EvalResult | None:
         while True:
             known = self._by_fingerprint.get(fp)
-            if known is not None:
+            reused = (self._answer(known, SAME_FINGERPRINT, "not evaluated in full")
+                      if known else None)
+            if reused is not None:
                 self.saved["fingerprint"] += 1
-                return _reused(known, SAME_FINGERPRINT, "not evaluated in full")
+                return reused
+            if known is not None:
+                del self._by_fingerprint[fp]
             first = self._fingerprint_flights.get(fp)
             if first is None:
                 self._fingerprint_flights[fp] = asyncio.get_running_loop().create_future()
@@ -276,7 +318,19 @@ def with_cache(executor: Executor, run: Run, config: Config, problem: Problem) -
                      "with another problem, objective or evaluation settings")
     if config.evaluation.cache == "off":
         return executor
-    cache = Caching(executor, language=problem.language, mode=config.evaluation.cache)
+
+    def load(program_id: int) -> EvalResult | None:
+        try:
+            p = storage.get(program_id)
+        except EvoforgeError:  # never stored (a custom caller's id): evaluate instead
+            return None
+        if not reusable(p.status, p.reason):
+            return None
+        return EvalResult(status=p.status, metrics=p.metrics, score=p.score, reason=p.reason,
+                          artifacts=p.artifacts, eval_time=p.eval_time)
+
+    cache = Caching(executor, language=problem.language, mode=config.evaluation.cache,
+                    load=load)
     if same:
         since = meta["since"]  # type: ignore[index]
         cache.seed(p for p in storage.programs()

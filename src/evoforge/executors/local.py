@@ -784,10 +784,7 @@ class LocalExecutor(Executor):
         try:
             while True:
                 watched = [f for f in (end_task, line, ask) if f is not None]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return True, None
-                done, _ = await asyncio.wait(watched, timeout=left,
+                done, _ = await asyncio.wait(watched, timeout=max(deadline - time.monotonic(), 0),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     return True, None
