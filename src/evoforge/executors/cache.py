@@ -111,7 +111,7 @@ def code_key(code: str, language: str = "python", mode: str = "canonical") -> st
             pass  # exact text: its result (a syntax error) is as deterministic
         else:
             # a coding declaration is a comment that changes how the file is read
-            cookies = [m.group(1) for line in code.splitlines()[:2]
+            cookies = [m.group(1) for line in code.split("\n", 2)[:2]
                        if (m := _CODING.match(line))]
             form, text = "ast", "\n".join([*cookies[:1], tree])
     elif mode != "exact" and language in _CODE_LANGUAGES:
