@@ -20,7 +20,7 @@ from evoforge.invocation import command
 from evoforge.mutators.base import Mutator
 from evoforge.pipeline import Pipeline, RunOutcome
 from evoforge.problem import Problem
-from evoforge.program import Program
+from evoforge.program import Program, Status
 from evoforge.registry import make_mutator, make_selector, mutator_kind
 from evoforge.run import (
     DB_NAME,
@@ -91,6 +91,8 @@ async def _drive(run: Run, config: Config, problem: Problem,
                  mutator: Mutator | None = None, executor: Executor | None = None) -> RunOutcome:
     """Drive ``run`` to a stop with the given collaborators; the config builds the others."""
     mutator = mutator if mutator is not None else make_mutator(config)
+    if run.tally.done and type(mutator).restore is not Mutator.restore:  # resumed: re-learn
+        mutator.restore(p for p in run.storage.programs() if p.status is not Status.PENDING)
     executor = executor if executor is not None else _executor(problem, config, run.run_dir)
     sandbox = getattr(executor, "sandbox", None)
     run.integrity = integrity(getattr(executor, "form", "custom"),
@@ -355,6 +357,10 @@ def describe_mutator(config: Config) -> str:
     if kind == "model_free":
         return "model-free mutator (no LLM configured; set llm.models to use one)"
     models = ", ".join(m.name for m in config.llm.models)
+    if kind == "bandit":
+        arms = [f"{m} x {'/'.join(config.mutator.bandit_edit_modes)}" for m in models.split(", ")
+                if m] + (["model-free"] if config.mutator.bandit_model_free or not models else [])
+        return "bandit over " + ", ".join(arms)
     return f"LLM mutator: {models} at {config.llm.base_url or 'https://api.openai.com/v1'}"
 
 

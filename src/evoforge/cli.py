@@ -299,6 +299,9 @@ def status(
                       ",".join(map(str, p.parent_ids)) or "-", _lit(p.mutation.mutator),
                       _lit(shorten(p.mutation.edit_kind or "-", 30)))
         out.print(t)
+    arms = _arm_table(programs, cfg.minimize)
+    if arms is not None:
+        out.print(arms)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
         by_model: dict[str, list[float]] = {}
@@ -344,6 +347,32 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+
+
+def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
+    """The bandit's arm choices: pulls, children better than their parent, cost (None when
+    no program records an arm)."""
+    scores = {p.id: p.score for p in programs}
+    rows: dict[str, list[float]] = {}
+    for p in programs:
+        arm = p.mutation.arm
+        if not arm:
+            continue
+        r = rows.setdefault(arm, [0, 0, 0.0])
+        r[0] += 1
+        parent = scores.get(p.parent_ids[0]) if p.parent_ids else None
+        if p.score is not None and parent is not None and (
+                p.score < parent if minimize else p.score > parent):
+            r[1] += 1
+        r[2] += p.mutation.cost
+    if not rows:
+        return None
+    t = Table(title="bandit arms (mutator.name: bandit)", show_edge=False)
+    for col in ("arm", "pulls", "better than parent", "cost USD"):
+        t.add_column(col, justify="right")
+    for arm, (n, won, cost) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+        t.add_row(_lit(arm), str(int(n)), f"{int(won)} ({won / n:.0%})", f"{cost:.4f}")
+    return t
 
 
 @app.command()

@@ -154,10 +154,18 @@ class SelectorConfig(_Strict):
         return self
 
 
+EditMode = Literal["diff", "rewrite"]
+
+
 class MutatorConfig(_Strict):
-    name: Literal["auto", "llm", "model_free"] = "auto"
+    name: Literal["auto", "llm", "model_free", "bandit"] = "auto"
     edit_mode: Literal["diff", "rewrite"] = "diff"
     max_edits: int = Field(3, ge=1)  # model-free: at most this many AST edits per child
+    # bandit: arms are every llm.models entry x these edit modes (+ the model-free mutator)
+    bandit_edit_modes: list[EditMode] = Field(
+        default_factory=lambda: list[EditMode](["diff", "rewrite"]), min_length=1)
+    bandit_model_free: bool = True
+    bandit_discount: float = Field(0.99, gt=0, le=1)
 
 
 class PromptConfig(_Strict):
