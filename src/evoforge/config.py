@@ -139,6 +139,13 @@ class SelectorConfig(_Strict):
     num_context: int = Field(3, ge=0)
     crossover_rate: float = Field(0.1, ge=0, le=1)
     features: list[FeatureConfig] = Field(default_factory=lambda: [FeatureConfig(name="code_length")])
+    # islands: adaptive exploration (see evoforge.selectors.islands)
+    adaptive: bool = True
+    target_success_rate: float = Field(0.02, gt=0, lt=1)
+    max_exploration: float = Field(0.8, ge=0, le=1)
+    adaptation_window: int = Field(20, ge=1)
+    island_size: int = Field(64, ge=2)
+    outstanding_penalty: float = Field(0.25, ge=0)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -157,6 +164,19 @@ class SelectorConfig(_Strict):
 EditMode = Literal["diff", "rewrite"]
 
 
+class TuningConfig(_Strict):
+    """Constant tuning (evoforge.mutators.tuning): a share of proposals become trials of a
+    black-box optimiser over the numeric literals of the best program's EVOLVE blocks."""
+
+    enabled: bool | Literal["auto"] = "auto"  # auto: model-free only (see docs/config.md)
+    share: float = Field(0.8, ge=0, le=1)  # of proposals made tuning trials
+    sampler: Literal["cmaes", "tpe"] = "cmaes"
+    trials_per_session: int | None = Field(None, ge=1)  # None: 50 CMA-ES generations' worth
+    patience: int | None = Field(None, ge=1)  # trials without improving; None: 10 generations'
+    spread: float = Field(0.2, gt=0)  # range half-width relative to each literal's scale
+    max_params: int = Field(100, ge=1)  # literals tuned at once (a random subset beyond)
+
+
 class MutatorConfig(_Strict):
     name: Literal["auto", "llm", "model_free", "bandit"] = "auto"
     edit_mode: Literal["diff", "rewrite"] = "diff"
@@ -166,6 +186,7 @@ class MutatorConfig(_Strict):
         default_factory=lambda: list[EditMode](["diff", "rewrite"]), min_length=1)
     bandit_model_free: bool = True
     bandit_discount: float = Field(0.99, gt=0, le=1)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
 
 
 class PromptConfig(_Strict):

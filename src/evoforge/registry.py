@@ -66,15 +66,45 @@ def mutator_kind(cfg: Config) -> str:
 
 
 def make_mutator(cfg: Config) -> Mutator:
-    """The configured mutator, wrapped by the novelty filter when ``novelty.enabled``."""
+    """The configured mutator, wrapped by the novelty filter when ``novelty.enabled``, and
+    that by constant tuning when ``mutator.tuning`` is on (its trials are not filtered)."""
     inner = _make_mutator(cfg)
-    if not cfg.novelty.enabled:
-        return inner
-    from evoforge.mutators.novelty import NoveltyFilter, OpenAIEmbedder
+    if cfg.novelty.enabled:
+        from evoforge.mutators.novelty import NoveltyFilter, OpenAIEmbedder
 
-    embedder = OpenAIEmbedder.from_config(cfg) if cfg.novelty.embedding_model else None
-    return NoveltyFilter(inner, threshold=cfg.novelty.threshold, window=cfg.novelty.window,
-                         retries=cfg.novelty.retries, embedder=embedder)
+        embedder = OpenAIEmbedder.from_config(cfg) if cfg.novelty.embedding_model else None
+        inner = NoveltyFilter(inner, threshold=cfg.novelty.threshold,
+                              window=cfg.novelty.window, retries=cfg.novelty.retries,
+                              embedder=embedder)
+    if not tuning_enabled(cfg):
+        return inner
+    from evoforge.mutators.tuning import TuningMutator
+
+    t = cfg.mutator.tuning
+    return TuningMutator(inner, share=t.share, sampler=t.sampler,
+                         trials_per_session=t.trials_per_session, patience=t.patience,
+                         spread=t.spread, max_params=t.max_params, minimize=cfg.minimize)
+
+
+def tuning_enabled(cfg: Config) -> bool:
+    """Whether constant tuning wraps the mutator: ``mutator.tuning.enabled``, where ``auto``
+    means on for the model-free mutator (if optuna is installed and the run records a trial's
+    true parent, see evoforge.mutators.tuning.TRIAL_LINEAGE), off for the LLM and the bandit."""
+    t = cfg.mutator.tuning
+    if t.share <= 0 or t.enabled is False:
+        return False
+    if t.enabled is True:
+        return True
+    from evoforge.mutators import tuning
+
+    if mutator_kind(cfg) != "model_free" or not tuning.TRIAL_LINEAGE:
+        return False
+    try:
+        tuning.check_installed(t.sampler)
+    except ConfigError as e:
+        log.warning("%s", e)
+        return False
+    return True
 
 
 def _make_mutator(cfg: Config) -> Mutator:
