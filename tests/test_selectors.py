@@ -1,4 +1,7 @@
-"""Selectors: islands + MAP-Elites + migration, and the two baselines."""
+"""Selectors: islands + MAP-Elites + migration, and the two baselines.
+
+Issue 11 (second half of the file): isolated, bounded islands; outlier-robust bins; newest wins
+ties; exploration that adapts to the rate of improvement; outstanding children; determinism."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from evoforge.selectors.islands import IslandSelector
 
 
 def prog(pid: int, score: float | None, *, island: int = 0, length: int = 100,
-         status: Status = Status.OK, metrics: dict[str, float] | None = None) -> Program:
+         status: Status = Status.OK, metrics: dict[str, float] | None = None,
+         parent: int | None = None) -> Program:
     return Program(id=pid, code="x" * length, island=island, status=status, score=score,
-                   metrics=metrics or {})
+                   metrics=metrics or {}, parent_ids=() if parent is None else (parent,))
 
 
 def brute_cells(sel: IslandSelector, island: int, name: str, bins: int) -> dict[tuple[int], int]:
@@ -220,18 +224,23 @@ def test_growing_values_spread_over_many_bins_with_exact_elites() -> None:
         length = 100 + (100_000 - 100) * i // (n - 1)  # 100 -> 100_000
         sel.add(prog(i, r.uniform(0, 10), island=i % 2, length=length))
     for island in range(2):
+        members = sel.island_members(island)
+        assert len(members) <= sel.island_size
         cells = cell_ids(sel, island)
         assert len(cells) >= 8, f"island {island}: values piled into {len(cells)} cells"
         assert cells == brute_cells(sel, island, "code_length", 10)
         lo, hi = sel.feature_range(island, "code_length")  # type: ignore[misc]
-        assert lo <= 100 and hi >= 100_000
+        # the range follows the members (the recent programs), not every value ever seen
+        values = sorted(sel.features(p)["code_length"] for p in members)
+        assert values[0] <= lo < hi <= values[-1]
+        assert lo <= values[len(values) // 4] and hi >= values[3 * len(values) // 4]
         # members are spread, not in the top bin
         counts: dict[tuple[int, ...], int] = {}
-        for p in sel.island_members(island):
+        for p in members:
             v = sel.features(p)["code_length"]
             c = (min(max(int((v - lo) / (hi - lo) * 10), 0), 9),)
             counts[c] = counts.get(c, 0) + 1
-        assert max(counts.values()) < 0.3 * len(sel.island_members(island))
+        assert max(counts.values()) < 0.3 * len(members)
 
 
 def test_log_scale_spreads_orders_of_magnitude() -> None:
@@ -255,68 +264,65 @@ def test_shrinking_values_expand_downwards() -> None:
 # ---------------------------------------------------------------- sampling
 
 
-def _one_cell_population(archive_size: int, exploration_ratio: float,
-                         exploitation_ratio: float) -> IslandSelector:
+def _one_cell_population(exploration_ratio: float, exploitation_ratio: float,
+                         **kw: object) -> IslandSelector:
+    """One island, one cell, fixed ratios, no outstanding penalty: 101 programs, id 100 best."""
     feats = [FeatureConfig(name="code_length", bins=1)]
-    sel = IslandSelector(num_islands=1, archive_size=archive_size, features=feats,
-                         crossover_rate=0.0, exploration_ratio=exploration_ratio,
-                         exploitation_ratio=exploitation_ratio)
+    sel = IslandSelector(num_islands=1, features=feats, crossover_rate=0.0,
+                         exploration_ratio=exploration_ratio,
+                         exploitation_ratio=exploitation_ratio, adaptive=False,
+                         outstanding_penalty=0.0, island_size=200, **kw)  # type: ignore[arg-type]
     sel.add(prog(0, 0.0))
     for i in range(1, 101):
         sel.add(prog(i, float(i)))
     return sel
 
 
-def test_exploitation_one_always_picks_from_archive() -> None:
-    sel = IslandSelector(exploitation_ratio=1.0, exploration_ratio=0.0, archive_size=5)
+def test_exploitation_one_always_picks_the_island_best() -> None:
+    sel = IslandSelector(exploitation_ratio=1.0, exploration_ratio=0.0, outstanding_penalty=0.0)
     for p in population(300):
         sel.add(p)
-    archive = {p.id for p in sel.archive()}
-    ok = sorted((p for p in population(300) if p.status == Status.OK),
-                key=lambda p: -(p.score or 0))
-    assert archive == {p.id for p in ok[:5]}  # brute force top 5
     rng = random.Random(1)
-    parents = {sel.select(rng).parent.id for _ in range(500)}
-    assert parents == archive
+    for _ in range(500):
+        s = sel.select(rng)
+        assert s.parent is sel.island_top(s.island)[0]
+    # the global best's island gets the proposal unless the run explores
+    assert sel.best() in sel.island_members(sel.best_island)
 
 
 def test_exploration_ratio_statistics() -> None:
-    # one cell, archive of 1: cell elite and archive are both the best (id 100); only
-    # exploration picks others, with probability 0.2 * 100/101
-    sel = _one_cell_population(1, exploration_ratio=0.2, exploitation_ratio=0.5)
+    # fixed ratios, no cell share: only exploration picks others than the best (id 100),
+    # with probability 0.2 * 100/101
+    sel = _one_cell_population(exploration_ratio=0.2, exploitation_ratio=0.8)
     rng = random.Random(7)
     n = 2000
     not_best = sum(sel.select(rng).parent.id != 100 for _ in range(n))
     assert 0.15 * n < not_best < 0.25 * n
 
 
-def test_exploitation_ratio_statistics() -> None:
-    # archive of 5; exploitation picks one of 5 (4 not the best); cells give the best
-    sel = _one_cell_population(5, exploration_ratio=0.0, exploitation_ratio=0.5)
-    rng = random.Random(11)
-    n = 2000
-    parents = [sel.select(rng).parent.id for _ in range(n)]
-    assert set(parents) <= {96, 97, 98, 99, 100}
-    not_best = sum(p != 100 for p in parents)
-    assert 0.33 * n < not_best < 0.47 * n  # expected 0.5 * 4/5 = 0.4
-
-
 def test_exploration_one_samples_whole_island_uniformly() -> None:
-    sel = _one_cell_population(1, exploration_ratio=1.0, exploitation_ratio=0.0)
+    sel = _one_cell_population(exploration_ratio=1.0, exploitation_ratio=0.0)
     rng = random.Random(2)
     parents = [sel.select(rng).parent.id for _ in range(3000)]
     assert len(set(parents)) > 90
     assert sum(p < 50 for p in parents) > 1000  # bad programs are explored too
+    # adaptive or not: a configured exploration of 1 is never capped by max_exploration
+    adaptive = _one_cell_population(exploration_ratio=1.0, exploitation_ratio=0.0,
+                                    max_exploration=0.3)
+    adaptive.adaptive = True
+    assert adaptive.exploration(0) == 1.0
 
 
-def test_cells_only_samples_cell_elites() -> None:
+def test_cells_only_samples_cell_elites_other_than_the_best() -> None:
     sel = IslandSelector(exploration_ratio=0.0, exploitation_ratio=0.0, num_islands=2)
     for p in population(200):
         sel.add(p)
     rng = random.Random(4)
     for _ in range(300):
         s = sel.select(rng)
-        assert s.parent.id in {p.id for p in sel.cells(s.island).values()}
+        elites = {p.id for p in sel.cells(s.island).values()}
+        assert s.parent.id in elites
+        assert s.parent is not sel.island_top(s.island)[0]  # exploring is not the best
 
 
 def test_context_never_contains_parent_and_is_good() -> None:
@@ -335,21 +341,28 @@ def test_context_never_contains_parent_and_is_good() -> None:
         # most of the context is the island's top
         top = [p.id for p in sel.island_top(s.island) if p.id != s.parent.id]
         assert ids[:2] == top[:2]
-        # crossover partner comes from another island's top, never the parent
+        # the crossover partner comes from the island's own top (islands isolate), never the
+        # parent
         assert len(s.others) == 1
         partner = s.others[0]
         assert partner.id != s.parent.id
-        assert any(partner in sel.island_top(j) for j in range(4) if j != s.island)
+        assert partner in sel.island_top(s.island)[: sel.num_context + 2]
     assert islands_seen == {0, 1, 2, 3}
 
 
-def test_no_crossover_with_zero_rate_or_one_island() -> None:
+def test_no_crossover_with_zero_rate_or_a_single_program() -> None:
     rng = random.Random(0)
-    for sel in (IslandSelector(crossover_rate=0.0), IslandSelector(num_islands=1,
-                                                                   crossover_rate=1.0)):
-        for p in population(100):
-            sel.add(p)
-        assert all(sel.select(rng).others == () for _ in range(100))
+    sel = IslandSelector(crossover_rate=0.0)
+    for p in population(100):
+        sel.add(p)
+    assert all(sel.select(rng).others == () for _ in range(100))
+    lone = IslandSelector(num_islands=1, crossover_rate=1.0)
+    lone.add(prog(0, 1.0))
+    assert all(lone.select(rng).others == () for _ in range(10))
+    one = IslandSelector(num_islands=1, crossover_rate=1.0)
+    for p in population(100):
+        one.add(p)
+    assert all(len(one.select(rng).others) == 1 for _ in range(100))
 
 
 def test_minimize_flips_best() -> None:
@@ -465,3 +478,438 @@ def test_extreme_finite_scores_bin_without_nan(scale: str) -> None:
         for island in range(2):
             lo_hi = sel.feature_range(island, "score")
             assert lo_hi is not None and all(abs(x) < float("inf") for x in lo_hi)
+
+
+# ================================================================ issue 11
+
+
+def grown(sel: IslandSelector, n: int, seed: int = 0) -> list[Program]:
+    """Add an initial program and n children spread over the islands (about 1 in 7 failed)."""
+    r = random.Random(seed)
+    added = [prog(0, 0.0)]
+    sel.add(added[0])
+    for i in range(1, n + 1):
+        status = Status.FAILED if i % 7 == 0 else Status.OK
+        p = prog(i, r.uniform(-5, 5) if status is Status.OK else None,
+                 island=r.randrange(sel.num_islands), length=r.randrange(50, 3000),
+                 parent=r.randrange(i), status=status)
+        sel.add(p)
+        added.append(p)
+    return added
+
+
+def full_state(sel: IslandSelector) -> tuple:
+    n = sel.num_islands
+    return (
+        len(sel), sel.migrations, sel.best_island, [p.id for p in sel.archive()],
+        [[p.id for p in sel.island_members(i)] for i in range(n)],
+        [[p.id for p in sel.island_top(i)] for i in range(n)],
+        [sorted((c, p.id) for c, p in sel.cells(i).items()) for i in range(n)],
+        [sel.feature_range(i, f.name) for i in range(n) for f in sel.feature_configs],
+        [sel.exploration(i) for i in range(n)], sel.exploration(None),
+    )
+
+
+# ---------------------------------------------------------------- islands isolate
+
+
+def test_parents_partners_and_context_stay_on_the_island() -> None:
+    """Without migration, nothing crosses: every parent, partner and context program of a
+    proposal for island i was born on island i (or is the initial program)."""
+    sel = IslandSelector(migration_interval=10**9, crossover_rate=0.5, num_context=4)
+    added = grown(sel, 600)
+    born = {p.id: p.island for p in added}
+    rng = random.Random(1)
+    for _ in range(2000):
+        s = sel.select(rng)
+        for q in (s.parent, *s.others, *s.context):
+            assert q.id == 0 or born[q.id] == s.island, (q.id, born[q.id], s.island)
+            assert q in sel.island_members(s.island)
+    for i in range(sel.num_islands):
+        assert {born[p.id] for p in sel.island_members(i) if p.id} == {i}
+
+
+def test_exploitation_stays_in_the_island_even_when_another_holds_the_best() -> None:
+    sel = IslandSelector(num_islands=2, migration_interval=10**9, exploitation_ratio=1.0,
+                         exploration_ratio=0.0, adaptive=False, outstanding_penalty=0.0)
+    sel.add(prog(0, 0.0))
+    sel.add(prog(1, 100.0, island=0, parent=0))  # the global best, on island 0
+    sel.add(prog(2, 5.0, island=1, parent=0))
+    rng = random.Random(0)
+    picks = {0: set(), 1: set()}
+    for _ in range(300):
+        s = sel.select(rng)
+        picks[s.island].add(s.parent.id)
+    assert picks == {0: {1}, 1: {2}}  # each island exploits its own best
+
+
+def test_migration_is_the_only_way_across() -> None:
+    sel = IslandSelector(num_islands=2, migration_interval=7, migration_rate=0.2,
+                         exploitation_ratio=1.0, exploration_ratio=0.0, adaptive=False,
+                         outstanding_penalty=0.0)
+    sel.add(prog(0, 0.0))
+    for i in range(1, 5):
+        sel.add(prog(i, 10.0 + i, island=0, parent=0))
+    sel.add(prog(5, 1.0, island=1, parent=0))
+    rng = random.Random(2)
+
+    def parents_on_island_1() -> set[int]:
+        out = set()
+        for _ in range(300):
+            s = sel.select(rng)
+            if s.island == 1:
+                out.add(s.parent.id)
+        return out
+
+    assert parents_on_island_1() == {5}  # island 0's far better programs do not leak over
+    assert 4 not in {p.id for p in sel.island_members(1)}
+    sel.add(prog(6, 2.0, island=1, parent=5))  # the 7th ok program: migration
+    assert sel.migrations == 1
+    assert [p.id for p in sel.island_members(1)] == [0, 5, 6, 4]  # island 0's best arrived
+    assert [p.id for p in sel.island_members(0)] == [0, 1, 2, 3, 4, 6]
+    assert parents_on_island_1() == {4}
+
+
+# ---------------------------------------------------------------- bounded populations
+
+
+def test_islands_and_memory_stay_bounded() -> None:
+    sel = IslandSelector(island_size=30, archive_size=10)
+    added = grown(sel, 3000)
+    assert len(sel) == sum(p.status is Status.OK for p in added)
+    for i in range(sel.num_islands):
+        members = sel.island_members(i)
+        assert len(members) <= 30
+        # the island's best and its cell elites are members
+        assert sel.island_top(i)[0] in members
+        assert all(e in members for e in sel.cells(i).values())
+    assert len(sel.archive()) == 10
+    assert sel.resident <= 4 * 30 + 10  # programs held in memory
+
+
+def test_oldest_unprotected_member_leaves_first() -> None:
+    feats = [FeatureConfig(name="code_length", bins=2, min=0, max=200)]
+    sel = IslandSelector(num_islands=1, island_size=5, num_context=0, features=feats)
+    sel.add(prog(0, 0.0, length=10))  # cell 0
+    sel.add(prog(1, 9.0, length=150, parent=0))  # cell 1 elite, best
+    sel.add(prog(2, -1.0, length=20, parent=0))
+    sel.add(prog(3, -2.0, length=30, parent=0))
+    sel.add(prog(4, -3.0, length=40, parent=0))
+    assert [p.id for p in sel.island_members(0)] == [0, 1, 2, 3, 4]
+    sel.add(prog(5, -4.0, length=50, parent=0))
+    # 0 is the elite of cell 0 and 1 the best: 2 is the oldest unprotected member
+    assert [p.id for p in sel.island_members(0)] == [0, 1, 3, 4, 5]
+    sel.add(prog(6, 5.0, length=60, parent=0))  # new elite of cell 0: 0 is no longer protected
+    assert [p.id for p in sel.island_members(0)] == [1, 3, 4, 5, 6]
+    assert {c: p.id for c, p in sel.cells(0).items()} == {(0,): 6, (1,): 1}
+
+
+def test_every_member_protected_evicts_the_worst_never_the_best() -> None:
+    feats = [FeatureConfig(name="code_length", bins=10, min=0, max=100)]
+    sel = IslandSelector(num_islands=1, island_size=3, num_context=0, features=feats)
+    sel.add(prog(0, 5.0, length=5))
+    for i, (score, length) in enumerate([(1.0, 15), (2.0, 25), (0.5, 35)], start=1):
+        sel.add(prog(i, score, length=length, parent=0))
+    # every member is its cell's elite: the worst (3) leaves, the cells stay exact
+    assert [p.id for p in sel.island_members(0)] == [0, 1, 2]
+    assert sorted(p.id for p in sel.cells(0).values()) == [0, 1, 2]
+    assert sel.best().id == 0  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- outlier-robust bins
+
+
+def test_one_huge_program_does_not_collapse_the_grid() -> None:
+    """Issue 11: one 60,000-character program left every later program in a single cell."""
+    sel = IslandSelector(num_islands=1)
+    r = random.Random(3)
+    sel.add(prog(0, 0.0, length=500))
+    sel.add(prog(1, 1.0, length=60_000, parent=0))
+    for i in range(2, 300):
+        sel.add(prog(i, r.uniform(0, 1), length=r.randrange(300, 900), parent=0))
+    lo, hi = sel.feature_range(0, "code_length")  # type: ignore[misc]
+    assert hi < 2000, (lo, hi)  # the outlier does not stretch the range
+    normal = [p for p in sel.island_members(0) if len(p.code) < 1000]
+    bins = {sel._islands[0].cell_of[p.id] for p in normal}  # noqa: SLF001
+    assert len(bins) >= 8, bins
+    assert len(sel.cells(0)) >= 8
+
+
+def test_outlier_in_a_small_island_and_later_outliers() -> None:
+    sel = IslandSelector(num_islands=1)
+    sel.add(prog(0, 0.0, length=400))
+    for i, length in enumerate([420, 60_000, 450, 480, 510, 390, 530, 560, 600], start=1):
+        sel.add(prog(i, float(i), length=length, parent=0))
+    lo, hi = sel.feature_range(0, "code_length")  # type: ignore[misc]
+    assert hi < 1000  # Tukey's fences: the outlier is clipped into the top bin
+    for i in range(10, 200):
+        length = 100_000 if i % 50 == 0 else 300 + 3 * i
+        sel.add(prog(i, float(i % 17), length=length, parent=0))
+        assert len(sel.cells(0)) >= min(5, i // 4)
+
+
+def test_fixed_range_and_log_scale_still_bin() -> None:
+    feats = [FeatureConfig(name="code_length", bins=10, min=0, max=1000),
+             FeatureConfig(name="size", bins=5, scale="log")]
+    sel = IslandSelector(num_islands=1, features=feats)
+    sel.add(Program(id=0, code="x", status=Status.OK, score=0.0, metrics={"size": 1.0}))
+    for i in range(1, 200):
+        sel.add(Program(id=i, code="x" * (i * 7), status=Status.OK, score=float(i % 11),
+                        metrics={"size": 10.0 ** (i % 6)}, parent_ids=(0,)))
+    assert sel.feature_range(0, "code_length") == (0.0, 1000.0)
+    assert len({c[0] for c in sel.cells(0)}) >= 5
+    assert len({c[1] for c in sel.cells(0)}) >= 4
+
+
+# ---------------------------------------------------------------- ties: newest wins
+
+
+def test_ties_go_to_the_newest_program() -> None:
+    sel = IslandSelector(num_islands=1, outstanding_penalty=0.0, exploitation_ratio=1.0,
+                         exploration_ratio=0.0)
+    sel.add(prog(0, 1.0))
+    rng = random.Random(0)
+    for i in range(1, 6):
+        sel.add(prog(i, 1.0, parent=i - 1))  # a plateau
+        assert sel.best().id == i  # type: ignore[union-attr]
+        assert sel.island_top(0)[0].id == i
+        assert sel.select(rng).parent.id == i  # drift: the newest equal program is mutated
+        assert list(sel.cells(0).values())[0].id == i  # one cell: its elite is the newest
+    g = GreedySelector()
+    for p in (prog(0, 1.0), prog(1, 1.0)):
+        g.add(p)
+    assert g.best().id == 0  # type: ignore[union-attr]  # the baseline is unchanged
+
+
+# ---------------------------------------------------------------- adaptive exploration
+
+
+def _parent_is_best_share(sel: IslandSelector, n: int = 2000, seed: int = 5) -> float:
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(n):
+        s = sel.select(rng)
+        hits += s.parent is sel.best()
+    return hits / n
+
+
+def test_improvement_streak_exploits_and_stagnation_explores() -> None:
+    def fresh() -> IslandSelector:
+        sel = IslandSelector(outstanding_penalty=0.0, island_size=200)
+        sel.add(prog(0, 0.0))
+        r = random.Random(1)
+        for i in range(1, 80):  # a varied population, no trials yet
+            sel.add(prog(i, r.uniform(-10, -1), island=i % 4, length=r.randrange(50, 2000)))
+        return sel
+
+    neutral = fresh()
+    start = neutral.exploration(0)
+    assert start == pytest.approx(1 - neutral.exploitation_ratio)  # the configured ratio
+
+    improving = fresh()
+    best = 0.0
+    for i in range(100, 130):  # every child on island 2 improves the best
+        best += 1.0
+        improving.add(prog(i, best, island=2, parent=i - 1 if i > 100 else 0))
+    assert improving.best_island == 2
+    assert improving.exploration(2) < 0.15
+    assert improving.exploration(None) < 0.15
+    assert improving.exploration(1) == start  # no trials on island 1: unchanged
+    assert _parent_is_best_share(improving) > 0.75  # close to a (1+1) hill climber
+
+    stagnant = fresh()
+    for i in range(100, 200):  # children that never beat their island's best
+        stagnant.add(prog(i, -20.0, island=i % 4, parent=0))
+    for i in range(4):
+        assert stagnant.exploration(i) == pytest.approx(stagnant.max_exploration)
+    # the run explores half as much: at most 40% of proposals leave the best island
+    assert stagnant.exploration(None) == pytest.approx(stagnant.max_exploration / 2)
+    assert _parent_is_best_share(stagnant) < 0.3
+
+    # after stagnation one new best is the favoured parent at once
+    stagnant.add(prog(250, 0.5, island=1, parent=0))
+    assert stagnant.best_island == 1
+    assert stagnant.exploration(1) < 0.3 and stagnant.exploration(None) < 0.15
+    assert _parent_is_best_share(stagnant, 1000) > 0.6
+
+    # a new streak brings exploitation back
+    for i in range(200, 215):
+        stagnant.add(prog(i, 1.0 + i, island=3, parent=0))
+    assert stagnant.exploration(3) < 0.2 and stagnant.best_island == 3
+
+
+def test_failed_children_count_as_trials() -> None:
+    sel = IslandSelector(num_islands=1)
+    sel.add(prog(0, 1.0))
+    before = sel.exploration(0)
+    for i in range(1, 30):
+        sel.add(prog(i, None, status=Status.FAILED, parent=0))
+    assert sel.exploration(0) > before
+    assert len(sel) == 1
+
+
+def test_not_adaptive_keeps_the_ratios_and_uniform_islands() -> None:
+    sel = IslandSelector(adaptive=False)
+    grown(sel, 300)
+    assert all(sel.exploration(i) == 0.5 for i in range(4))
+    assert sel.exploration(None) == 1.0
+    rng = random.Random(3)
+    counts = [0] * 4
+    for _ in range(4000):
+        counts[sel.select(rng).island] += 1
+    assert min(counts) > 850
+
+
+def test_exploitation_one_never_explores() -> None:
+    sel = IslandSelector(exploitation_ratio=1.0, exploration_ratio=0.0, num_islands=1,
+                         outstanding_penalty=0.0)
+    sel.add(prog(0, 0.0))
+    for i in range(1, 100):
+        sel.add(prog(i, -1.0, parent=0))  # stagnation
+    assert sel.exploration(0) == 0.0
+    assert _parent_is_best_share(sel, 300) == 1.0
+
+
+def test_minimize_adapts_on_lower_scores() -> None:
+    sel = IslandSelector(minimize=True, num_islands=1)
+    sel.add(prog(0, 100.0))
+    for i in range(1, 20):
+        sel.add(prog(i, 100.0 - i, parent=i - 1))
+    assert sel.best().id == 19  # type: ignore[union-attr]
+    assert sel.exploration(0) < 0.15
+
+
+# ---------------------------------------------------------------- outstanding children
+
+
+def test_outstanding_children_spread_the_window_and_results_release_them() -> None:
+    sel = IslandSelector(num_islands=1, exploitation_ratio=1.0, exploration_ratio=0.0,
+                         outstanding_penalty=0.5)
+    sel.add(prog(0, 0.0))
+    sel.add(prog(1, 3.0, parent=0))
+    sel.add(prog(2, 2.0, parent=0))
+    rng = random.Random(0)
+    picks = [sel.select(rng).parent.id for _ in range(6)]
+    # the best until two children are out (0.5 each: a tie keeps the better rank), then the
+    # second best gets its turn
+    assert picks[:4] == [1, 1, 1, 2]
+    assert sel.outstanding(1) >= 3
+    n1 = sel.outstanding(1)
+    sel.add(prog(10, 1.0, parent=1))  # a result came back: one fewer outstanding
+    assert sel.outstanding(1) == n1 - 1
+    sel.add(prog(11, 9.0, parent=2))  # a new best: no children out, chosen at once
+    assert sel.select(rng).parent.id == 11
+
+
+def test_initial_window_does_not_all_go_to_the_initial_program() -> None:
+    """A window of 8 proposals is filled before any result returns (all from the initial
+    program: it is the only one); as results arrive, the initial program's outstanding
+    children push the next proposals to the new programs even when they are worse."""
+    sel = IslandSelector(num_islands=1)
+    sel.add(prog(0, 10.0))
+    rng = random.Random(0)
+    window = [sel.select(rng) for _ in range(8)]
+    assert all(s.parent.id == 0 for s in window)
+    parents = []
+    for i in range(1, 9):  # results come back one by one, each followed by a new proposal
+        sel.add(prog(i, 10.0 - i, parent=0))
+        parents.append(sel.select(rng).parent.id)
+    assert parents.count(0) <= 4, parents
+
+
+def test_outstanding_counts_expire_and_penalty_zero_tracks_nothing() -> None:
+    sel = IslandSelector(num_islands=1)
+    sel.add(prog(0, 0.0))
+    rng = random.Random(0)
+    for _ in range(5):
+        sel.select(rng)
+    assert sel.outstanding(0) == 5
+    for i in range(1, 300):
+        sel.add(prog(i, -1.0, parent=7))  # results of other parents only
+    assert sel.outstanding(0) == 0
+    off = IslandSelector(num_islands=1, outstanding_penalty=0.0)
+    off.add(prog(0, 0.0))
+    off.select(rng)
+    assert off.outstanding(0) == 0
+
+
+# ---------------------------------------------------------------- determinism and replay
+
+
+def test_same_adds_and_selects_give_the_same_choices() -> None:
+    def run() -> list[tuple]:
+        sel = IslandSelector(num_islands=3, migration_interval=20, crossover_rate=0.5)
+        r = random.Random(9)
+        rng = random.Random(42)
+        sel.add(prog(0, 0.0))
+        out = []
+        for i in range(1, 400):
+            s = sel.select(rng)
+            out.append((s.parent.id, s.island, tuple(c.id for c in s.context),
+                        tuple(o.id for o in s.others)))
+            ok = r.random() > 0.2
+            sel.add(prog(i, s.parent.score + r.gauss(0, 1) if ok else None,  # type: ignore[operator]
+                         island=s.island, parent=s.parent.id, length=r.randrange(50, 3000),
+                         status=Status.OK if ok else Status.FAILED))
+        return out
+
+    a, b = run(), run()
+    assert a == b
+    assert len({x[0] for x in a}) > 50
+
+
+def test_replay_of_adds_rebuilds_the_population_of_a_live_run() -> None:
+    """A live selector (selects interleaved with adds) and one rebuilt by replaying the same
+    adds in order (resume) hold the same population, cells, archive and success rates."""
+    live = IslandSelector(num_islands=3, migration_interval=25, island_size=40)
+    rng = random.Random(4)
+    r = random.Random(5)
+    committed = [prog(0, 0.0)]
+    live.add(committed[0])
+    for i in range(1, 900):
+        s = live.select(rng)
+        ok = r.random() > 0.15
+        p = prog(i, s.parent.score + r.gauss(-0.2, 1) if ok else None,  # type: ignore[operator]
+                 island=s.island, parent=s.parent.id, length=r.randrange(50, 5000),
+                 status=Status.OK if ok else Status.FAILED)
+        live.add(p)
+        committed.append(p)
+    replayed = IslandSelector(num_islands=3, migration_interval=25, island_size=40)
+    for p in committed:
+        replayed.add(p)
+    assert live.migrations > 10
+    assert full_state(live) == full_state(replayed)
+    r1, r2 = random.Random(8), random.Random(8)
+    for _ in range(50):
+        a, b = live.select(r1), replayed.select(r2)
+        assert (a.parent.id, a.island) == (b.parent.id, b.island)
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_new_settings_from_config_and_validation() -> None:
+    cfg = SelectorConfig(adaptive=False, target_success_rate=0.1, max_exploration=0.6,
+                         adaptation_window=7, island_size=33, outstanding_penalty=0.0)
+    sel = IslandSelector.from_config(cfg)
+    assert (sel.adaptive, sel.target_success_rate, sel.max_exploration, sel.adaptation_window,
+            sel.island_size, sel.outstanding_penalty) == (False, 0.1, 0.6, 7, 33, 0.0)
+    d = IslandSelector()
+    c = SelectorConfig()
+    assert (d.adaptive, d.target_success_rate, d.max_exploration, d.adaptation_window,
+            d.island_size, d.outstanding_penalty) == (
+        c.adaptive, c.target_success_rate, c.max_exploration, c.adaptation_window,
+        c.island_size, c.outstanding_penalty)
+    for bad in ({"island_size": 1}, {"target_success_rate": 0.0},
+                {"target_success_rate": 1.0}, {"outstanding_penalty": -1.0},
+                {"max_exploration": 1.5}, {"adaptation_window": 0}):
+        with pytest.raises(ConfigError):
+            IslandSelector(**bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_selector_is_still_true() -> None:
+    """``evolve(selector=...)`` does ``selector or make_selector(config)``: an empty selector
+    must not be swapped for the config's."""
+    for sel in (IslandSelector(), GreedySelector(), RandomSamplingSelector()):
+        assert len(sel) == 0
+        assert sel

@@ -1,21 +1,64 @@
-"""Island model with MAP-Elites grids per island, a global elite archive and ring migration.
+"""Islands with bounded populations, MAP-Elites grids, ring migration and adaptive parent choice.
 
-Layout of the in-memory index (every structure supports O(1) or O(log n) parent sampling):
+Parent choice (``select``), in two steps, both adapted to the observed rate of improvement:
 
-* ``_programs``: id -> Program for every distinct ok program (``len(selector)``).
-* ``_archive``: the global top ``archive_size`` by fitness, a small sorted list of keys.
-* per island: the member list (random member in O(1)), a small sorted top list, the MAP-Elites
-  grid (cell -> elite) plus a list of occupied cells (random cell in O(1)), and one value range
-  per feature axis.
+1. **Which island.** With probability ``1 - u_run`` the island that made the current global
+   best (a new best is worked on at once); otherwise a uniformly random island.
+2. **Which parent on that island.** With probability ``1 - u_island`` *exploit*: the island's
+   best program; otherwise *explore*: a random island member or the elite of a random
+   MAP-Elites cell other than the best's (in the proportion ``exploration_ratio`` :
+   ``1 - exploration_ratio - exploitation_ratio``). A parent never comes from another island:
+   migration is the only way across; crossover partners and context come from the island too.
 
-Feature binning never piles everything into one bin: a feature with ``min``/``max`` uses fixed
-bins (values clipped into the end bins); otherwise each island keeps an adaptive range that
-grows geometrically (amortised) when a value falls outside it and then re-bins every member of
-that island from the stored feature values, so cell elites stay exactly what a recomputation
-would give.
+**The adaptive rule** (a smooth success-rate rule in the spirit of Rechenberg's 1/5th rule).
+Every child result (any status) is a *trial* of its island and of the run; it is a *success*
+if it strictly improves its island's best (for the island) or the global best (for the run).
+The success rate is measured over about the last ``adaptation_window`` trials (exponentially
+weighted, starting from a prior of two trials at the target rate ``q = target_success_rate``),
+and the exploration probability is::
 
-``add`` uses no randomness: replaying the same programs in the same order rebuilds the same
-index (this is how a resumed run gets its population back).
+    u_island = min(cap, (1 - exploitation_ratio) * q / rate)
+    cap      = max(max_exploration, 1 - exploitation_ratio)
+
+At the target rate the configured ratios hold (they are also the starting point); while
+improvements come faster, exploration shrinks, down to ``(1 - exploitation_ratio) * q`` at a
+success rate of 1 (the best is the parent 99% of the time by default: a (1+1) hill climber);
+as an island stagnates it widens up to the cap. ``u_run`` is half the same rule over the run's
+trials (so at most 40% of proposals leave the best island by default). The target is far below
+Rechenberg's 1/5 because what adapts here is selection pressure, not a step size, and program
+search improves its best rarely: at 0.2 toy runs explored almost always and lost to greedy.
+``adaptive=False`` keeps the configured ratios (and uniform islands); ``exploitation_ratio=1``
+turns exploration off.
+
+**Outstanding children** (the proposal window). ``select`` counts the parents it hands out; a
+child's result (any status) releases one count of its parent. When exploiting, each child of a
+candidate still outstanding counts as ``outstanding_penalty`` ranks down, so a full window is not
+all spent on one program before anything has come back, and a result that arrives is used at
+once (a new best has no outstanding children: it is the favoured parent). These counts are
+session state: a resumed run starts them at zero (they expire after 256 results anyway).
+
+**Ties** in fitness go to the newest program everywhere (island best, cell elites, archive), so
+a search drifts across plateaus instead of re-mutating the oldest equal program.
+
+**Bounded populations.** An island holds at most ``island_size`` members. When a new member
+would exceed it, the oldest member leaves that is neither among the island's best
+``num_context + 1`` nor a cell elite (aging, as in regularised evolution: the population follows
+the search, elites stay); if every member is protected, the worst leaves. The global archive is
+the best ``archive_size``. A program that left every island and the archive is forgotten.
+
+**Feature bins robust to outliers.** A feature with ``min`` and ``max`` uses those fixed bins.
+Otherwise each island refits the range from its members' values every ``max(1, members // 4)``
+joins (sooner when several new values fell outside it): the box-plot whiskers, i.e. the most
+extreme values within Tukey's fences (quartiles -+ 1.5 IQR), so one extreme value lands in an
+end bin instead of squeezing every other program into one cell. A refit that moves neither end
+by half a bin keeps the bins; one that does re-bins the island's members, so cell elites are
+always what a recomputation over the members would give.
+
+``add`` uses no randomness and depends only on the programs added (and, for the outstanding
+counts, the selections made), so the same seed and the same sequence of ``add``/``select`` give
+the same choices, and replaying the committed programs rebuilds the population (islands, cells,
+archive, success rates). Sampling is O(1) in the population size (every per-island structure
+is bounded).
 """
 
 from __future__ import annotations
@@ -23,6 +66,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections import deque
 from collections.abc import Sequence
 
 from evoforge.config import FeatureConfig, SelectorConfig
@@ -30,17 +74,24 @@ from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.program import Program, Status
 from evoforge.selectors.base import Selection, Selector
 
-# (negated fitness, add sequence, id): ascending order puts the best first, ties go to the
-# program added earlier. Used by every sorted top list.
+# (negated fitness, negated add sequence, id): ascending order puts the best first, and among
+# equal fitness the program added last. Used by every sorted list and every cell elite.
 _Key = tuple[float, int, int]
 Cell = tuple[int, ...]
 
-_BUILTIN_FEATURES = ("code_length", "line_count", "score")
-
-
-#: Feature values are clamped to +-_BIG: any range arithmetic on them (spans, 1.5x growth,
-#: offsets) stays finite, so an extreme but finite score (-1.7e308) cannot make a bin NaN.
+#: Feature values are clamped to +-_BIG: any range arithmetic on them (spans, fences, offsets)
+#: stays finite, so an extreme but finite score (-1.7e308) cannot make a bin NaN.
 _BIG = 2.0**1020  # about 1.1e307, a quarter of the largest double
+
+_PRIOR_TRIALS = 2.0  # the success rate starts as if this many trials had hit the target rate
+_EXPLOIT_CANDIDATES = 8  # exploitation looks this far down the island ranking (outstanding)
+_OUTSTANDING_HORIZON = 256  # an outstanding count expires after this many results
+_OUTSTANDING_CAP = 64  # counted per parent at most
+_FENCE = 1.5  # Tukey's fences: quartiles -+ 1.5 IQR
+#: the run's exploration (drawing the island uniformly) is this share of the rule's: at most
+#: 40% of proposals by default, since every island explores within itself as well (toy runs at
+#: 1.0 lost to 0.5 on all four problems, at 200, 600 and 1500 programs)
+_RUN_SHARE = 0.5
 
 
 def _finite(value: float) -> float:
@@ -53,17 +104,23 @@ def _finite(value: float) -> float:
     return min(max(v, -_BIG), _BIG) if math.isfinite(v) else 0.0
 
 
+def _transform(v: float, log: bool) -> float:
+    return math.log1p(max(v, 0.0)) if log else v
+
+
+def _quantile(vals: list[float], p: float) -> float:
+    """Linear-interpolated quantile of sorted values."""
+    pos = p * (len(vals) - 1)
+    i = int(pos)
+    if i + 1 >= len(vals):
+        return vals[-1]
+    return vals[i] + (vals[i + 1] - vals[i]) * (pos - i)
+
+
 class _Axis:
-    """Binning of one feature on one island: a fixed or adaptive range split into ``bins``.
+    """Binning of one feature on one island: a fixed or fitted range split into ``bins``."""
 
-    An adaptive side moves only when a value falls outside the range. The new range is anchored
-    at the observed extreme on the other side and leaves half the observed span as headroom on
-    the growing side, so the span grows by a factor of at least 1.5 per change: O(log) changes
-    (each followed by a re-bin of the island) over any range of values, and at least two
-    thirds of the range holds observed values right after a change.
-    """
-
-    __slots__ = ("bins", "lo", "hi", "fixed_lo", "fixed_hi", "obs_lo", "obs_hi")
+    __slots__ = ("bins", "lo", "hi", "fixed_lo", "fixed_hi")
 
     def __init__(self, cfg: FeatureConfig) -> None:
         self.bins = cfg.bins
@@ -75,35 +132,43 @@ class _Axis:
         if self.lo is not None and self.hi is not None and not self.hi > self.lo:
             # e.g. a log scale with min and max both <= 0: give the range a unit width
             self.hi = self.lo + 1.0
-        self.obs_lo = math.inf  # observed extremes of this island's members
-        self.obs_hi = -math.inf
 
-    def _init_range(self, v: float) -> None:
-        w0 = abs(v) if v != 0 else 1.0
-        if self.lo is None and self.hi is None:
-            self.lo, self.hi = v - w0 / 2, v + w0 / 2
-        elif self.hi is None:
+    @property
+    def fixed(self) -> bool:
+        return self.fixed_lo and self.fixed_hi
+
+    def refit(self, vals: list[float]) -> bool:
+        """Fit the free ends of the range to sorted member values: the box-plot whiskers (the
+        most extreme values within Tukey's fences, quartiles -+ 1.5 IQR). True if the range
+        changed (by more than half a bin at either end)."""
+        q1, q3 = _quantile(vals, 0.25), _quantile(vals, 0.75)
+        iqr = q3 - q1
+        # the whiskers of a box plot: the most extreme values within the fences
+        lo = vals[bisect.bisect_left(vals, q1 - _FENCE * iqr)]
+        hi = vals[bisect.bisect_right(vals, q3 + _FENCE * iqr) - 1]
+        if not hi > lo:  # most values equal: the observed extremes, else a unit-ish width
+            lo, hi = vals[0], vals[-1]
+        if self.fixed_lo:
             assert self.lo is not None
-            self.hi = self.lo + max(2 * (v - self.lo), w0)
-        elif self.lo is None:
-            self.lo = self.hi - max(2 * (self.hi - v), w0)
-
-    def fit(self, v: float) -> bool:
-        """Make the range cover ``v`` where it may move. True if the range changed."""
-        changed = False
-        if self.lo is None or self.hi is None:
-            self._init_range(v)  # first value on this island: nothing binned yet
-        elif v > self.hi and not self.fixed_hi:
-            base = self.lo if self.fixed_lo else self.obs_lo
-            self.lo, self.hi = base, v + 0.5 * (v - base)
-            changed = True
-        elif v < self.lo and not self.fixed_lo:
-            top = self.hi if self.fixed_hi else self.obs_hi
-            self.lo, self.hi = v - 0.5 * (top - v), top
-            changed = True
-        self.obs_lo = min(self.obs_lo, v)
-        self.obs_hi = max(self.obs_hi, v)
-        return changed
+            lo = self.lo
+        if self.fixed_hi:
+            assert self.hi is not None
+            hi = self.hi
+        if not hi > lo:
+            w = max(abs(lo), abs(hi), 1.0)
+            if self.fixed_lo:
+                hi = lo + w
+            elif self.fixed_hi:
+                lo = hi - w
+            else:
+                lo, hi = lo - w / 2, hi + w / 2
+        if self.lo is not None and self.hi is not None:
+            # hysteresis: a move of less than half a bin at both ends keeps the bins (no re-bin)
+            tol = (self.hi - self.lo) / (2 * self.bins)
+            if abs(lo - self.lo) <= tol and abs(hi - self.hi) <= tol:
+                return False
+        self.lo, self.hi = lo, hi
+        return True
 
     def bin(self, v: float) -> int:
         assert self.lo is not None and self.hi is not None
@@ -114,29 +179,33 @@ class _Axis:
         return min(max(int(frac * self.bins), 0), self.bins - 1)
 
 
-def _transform(v: float, log: bool) -> float:
-    return math.log1p(max(v, 0.0)) if log else v
-
-
 class _Island:
-    __slots__ = ("members", "member_ids", "top", "cells", "cell_keys", "cell_of", "axes")
+    __slots__ = ("members", "pool", "pos", "ranked", "cells", "cell_list", "cell_pos",
+                 "cell_of", "axes", "since_refit", "outside", "succ", "trials")
 
     def __init__(self, features: list[FeatureConfig]) -> None:
-        self.members: list[Program] = []  # in the order they joined (random member: O(1))
-        self.member_ids: set[int] = set()
-        self.top: list[_Key] = []  # best first, capped
+        self.members: dict[int, Program] = {}  # in the order they joined (oldest first)
+        self.pool: list[int] = []  # member ids, any order (random member: O(1))
+        self.pos: dict[int, int] = {}  # member id -> index in pool
+        self.ranked: list[_Key] = []  # every member, best first (bounded by island_size)
         self.cells: dict[Cell, Program] = {}  # MAP-Elites grid: cell -> elite
-        self.cell_keys: list[Cell] = []  # occupied cells (random cell: O(1))
+        self.cell_list: list[Cell] = []  # occupied cells (random cell: O(1))
+        self.cell_pos: dict[Cell, int] = {}
         self.cell_of: dict[int, Cell] = {}  # member id -> its cell
         self.axes = [_Axis(f) for f in features]
+        self.since_refit = 0  # joins since the feature ranges were last fitted
+        self.outside = 0  # ... of which fell outside a fitted range (clipped into an end bin)
+        self.succ = 0.0  # exponentially weighted successes and trials (the adaptive rule)
+        self.trials = 0.0
 
 
 class IslandSelector(Selector):
-    """Islands + per-island MAP-Elites + global elite archive + ring migration.
+    """Islands + per-island MAP-Elites + adaptive exploitation + ring migration.
 
-    Registry name ``islands``. Every argument has a default; see ``SelectorConfig``.
-    ``features`` (the constructor argument) is kept as ``feature_configs`` because
-    ``features(program)`` is the Selector method returning a program's feature values.
+    Registry name ``islands``. Every argument has a default; see ``SelectorConfig`` and the
+    module docstring for the rule. ``features`` (the constructor argument) is kept as
+    ``feature_configs`` because ``features(program)`` is the Selector method returning a
+    program's feature values.
     """
 
     __eq__ = object.__eq__  # identity, not the base dataclass's field comparison
@@ -155,6 +224,12 @@ class IslandSelector(Selector):
         num_context: int = 3,
         crossover_rate: float = 0.1,
         features: Sequence[FeatureConfig | str] | None = None,
+        adaptive: bool = True,
+        target_success_rate: float = 0.02,
+        max_exploration: float = 0.8,
+        adaptation_window: int = 20,
+        island_size: int = 64,
+        outstanding_penalty: float = 0.25,
     ) -> None:
         self.minimize = minimize
         self._initial = None
@@ -166,6 +241,12 @@ class IslandSelector(Selector):
         self.archive_size = archive_size
         self.num_context = num_context
         self.crossover_rate = crossover_rate
+        self.adaptive = adaptive
+        self.target_success_rate = target_success_rate
+        self.max_exploration = max_exploration
+        self.adaptation_window = adaptation_window
+        self.island_size = island_size
+        self.outstanding_penalty = outstanding_penalty
         if features is None:
             features = [FeatureConfig(name="code_length", bins=10)]
         self.feature_configs: list[FeatureConfig] = [
@@ -179,8 +260,17 @@ class IslandSelector(Selector):
             problems.append(f"archive_size must be at least 1 (got {archive_size})")
         if num_context < 0:
             problems.append(f"num_context must be >= 0 (got {num_context})")
+        if island_size < 2:
+            problems.append(f"island_size must be at least 2 (got {island_size})")
+        if adaptation_window < 1:
+            problems.append(f"adaptation_window must be at least 1 (got {adaptation_window})")
+        if not 0.0 < target_success_rate < 1.0:
+            problems.append("target_success_rate must be between 0 and 1, exclusive (got "
+                            f"{target_success_rate})")
+        if not (outstanding_penalty >= 0.0 and math.isfinite(outstanding_penalty)):
+            problems.append(f"outstanding_penalty must be >= 0 (got {outstanding_penalty})")
         for name in ("migration_rate", "exploration_ratio", "exploitation_ratio",
-                     "crossover_rate"):
+                     "crossover_rate", "max_exploration"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 problems.append(f"{name} must be between 0 and 1 (got {v})")
@@ -193,14 +283,29 @@ class IslandSelector(Selector):
         if problems:
             raise ConfigError("invalid IslandSelector settings: " + "; ".join(problems)
                               + ". Fix the selector section of the config.")
-        self._programs: dict[int, Program] = {}
-        self._seq: dict[int, int] = {}  # id -> add order (tie-break of equal fitness)
-        self._fvals: dict[int, tuple[float, ...]] = {}  # id -> transformed feature values
-        self._log = [f.scale == "log" for f in self.feature_configs]
-        self._archive: list[_Key] = []
+        self._base = max(0.0, 1.0 - exploitation_ratio)  # exploration at the target rate
+        # share of exploration picks that take a random member (the rest: a cell elite)
+        self._member_share = exploration_ratio / self._base if self._base > 0 else 0.0
+        self._cap = max(max_exploration, self._base)  # never below the configured ratio
+        self._decay = 1.0 - 1.0 / adaptation_window
+        self._n_protect = num_context + 1
         self._top_cap = max(self.archive_size, self.num_context + 1)
+        self._log = [f.scale == "log" for f in self.feature_configs]
+        # indexed programs (members of an island or the archive); forgotten when they leave all
+        self._programs: dict[int, Program] = {}
+        self._keys: dict[int, _Key] = {}  # id -> sort key (ties: the later added wins)
+        self._fvals: dict[int, tuple[float, ...]] = {}  # id -> transformed feature values
+        self._refs: dict[int, int] = {}  # id -> islands holding it + 1 if in the archive
+        self._seen: set[int] = set()  # every id added (any status): add is idempotent
+        self._count = 0  # distinct ok programs added (len)
+        self._archive: list[_Key] = []
         self._islands = [_Island(self.feature_configs) for _ in range(self.num_islands)]
         self._migrations = 0
+        self._best_island = 0  # the island that made the current global best
+        self._g_succ = 0.0  # run-wide weighted successes and trials
+        self._g_trials = 0.0
+        self._clock = 0  # results added (any status): the outstanding counts' time
+        self._out: dict[int, deque[int]] = {}  # parent id -> clock of each outstanding pick
 
     @classmethod
     def from_config(cls, cfg: SelectorConfig, *, minimize: bool = False) -> IslandSelector:
@@ -215,12 +320,18 @@ class IslandSelector(Selector):
             num_context=cfg.num_context,
             crossover_rate=cfg.crossover_rate,
             features=[f.model_copy() for f in cfg.features],
+            adaptive=cfg.adaptive,
+            target_success_rate=cfg.target_success_rate,
+            max_exploration=cfg.max_exploration,
+            adaptation_window=cfg.adaptation_window,
+            island_size=cfg.island_size,
+            outstanding_penalty=cfg.outstanding_penalty,
         )
 
     # ------------------------------------------------------------------ features
     def __repr__(self) -> str:
         return (f"IslandSelector(minimize={self.minimize}, num_islands={self.num_islands}, "
-                f"programs={len(self._programs)}, migrations={self._migrations})")
+                f"programs={self._count}, migrations={self._migrations})")
 
     def features(self, program: Program) -> dict[str, float]:
         """Raw feature values: ``code_length``, ``line_count``, ``score`` or a metric (0.0 if
@@ -240,22 +351,32 @@ class IslandSelector(Selector):
 
     # ------------------------------------------------------------------ indexing
     def _key(self, program: Program) -> _Key:
-        return (-self.fitness(program), self._seq[program.id], program.id)
+        return self._keys[program.id]
 
-    @staticmethod
-    def _insert_top(top: list[_Key], key: _Key, cap: int) -> None:
-        if len(top) >= cap and key >= top[-1]:
+    def _ref(self, pid: int) -> None:
+        self._refs[pid] = self._refs.get(pid, 0) + 1
+
+    def _unref(self, pid: int) -> None:
+        n = self._refs[pid] - 1
+        if n:
+            self._refs[pid] = n
             return
-        bisect.insort(top, key)
-        if len(top) > cap:
-            top.pop()
+        del self._refs[pid], self._programs[pid], self._keys[pid], self._fvals[pid]
 
     def add(self, program: Program) -> None:
-        if program.status != Status.OK or program.score is None:
+        if not program.status.terminal or program.id in self._seen:
+            return  # pending, or already added (idempotent)
+        self._seen.add(program.id)
+        self._clock += 1
+        if program.parent_ids:
+            self._release(program.parent_ids[0])
+        ok = program.status is Status.OK and program.score is not None
+        if program.parent_ids and self._initial is not None:
+            self._trial(program, ok)
+        if not ok:
             return
-        if program.id in self._programs:
-            return  # already indexed (idempotent)
-        self._seq[program.id] = len(self._programs)
+        self._count += 1
+        self._keys[program.id] = (-self.fitness(program), -self._count, program.id)
         self._programs[program.id] = program
         raw = self.features(program)
         self._fvals[program.id] = tuple(
@@ -263,49 +384,126 @@ class IslandSelector(Selector):
             for f, log in zip(self.feature_configs, self._log, strict=True)
         )
         key = self._key(program)
-        self._insert_top(self._archive, key, self.archive_size)
+        if not self._archive or key < self._archive[0]:
+            self._best_island = program.island % self.num_islands if self._initial else 0
+        self._insert_archive(key)
         if self._initial is None:
             self._initial = program
             for isl in self._islands:
                 self._join(isl, program)
         else:
             self._join(self._islands[program.island % self.num_islands], program)
-        if len(self._programs) % self.migration_interval == 0:
+        if self._count % self.migration_interval == 0:
             self._migrate()
 
+    def _trial(self, child: Program, ok: bool) -> None:
+        """A child's result: one trial of its island and of the run (see the module doc)."""
+        isl = self._islands[child.island % self.num_islands]
+        d = self._decay
+        fit = self.fitness(child) if ok else -math.inf
+        isl.succ = d * isl.succ + (1.0 if fit > -isl.ranked[0][0] else 0.0)
+        isl.trials = d * isl.trials + 1.0
+        self._g_succ = d * self._g_succ + (1.0 if fit > -self._archive[0][0] else 0.0)
+        self._g_trials = d * self._g_trials + 1.0
+
+    def _insert_archive(self, key: _Key) -> None:
+        top = self._archive
+        if len(top) >= self.archive_size and key >= top[-1]:
+            return
+        bisect.insort(top, key)
+        self._ref(key[2])
+        if len(top) > self.archive_size:
+            self._unref(top.pop()[2])
+
     def _join(self, isl: _Island, program: Program) -> None:
-        isl.members.append(program)
-        isl.member_ids.add(program.id)
-        self._insert_top(isl.top, self._key(program), self._top_cap)
-        vals = self._fvals[program.id]
-        rebin = False
-        for axis, v in zip(isl.axes, vals, strict=True):
-            rebin = axis.fit(v) or rebin
-        if rebin:
+        pid = program.id
+        isl.members[pid] = program
+        isl.pos[pid] = len(isl.pool)
+        isl.pool.append(pid)
+        bisect.insort(isl.ranked, self._key(program))
+        self._ref(pid)
+        isl.since_refit += 1
+        m = len(isl.members)
+        for axis, v in zip(isl.axes, self._fvals[pid], strict=True):
+            if not axis.fixed and (axis.lo is None or not axis.lo <= v <= axis.hi):  # type: ignore[operator]
+                isl.outside += 1
+                break
+        if ((isl.since_refit >= max(1, m // 4) or isl.outside >= max(2, m // 16))
+                and self._refit(isl)):
             self._rebin(isl)
         else:
             self._place(isl, program)
+        while len(isl.members) > self.island_size:
+            self._evict(isl)
 
-    def _cell(self, isl: _Island, program: Program) -> Cell:
-        return tuple(a.bin(v) for a, v in zip(isl.axes, self._fvals[program.id], strict=True))
+    def _refit(self, isl: _Island) -> bool:
+        isl.since_refit = isl.outside = 0
+        changed = False
+        for k, axis in enumerate(isl.axes):
+            if not axis.fixed:
+                vals = sorted(self._fvals[pid][k] for pid in isl.members)
+                changed = axis.refit(vals) or changed
+        return changed
+
+    def _cell(self, isl: _Island, pid: int) -> Cell:
+        return tuple(a.bin(v) for a, v in zip(isl.axes, self._fvals[pid], strict=True))
 
     def _place(self, isl: _Island, program: Program) -> None:
-        cell = self._cell(isl, program)
+        cell = self._cell(isl, program.id)
         isl.cell_of[program.id] = cell
         elite = isl.cells.get(cell)
         if elite is None:
             isl.cells[cell] = program
-            isl.cell_keys.append(cell)
-        elif self.fitness(program) > self.fitness(elite):
+            isl.cell_pos[cell] = len(isl.cell_list)
+            isl.cell_list.append(cell)
+        elif self._keys[program.id] < self._keys[elite.id]:
             isl.cells[cell] = program
 
     def _rebin(self, isl: _Island) -> None:
         """Recompute every member's cell and every cell's elite under the island's new range."""
         isl.cells = {}
-        isl.cell_keys = []
+        isl.cell_list = []
+        isl.cell_pos = {}
         isl.cell_of = {}
-        for p in isl.members:
+        for p in isl.members.values():
             self._place(isl, p)
+
+    def _evict(self, isl: _Island) -> None:
+        """The oldest member that is neither among the island's best nor a cell elite leaves;
+        if every member is protected, the worst does (never the best)."""
+        protect = {k[2] for k in isl.ranked[: self._n_protect]}
+        victim = None
+        for pid in isl.members:  # oldest first
+            if pid not in protect and isl.cells[isl.cell_of[pid]].id != pid:
+                victim = pid
+                break
+        if victim is None:
+            victim = isl.ranked[-1][2]
+        self._leave(isl, victim)
+
+    def _leave(self, isl: _Island, pid: int) -> None:
+        program = isl.members.pop(pid)
+        i = isl.pos.pop(pid)
+        last = isl.pool.pop()
+        if last != pid:
+            isl.pool[i] = last
+            isl.pos[last] = i
+        key = self._key(program)
+        j = bisect.bisect_left(isl.ranked, key)
+        del isl.ranked[j]
+        cell = isl.cell_of.pop(pid)
+        if isl.cells[cell].id == pid:  # an elite left: the next best of its cell, if any
+            rest = [self._keys[q] for q in isl.members if isl.cell_of[q] == cell]
+            if rest:
+                isl.cells[cell] = self._programs[min(rest)[2]]
+            else:
+                del isl.cells[cell]
+                k = isl.cell_pos.pop(cell)
+                moved = isl.cell_list.pop()
+                if moved != cell:
+                    isl.cell_list[k] = moved
+                    isl.cell_pos[moved] = k
+        self._unref(pid)
 
     def _migrate(self) -> None:
         """Ring migration: island i sends its top programs to island (i+1) % n as members.
@@ -315,40 +513,118 @@ class IslandSelector(Selector):
         """
         self._migrations += 1
         n = self.num_islands
+        if n == 1:
+            return
         outgoing: list[list[Program]] = []
         for isl in self._islands:
             k = min(self.archive_size, max(1, round(self.migration_rate * len(isl.members))))
-            outgoing.append([self._programs[key[2]] for key in isl.top[:k]])
+            outgoing.append([self._programs[key[2]] for key in isl.ranked[:k]])
         for i, migrants in enumerate(outgoing):
             dest = self._islands[(i + 1) % n]
             for p in migrants:
-                if p.id not in dest.member_ids:
+                if p.id not in dest.members and p.id in self._programs:
                     self._join(dest, p)
 
+    # ------------------------------------------------------------------ outstanding children
+    def _release(self, parent_id: int) -> None:
+        q = self._out.get(parent_id)
+        if q:
+            q.popleft()
+            if not q:
+                del self._out[parent_id]
+        if self._clock % _OUTSTANDING_HORIZON == 0 and self._out:
+            for pid in list(self._out):
+                self.outstanding(pid)
+
+    def outstanding(self, program_id: int) -> int:
+        """Children of this program handed out by ``select`` whose results have not been added
+        yet (expired after 256 results; at most 64 counted)."""
+        q = self._out.get(program_id)
+        if not q:
+            return 0
+        oldest = self._clock - _OUTSTANDING_HORIZON
+        while q and q[0] < oldest:
+            q.popleft()
+        if not q:
+            del self._out[program_id]
+            return 0
+        return len(q)
+
     # ------------------------------------------------------------------ sampling
+    def _level(self, succ: float, trials: float) -> float:
+        """Exploration probability for a weighted success count over weighted trials."""
+        if self._base <= 0.0 or not self.adaptive:
+            return self._base
+        q = self.target_success_rate
+        rate = (succ + q * _PRIOR_TRIALS) / (trials + _PRIOR_TRIALS)
+        return min(self._cap, self._base * q / rate)
+
+    def exploration(self, island: int | None = None) -> float:
+        """The current exploration probability of an island (``1 -`` the probability that its
+        best is the parent) or, with no island, of the run (the probability that the island
+        is drawn uniformly instead of being the island of the global best)."""
+        if island is None:
+            if self.num_islands == 1:
+                return 0.0
+            if not self.adaptive:
+                return 1.0
+            return _RUN_SHARE * self._level(self._g_succ, self._g_trials)
+        isl = self._islands[island]
+        return self._level(isl.succ, isl.trials)
+
     def select(self, rng: random.Random) -> Selection:
-        if not self._programs:
+        if not self._count:
             raise EvoforgeError(
                 "cannot select a parent: the population is empty. The initial program must be "
                 "evaluated first (status ok with a score) and added with add() before select().")
-        island = rng.randrange(self.num_islands)
-        isl = self._islands[island]
-        r = rng.random()
-        if r < self.exploration_ratio:
-            parent = isl.members[rng.randrange(len(isl.members))]
-        elif r < self.exploration_ratio + self.exploitation_ratio:
-            parent = self._programs[self._archive[rng.randrange(len(self._archive))][2]]
+        n = self.num_islands
+        if n == 1:
+            island = 0
+        elif rng.random() < self.exploration(None):
+            island = rng.randrange(n)
         else:
-            parent = isl.cells[isl.cell_keys[rng.randrange(len(isl.cell_keys))]]
+            island = self._best_island
+        isl = self._islands[island]
+        if rng.random() < self.exploration(island):
+            cells = isl.cell_list
+            if rng.random() < self._member_share or len(cells) < 2:
+                parent = isl.members[isl.pool[rng.randrange(len(isl.pool))]]
+            else:  # the elite of a random cell other than the island best's (not exploring)
+                i = rng.randrange(len(cells) - 1)
+                if i >= isl.cell_pos[isl.cell_of[isl.ranked[0][2]]]:
+                    i += 1
+                parent = isl.cells[cells[i]]
+        else:
+            parent = self._exploit(isl)
         context = self._context(isl, parent, rng)
         others: tuple[Program, ...] = ()
-        if self.num_islands > 1 and rng.random() < self.crossover_rate:
-            j = (island + 1 + rng.randrange(self.num_islands - 1)) % self.num_islands
-            pool = [k[2] for k in self._islands[j].top[: self.num_context + 1]
-                    if k[2] != parent.id]
+        if rng.random() < self.crossover_rate:
+            seen = {parent.id, *(c.id for c in context)}
+            pool = [k[2] for k in isl.ranked[: self.num_context + 2] if k[2] not in seen]
+            if not pool:
+                pool = [k[2] for k in isl.ranked[: self.num_context + 2] if k[2] != parent.id]
             if pool:
                 others = (self._programs[pool[rng.randrange(len(pool))]],)
+        if self.outstanding_penalty > 0:
+            q = self._out.get(parent.id)
+            if q is None:
+                q = self._out[parent.id] = deque(maxlen=_OUTSTANDING_CAP)
+            q.append(self._clock)
         return Selection(parent=parent, others=others, context=context, island=island)
+
+    def _exploit(self, isl: _Island) -> Program:
+        """The island's best, each outstanding child counting ``outstanding_penalty`` ranks
+        down (ties: the better ranked)."""
+        ranked = isl.ranked
+        c = self.outstanding_penalty
+        best_pid, best_eff = ranked[0][2], math.inf
+        for rank, key in enumerate(ranked[:_EXPLOIT_CANDIDATES]):
+            if rank >= best_eff:
+                break
+            eff = rank + c * self.outstanding(key[2]) if c > 0 else rank
+            if eff < best_eff:
+                best_pid, best_eff = key[2], eff
+        return self._programs[best_pid]
 
     def _context(self, isl: _Island, parent: Program, rng: random.Random) -> tuple[Program, ...]:
         """Up to num_context programs, never the parent: the island's best first, then (for
@@ -359,16 +635,16 @@ class IslandSelector(Selector):
         chosen: list[Program] = []
         seen = {parent.id}
         n_diverse = want // 3 if want >= 3 else 0
-        top_ids = [k[2] for k in isl.top if k[2] != parent.id]
+        top_ids = [k[2] for k in isl.ranked[: want + 1] if k[2] != parent.id]
         for pid in top_ids[: want - n_diverse]:
             chosen.append(self._programs[pid])
             seen.add(pid)
-        if len(isl.cell_keys) > 1:
+        if len(isl.cell_list) > 1:
             parent_cell = isl.cell_of.get(parent.id)
             for _ in range(2 * (want - len(chosen)) + 2):
                 if len(chosen) >= want:
                     break
-                cell = isl.cell_keys[rng.randrange(len(isl.cell_keys))]
+                cell = isl.cell_list[rng.randrange(len(isl.cell_list))]
                 elite = isl.cells[cell]
                 if cell != parent_cell and elite.id not in seen:
                     chosen.append(elite)
@@ -386,12 +662,23 @@ class IslandSelector(Selector):
         return self._programs[self._archive[0][2]] if self._archive else None
 
     def __len__(self) -> int:
-        return len(self._programs)
+        return self._count
 
     @property
     def migrations(self) -> int:
         """How many migration rounds have happened."""
         return self._migrations
+
+    @property
+    def best_island(self) -> int:
+        """The island that made the current global best (the initial program: 0)."""
+        return self._best_island
+
+    @property
+    def resident(self) -> int:
+        """Programs held in memory: members of an island or of the archive (bounded by
+        ``num_islands * island_size + archive_size``)."""
+        return len(self._programs)
 
     def archive(self) -> tuple[Program, ...]:
         """The global elite archive, best first."""
@@ -399,12 +686,12 @@ class IslandSelector(Selector):
 
     def island_members(self, island: int) -> tuple[Program, ...]:
         """Members of an island in the order they joined (seeded initial program and migrants
-        included)."""
-        return tuple(self._islands[island].members)
+        included; at most ``island_size``)."""
+        return tuple(self._islands[island].members.values())
 
     def island_top(self, island: int) -> tuple[Program, ...]:
         """An island's best programs, best first (at most max(archive_size, num_context + 1))."""
-        return tuple(self._programs[k[2]] for k in self._islands[island].top)
+        return tuple(self._programs[k[2]] for k in self._islands[island].ranked[: self._top_cap])
 
     def cells(self, island: int) -> dict[Cell, Program]:
         """The island's MAP-Elites grid: cell (one bin index per feature) -> elite."""
