@@ -156,6 +156,27 @@ def test_tuning_reaches_a_known_optimum_that_model_free_edits_do_not(problem, tm
     assert sorted(tuned)[1] * 10 < sorted(plain)[1], (tuned, plain)
 
 
+def test_an_optimum_beyond_the_first_range_is_reached_session_by_session(problem,
+                                                                        tmp_path) -> None:
+    """A = 1.0 and B = -0.5, the optimum at (3, -1): outside the first session's range (+-20%,
+    searched 4x as far). A session whose best sits at the edge ends, the next is centred there
+    and wider: within 1e-4 in 300 evaluations."""
+    d = tmp_path / "far"
+    d.mkdir()
+    (d / "initial_program.py").write_text(PROGRAM.replace("A = 2.6", "A = 1.0").replace(
+        "B = -0.85", "B = -0.5"))
+    (d / "evaluator.py").write_text((problem.path / "evaluator.py").read_text())
+    far = Problem.load(d)
+    for seed in range(2):
+        m = TuningMutator(ModelFreeMutator(), share=1.0)
+        progs = _evolve(far, tmp_path / f"r{seed}", m, n=300, seed=seed)
+        assert -_best(progs).score < 1e-4
+        assert m.sessions >= 2
+        widths = {float(p.mutation.note.split("width ")[1].split(")")[0]) for p in progs
+                  if p.mutation.edit_kind == "tune"}
+        assert max(widths) > 0.2  # widened at the edge
+
+
 def test_trials_are_children_with_lineage_edit_kind_and_a_note(problem, tmp_path) -> None:
     progs = _evolve(problem, tmp_path / "r", TuningMutator(ModelFreeMutator(), share=1.0),
                     n=60, selector="islands")

@@ -13,14 +13,17 @@ compare ranks). Several trials may be outstanding at once: CMA-ES and TPE (with 
 sample with results pending.
 
 Sessions. A session tunes one base: the best program observed (or the request's parent if that
-is better, e.g. right after a resume). It asks trials until ``trials_per_session``, or until
-``patience`` results in a row did not improve its best (by more than a relative 1e-9); once its
-outstanding trials are back, the next session starts on the then-best, at the step size the
-sampler had adapted to (see :meth:`TuningMutator._finish`). A session draws its sampler seed from
-the request that starts it, so a run is deterministic given its seed (with one evaluation slot,
-like the model-free mutator). Long sessions matter in many dimensions: CMA-ES needs generations
-to adapt its covariance (on circle_packing_26, 52 coordinates, one session of 3000 trials reached
-2.33 where sessions of 300 reached 2.25).
+is better). It asks trials until ``trials_per_session``; until ``patience`` results in a row made
+no noticeable progress (an improvement by at least 1/1000 of the session's gain so far: creeping
+along a bound or polishing the last digits does not count); or until two generations' results had
+the best at the edge of the search box. Once its outstanding trials are back, the next session
+starts on the then-best at the step size the sampler had adapted to, twice as wide after an edge,
+half as wide after a session that found nothing (see :meth:`TuningMutator._finish`). A session
+draws its sampler seed from the request that starts it, so a run is deterministic given its seed
+(with one evaluation slot, like the model-free mutator). Long sessions matter in many dimensions:
+CMA-ES needs generations to adapt its covariance (offline on circle_packing_26's 52 coordinates,
+3000 trials: sessions ended by patience alone reached 2.29-2.33, sessions capped at 300 trials
+2.25-2.26).
 
 Lineage. A trial's parent must be the program it was made from. Where the run takes a child's
 parent from the outcome (``MutationOutcome.parent``, :data:`TRIAL_LINEAGE`), any proposal can
@@ -39,6 +42,8 @@ layout stay):
   or, for a literal in a table (a list/tuple/set/dict display with at least 3 float literals,
   nested displays included, e.g. a list of (x, y) pairs), the mean ``|value|`` of the table's
   floats: coordinates near 0 move as far as those near 1. A lone 0.0 has no scale: left alone.
+  CMA-ES starts with a standard deviation of a third of that half-width and may search 4 times
+  as far (its bounds); TPE samples the range itself.
 - ints stay ints: ``value +/- max(1, round(spread * |value|))``, never crossing zero. Left
   alone: 0, 1 and -1 (identities, indices, signs), ints in subscripts, arguments of ``range()``,
   operands of comparisons (``i < 26``), exponents (``x ** 2``) and seeds (``seed(...)``,
@@ -87,8 +92,10 @@ __all__ = ["TRIAL_LINEAGE", "Literal", "TuningMutator", "check_installed", "find
 SAMPLERS = ("cmaes", "tpe")
 _PYTHON = {"python", "py", "python3"}
 _MIN_REL_IMPROVEMENT = 1e-9
+_PROGRESS = 1e-3  # of the session's gain: see _Session.tell
 _MIN_SPREAD_FACTOR = 1 / 64  # the narrowest session width, relative to ``spread``
 _MAX_SPREAD_FACTOR = 8  # the widest
+_CMA_REACH = 4  # CMA-ES bounds: this many times each literal's range
 _WAIT_LIMIT = 16  # proposals given to ``inner`` while a finished session's trials return
 _MISS_LIMIT = 32  # tuning proposals in a row whose parent is not of the session's base: move on
 _NOTE_CHARS = 600
@@ -372,6 +379,8 @@ def _quiet(optuna: Any) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # sigma0 is deprecated since optuna 4.9 (to be removed in 6; we require < 5)
+            warnings.filterwarnings("ignore", message=".*sigma0.*", category=FutureWarning)
             yield
     finally:
         optuna.logging.set_verbosity(level)
@@ -401,6 +410,9 @@ class _Session:
     told: int = 0
     best: float = 0.0
     best_values: list[float | int] | None = None  # the literals of the session's best trial
+    start: float = 0.0  # the base's score
+    mark: float = 0.0  # the best at the last noticeable progress
+    edged: int = 0  # results in a row with the best at the edge of the range
     worst: float = 0.0
     since: int = 0  # results in a row without improving ``best``
     pending: set[int] = field(default_factory=set)
@@ -445,8 +457,8 @@ class _Session:
                for i, lit in enumerate(self.lits)]
         return 3 * statistics.median(rel)
 
-    def better(self, a: float, b: float) -> bool:
-        margin = _MIN_REL_IMPROVEMENT * max(abs(b), 1e-12)
+    def better(self, a: float, b: float, margin: float = 0.0) -> bool:
+        margin = max(margin, _MIN_REL_IMPROVEMENT * max(abs(b), 1e-12))
         return a < b - margin if self.minimize else a > b + margin
 
     @property
@@ -455,19 +467,21 @@ class _Session:
 
     @property
     def exhausted(self) -> bool:
-        return self.asked >= self.cap or self.since >= self.patience
+        return (self.asked >= self.cap or self.since >= self.patience
+                or self.edged >= 2 * self.gens)
 
     def at_edge(self) -> bool:
-        """Whether the best trial has a literal at (within 5% of) the edge of its range: the
-        optimum may lie beyond it."""
+        """Whether the best trial has at least half of its literals at (within 5% of) an edge
+        of their range: the optimum may lie beyond. (Any one literal would nearly always be,
+        with dozens of them.)"""
         if self.best_values is None:
             return False
-        for lit, v in zip(self.lits, self.best_values, strict=True):
-            lo, hi = lit.bounds(self.spread)
+        edges = 0
+        for i, v in enumerate(self.best_values):
+            lo, hi = self.dists[f"x{i}"].low, self.dists[f"x{i}"].high
             margin = 0.05 * (hi - lo)
-            if v <= lo + margin or v >= hi - margin:
-                return True
-        return False
+            edges += v <= lo + margin or v >= hi - margin
+        return 2 * edges >= len(self.lits)
 
     def bad_value(self) -> float:
         """A value worse than any seen in the session (samplers only compare ranks)."""
@@ -483,9 +497,22 @@ class _Session:
             if (value > self.worst) if self.minimize else (value < self.worst):
                 self.worst = value
             if self.better(value, self.best):
-                self.best, self.best_values, self.since = value, values, 0
-                return
+                self.best, self.best_values = value, values
+                # progress counts (for patience) when it is a noticeable part of the session's
+                # gain: creeping along the edge of the range, or polishing the last digits,
+                # ends the session, and the next one re-centres (and widens, at an edge)
+                gain = abs(self.best - self.start)
+                if self.better(value, self.mark, _PROGRESS * gain):
+                    self.mark, self.since = value, 0
+                    self._count_edge()
+                    return
         self.since += 1
+        self._count_edge()
+
+    def _count_edge(self) -> None:
+        """Two generations' results with the best at the edge end the session: the next one
+        is centred there, and wider."""
+        self.edged = self.edged + 1 if self.at_edge() else 0
 
 
 class TuningMutator(Mutator):
@@ -620,16 +647,21 @@ class TuningMutator(Mutator):
             index = sorted(random.Random(seed).sample(index, self.max_params))
         lits = [every[i] for i in index]
         spread = self._width.get(base.id, self._carry)
+        # CMA-ES: bounds _CMA_REACH times the range, the initial step a third of the range
+        # (sigma0 is in [0, 1]-scaled units): the search may go well beyond the range when the
+        # optimum lies there. TPE samples the whole box: the range itself.
+        reach = _CMA_REACH if self.sampler == "cmaes" else 1
         dists: dict[str, Any] = {}
         for i, lit in enumerate(lits):
-            lo, hi = lit.bounds(spread)
+            lo, hi = lit.bounds(spread * reach)
             if lit.is_int:
                 dists[f"x{i}"] = optuna.distributions.IntDistribution(int(lo), int(hi))
             else:
                 dists[f"x{i}"] = optuna.distributions.FloatDistribution(float(lo), float(hi))
         with _quiet(optuna):
             if self.sampler == "cmaes":
-                sampler = optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1)
+                sampler = optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=1,
+                                                       sigma0=1 / (6 * reach))
             else:
                 sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                                      constant_liar=True)
@@ -646,7 +678,8 @@ class TuningMutator(Mutator):
                         total=len(every), language=request.language, spread=spread, study=study,
                         dists=dists, cap=self.trials_per_session or 50 * gens,
                         patience=self.patience or 10 * gens, minimize=self.minimize, gens=gens,
-                        best=score, worst=score, recent=deque(maxlen=2 * gens))
+                        best=score, worst=score, start=score, mark=score,
+                        recent=deque(maxlen=2 * gens))
 
     def _finish(self, s: _Session) -> None:
         """The width of the next session (a trust region): the step size the sampler had
