@@ -135,11 +135,14 @@ class Run:
     def record_child(self, proposal: Proposal, outcome: MutationOutcome) -> Program:
         """Store the child: pending (to be evaluated) or, when no usable child was made, invalid."""
         sel = proposal.selection
-        parents = (sel.parent.id, *(o.id for o in sel.others))
+        base = outcome.parent if outcome.parent is not None else sel.parent
+        parents = ((base.id,) if outcome.parent is not None
+                   else (sel.parent.id, *(o.id for o in sel.others)))
         info = replace(outcome.info, view=proposal.view,
                        staleness=self.tally.done - proposal.view)
-        p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents, island=sel.island,
-                    generation=sel.parent.generation + 1, mutation=info,
+        p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents,
+                    island=base.island if outcome.parent is not None else sel.island,
+                    generation=base.generation + 1, mutation=info,
                     created_at=time.time())
         if outcome.info.mutator == "llm":
             self.tally.llm_calls += 1
@@ -152,7 +155,7 @@ class Run:
         reason = ""
         if outcome.code is None:
             reason = outcome.info.note or "the mutator produced no child"
-        elif outcome.code == sel.parent.code:
+        elif outcome.code == base.code:
             reason = "child is identical to its parent (nothing changed)"
         if reason:
             done = self.tell(p, EvalResult(status=Status.INVALID, reason=reason), insert=True)

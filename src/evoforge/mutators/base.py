@@ -31,6 +31,9 @@ class MutationOutcome:
     # the LLM exchange behind it (prompt messages, raw reply, ...), stored apart from the
     # program (Storage.add_exchange) for `evoforge show --prompt/--reply`; None: none was made
     exchange: dict[str, Any] | None = None
+    # the program the child was made from when it is not the request's parent (a tuning trial
+    # of the run's best): the child's lineage names it instead of the proposal's selection
+    parent: Program | None = None
 
 
 class Mutator(ABC):
