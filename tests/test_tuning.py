@@ -325,8 +325,9 @@ def test_config_turns_it_on_and_off() -> None:
     assert (on.share, on.sampler, on.spread) == (0.3, "tpe", 0.5)
     assert isinstance(mutator(enabled=False), ModelFreeMutator)
     assert isinstance(mutator(enabled=True, share=0), ModelFreeMutator)
+    assert isinstance(mutator(), ModelFreeMutator)  # off by default
     # auto: on for the model-free mutator where a trial can name its parent
-    assert isinstance(mutator(), TuningMutator) is tuning.TRIAL_LINEAGE
+    assert isinstance(mutator(enabled="auto"), TuningMutator) is tuning.TRIAL_LINEAGE
     minimize = make_mutator(build_config({"objective": {"direction": "minimize"},
                                           "mutator": {"name": "model_free",
                                                       "tuning": {"enabled": True}}}))

@@ -168,7 +168,7 @@ class TuningConfig(_Strict):
     """Constant tuning (evoforge.mutators.tuning): a share of proposals become trials of a
     black-box optimiser over the numeric literals of the best program's EVOLVE blocks."""
 
-    enabled: bool | Literal["auto"] = "auto"  # auto: model-free only (see docs/config.md)
+    enabled: bool | Literal["auto"] = False  # auto: model-free only (see docs/config.md)
     share: float = Field(0.8, ge=0, le=1)  # of proposals made tuning trials
     sampler: Literal["cmaes", "tpe"] = "cmaes"
     trials_per_session: int | None = Field(None, ge=1)  # None: 50 CMA-ES generations' worth
