@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from evoforge.problem import Problem
+
 NOBODY = 65534
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -51,3 +53,13 @@ def as_nobody(python: str, *args: str) -> list[str]:
     """argv running ``python -m evoforge ARGS`` as ``nobody`` with no supplementary groups."""
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
             python, "-m", "evoforge", *args]
+
+
+def stub_problem(tmp_path: Path, program: str) -> Problem:
+    """A problem dir holding ``program`` and an evaluator that is never the one used (tests
+    that pass their own executor): the run needs a problem, the test decides the scores."""
+    d = tmp_path / "problem"
+    d.mkdir()
+    (d / "initial_program.py").write_text(program)
+    (d / "evaluator.py").write_text("def evaluate(p):\n    return {'combined_score': 0.0}\n")
+    return Problem.load(d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import stub_problem
 
 from evoforge import api
 from evoforge.config import build_config
@@ -18,11 +19,7 @@ PROGRAM = "# EVOLVE-BLOCK-START\nX = 0\n# EVOLVE-BLOCK-END\n"
 
 @pytest.fixture
 def problem(tmp_path: Path) -> Problem:
-    d = tmp_path / "problem"
-    d.mkdir()
-    (d / "initial_program.py").write_text(PROGRAM)
-    (d / "evaluator.py").write_text("def evaluate(p):\n    return {'combined_score': 0.0}\n")
-    return Problem.load(d)
+    return stub_problem(tmp_path, PROGRAM)
 
 
 def _count_up(request):  # X = parent's X + 1: the score climbs by one per generation

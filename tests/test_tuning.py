@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import stub_problem
 
 from evoforge import api
 from evoforge.config import build_config
@@ -52,11 +53,7 @@ def objective(code: str) -> float:
 
 @pytest.fixture
 def problem(tmp_path: Path) -> Problem:
-    d = tmp_path / "problem"
-    d.mkdir()
-    (d / "initial_program.py").write_text(PROGRAM)
-    (d / "evaluator.py").write_text("def evaluate(p):\n    return {'combined_score': 0.0}\n")
-    return Problem.load(d)
+    return stub_problem(tmp_path, PROGRAM)
 
 
 def _evolve(problem: Problem, run_dir: Path, mutator, fn=objective, *, n: int = 150,
