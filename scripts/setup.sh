@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install evoforge with its test tools. Installs the Debian packages evoforge
 # uses (python3-venv, bubblewrap, util-linux's setpriv; gcc, valgrind, iverilog and yosys for the
-# built-in c_sort and verilog_multiplier problems) when running as root on a Debian-like system,
+# built-in c_sort and verilog_multiplier problems; postgresql, chromium and chromium-driver for the
+# PostgreSQL storage and dashboard tests) when running as root on a Debian-like system,
 # waiting for the dpkg lock rather than failing, and creates the unprivileged system user
 # `evoforge-sandbox` that candidates run as when evoforge runs as root.
 set -euo pipefail
@@ -17,6 +18,9 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
   command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
   command -v yosys >/dev/null 2>&1 || need+=(yosys)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need[*]}"
     apt-get -o DPkg::Lock::Timeout=300 update -qq
