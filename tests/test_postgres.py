@@ -5,11 +5,16 @@ through the installed CLI (kill -9 and resume, the server restarted mid-run, a l
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from evoforge.errors import StorageError
 from evoforge.storages import Storage, open_storage, resolve_storage_url, storage_exists
@@ -183,3 +188,192 @@ def test_check_reports_tampering(pg: LocalPostgres) -> None:
     assert "program 0: metrics is a JSON array, not an object" in joined
     assert "program 3: unknown status 'weird'" in joined
     assert len(problems) == 5, problems
+
+
+def test_a_write_whose_commit_landed_before_the_connection_dropped_counts_once(
+        pg: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops right after COMMIT: the retry finds its own row and is done."""
+    import contextlib
+
+    from evoforge.program import Status
+
+    s = PostgresStorage(fresh_url(pg))
+    assert s._pool is not None
+    real = s._pool.connection
+    drops = {"left": 0}
+
+    @contextlib.contextmanager
+    def flaky(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with real(*args, **kwargs) as conn:
+            yield conn
+        if drops["left"]:
+            drops["left"] -= 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(s._pool, "connection", flaky)
+    with s:
+        drops["left"] = 1
+        s.add_program(pending(0))
+        assert drops["left"] == 0  # the drop happened, after the commit
+        drops["left"] = 1
+        done = finish(s.get(0), 0)
+        s.record_result(done)
+        assert s.get(0) == done and s.stats()["done"] == 1
+        # a second call is still refused: only a retry of the same write is forgiven
+        with pytest.raises(StorageError, match="already has a result"):
+            s.record_result(done)
+        with pytest.raises(StorageError, match="already exists"):
+            s.add_program(pending(0))
+        # a retry that finds a different result stored is refused too
+        s.add_program(pending(1))
+        s.record_result(finish(s.get(1), 1, Status.FAILED))
+        drops["left"] = 1
+        with pytest.raises(StorageError, match="already has a result"):
+            s.record_result(finish(pending(1), 2))
+        assert [p.id for p in s.programs()] == [0, 1]
+
+
+# ------------------------------------------------------------------------------ runs through the CLI
+
+FIXTURES = Path(__file__).parent / "fixtures" / "problems"
+QUAD = FIXTURES / "quadratic"
+EVOFORGE = [str(Path(sys.executable).with_name("evoforge"))]  # the installed entry point
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EVOFORGE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _recorded_url(run_dir: Path) -> str | None:
+    try:
+        return str(yaml.safe_load((run_dir / "config.yaml").read_text())["storage"]["url"])
+    except (OSError, TypeError, KeyError):
+        return None
+
+
+def _stats(url: str) -> dict[str, Any] | None:
+    try:
+        with PostgresStorage(url, readonly=True) as s:
+            return s.stats()
+    except StorageError:
+        return None  # not created yet
+
+
+def _wait_done(run_dir: Path, proc: subprocess.Popen[str], at_least: int,
+               deadline: float = 90.0) -> str:
+    """Wait until the live run has committed ``at_least`` programs; returns its URL."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited early"
+        url = _recorded_url(run_dir)
+        stats = _stats(url) if url else None
+        if url and stats and stats["done"] >= at_least:
+            return url
+        time.sleep(0.05)
+    raise AssertionError(f"the run did not commit {at_least} programs in {deadline} s")
+
+
+def _committed(url: str) -> tuple[dict[int, Any], set[int], list[str]]:
+    from evoforge.program import Status
+
+    with PostgresStorage(url, readonly=True) as s:
+        progs = list(s.programs())
+        problems = s.check()
+    return ({p.id: p for p in progs if p.status is not Status.PENDING},
+            {p.id for p in progs if p.status is Status.PENDING}, problems)
+
+
+def _assert_complete(url: str, budget: int, before: dict[int, Any]) -> None:
+    done, pending_ids, problems = _committed(url)
+    assert problems == [] and not pending_ids
+    assert len(done) == budget
+    assert sorted(p.done_seq for p in done.values()) == list(range(budget))  # no duplicates
+    for pid, p in before.items():  # nothing committed lost or changed
+        assert done[pid] == p
+
+
+def test_cli_run_then_status_best_show_from_the_url(pg: LocalPostgres, tmp_path: Path) -> None:
+    run_dir = tmp_path / "quad-pg"
+    r = _cli("run", str(QUAD), "--out", str(run_dir), "-q", "--max-programs", "12",
+             "--set", f"storage.url={pg.url}")
+    assert r.returncode == 0, r.stderr
+    url = _recorded_url(run_dir)
+    assert url is not None and url.startswith(pg.url + "#run=quad-pg")  # named after the dir
+    assert not (run_dir / "evoforge.db").exists()
+    assert f"status '{url}'" in r.stdout  # how to inspect it from any machine
+    elsewhere = tmp_path / "elsewhere"  # no run directory needed
+    elsewhere.mkdir()
+    st = subprocess.run([*EVOFORGE, "status", url], capture_output=True, text=True, cwd=elsewhere)
+    assert st.returncode == 0, st.stderr
+    assert f"{url}: 12 programs" in st.stdout and "top " in st.stdout
+    best = _cli("best", url, "--write", str(tmp_path / "best.py"))
+    assert best.returncode == 0, best.stderr
+    assert (tmp_path / "best.py").read_text() == (run_dir / "best_program.py").read_text()
+    show = _cli("show", url, "0")
+    assert show.returncode == 0 and "program #0" in show.stdout
+    listing = _cli("status", pg.url)
+    assert listing.returncode == 0 and url.rsplit("=", 1)[1] in listing.stdout
+    # a second run into the same directory name gets a name of its own
+    again = _cli("run", str(QUAD), "--out", str(tmp_path / "x" / "quad-pg"), "-q",
+                 "--max-programs", "3", "--set", f"storage.url={pg.url}")
+    assert again.returncode == 0, again.stderr
+    assert _recorded_url(tmp_path / "x" / "quad-pg") == f"{url}-2"
+    # resume through the run directory's pointer
+    more = _cli("resume", str(run_dir), "-q", "--max-programs", "15")
+    assert more.returncode == 0, more.stderr
+    assert _stats(url) is not None and _stats(url)["done"] == 15  # type: ignore[index]
+    # a password in a run's URL is refused and never echoed
+    pw = _cli("run", str(QUAD), "--out", str(tmp_path / "pw"), "--set",
+              f"storage.url=postgresql://evoforge:hunter2@127.0.0.1:{pg.port}/evoforge")
+    assert pw.returncode == 1 and "PGPASSWORD" in pw.stderr and "hunter2" not in pw.stderr
+
+
+def test_live_status_then_sigkill_and_resume(pg: LocalPostgres, tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    budget = 40
+    proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                             "--max-programs", str(budget), "--workers", "2",
+                             "--set", f"storage.url={pg.url}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = _wait_done(run_dir, proc, 6)
+        live = _cli("status", url)  # while the controller writes
+        assert live.returncode == 0, live.stderr
+        shown = int(live.stdout.split(": ", 1)[1].split(" programs", 1)[0])
+        assert 6 <= shown < budget and proc.poll() is None
+        _wait_done(run_dir, proc, 12)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    before, pending_ids, problems = _committed(url)
+    assert problems == [] and len(before) >= 12
+    res = _cli("resume", str(run_dir), "-q")
+    assert res.returncode == 0, res.stderr
+    _assert_complete(url, budget, before)
+    done, _, _ = _committed(url)
+    assert all(done[pid].status is not None for pid in pending_ids)
+
+
+def test_server_restart_mid_run(pg: LocalPostgres, tmp_path: Path) -> None:
+    run_dir = tmp_path / "restarted"
+    budget = 40
+    proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                             "--max-programs", str(budget), "--workers", "2",
+                             "--set", f"storage.url={pg.url}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = _wait_done(run_dir, proc, 8)
+        pg.restart()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    before, _, _ = _committed(url)
+    if proc.returncode != 0:  # the clean stop: a StorageError, then resume finishes
+        assert "PostgreSQL" in err and "evoforge resume" in err, err
+        res = _cli("resume", str(run_dir), "-q")
+        assert res.returncode == 0, res.stderr
+    else:
+        assert "reconnected to PostgreSQL" in err, err
+    _assert_complete(url, budget, before)

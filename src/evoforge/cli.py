@@ -139,6 +139,9 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
         if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
             inspect.append(steps.resume)
         out.print(_lit("inspect: " + "   |   ".join(inspect)))
+        url = run.config.storage.url or ""
+        if "#run=" in url:  # PostgreSQL: inspect it from any machine, no run directory needed
+            out.print(_lit(f"from any machine: {ev} status {shlex.quote(_label(url))}"))
         for line in steps.advice:
             out.print(_lit(line))
     if outcome.reason == "interrupted":
@@ -245,16 +248,32 @@ def resume(
            show_budget=True)
 
 
-def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
+def _run_ref(arg: str) -> str | Path:
+    """A run directory, or a ``postgresql://...#run=NAME`` reference (kept as text)."""
+    from evoforge.run import is_storage_reference
+
+    return arg if is_storage_reference(arg) else Path(arg)
+
+
+def _label(arg: str) -> str:
+    """How a run argument is shown: a storage URL without its password."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages import redact
+
+    return redact(arg) if is_storage_reference(arg) else arg
+
+
+def _load_all(run_dir: str) -> tuple[Any, list[Any], dict[str, Any] | None]:
     from evoforge import api
 
-    with api.inspect_run(run_dir) as (cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     top: Annotated[int, typer.Option(help="How many top programs to list.")] = 10,
     reasons: Annotated[int, typer.Option(
         help="How many failure-reason patterns to list.", min=0)] = 10,
@@ -266,10 +285,12 @@ def status(
     from evoforge.program import Status
     from evoforge.report import group_reasons, shell_word, shorten
 
+    if _list_database_runs(run_dir):
+        return
     cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
-    out.print(f"[bold]{_m(run_dir)}[/bold]: {len(programs)} programs, objective "
+    out.print(f"[bold]{_m(_label(run_dir))}[/bold]: {len(programs)} programs, objective "
               f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
@@ -320,7 +341,7 @@ def status(
     failed = [(p.status.value, p.reason, p.id) for p in done if p.status is not Status.OK]
     if failed:
         groups = group_reasons(failed)
-        ev, rd = command(), shell_word(run_dir)
+        ev, rd = command(), shell_word(_label(run_dir))
         out.print(f"failure reasons by pattern ({len(failed)} programs, {len(groups)} "
                   f"pattern{'s' * (len(groups) != 1)}; the first example of each in full):")
         width = max(out.width - 18, 100)
@@ -347,6 +368,31 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+
+
+def _list_database_runs(arg: str) -> bool:
+    """``status postgresql://.../DB`` (no ``#run=``): list the runs stored there."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages.postgres import PostgresURL, list_runs
+
+    if not is_storage_reference(arg) or PostgresURL.parse(arg).run is not None:
+        return False
+    target = PostgresURL.parse(arg)
+    runs = list_runs(arg)
+    out.print(_lit(f"{target.url()}: {len(runs)} run(s)"))
+    if runs:
+        t = Table(show_edge=False)
+        for col in ("run", "started", "programs", "pending", "best", "problem"):
+            t.add_column(col)
+        for r in runs:
+            t.add_row(_lit(r["name"]), time.strftime("%Y-%m-%d %H:%M",
+                                                     time.localtime(r["created_at"])),
+                      str(r["done"]), str(r["pending"]),
+                      "-" if r["best"] is None else f"{r['best']:.10g}", _lit(r["problem"] or "-"))
+        out.print(t)
+        out.print(_lit(f"one run: {command()} status "
+                       f"{shlex.quote(target.url(run=runs[-1]['name']))}"))
+    return True
 
 
 def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
@@ -377,7 +423,8 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
 
 @app.command()
 def best(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     write: Annotated[Path | None, typer.Option("--write", "-w", help="Write the code here.")] = None,
 ) -> None:
     """Print the best program (or write it to a file)."""
@@ -386,7 +433,7 @@ def best(
     cfg, programs, _ = _load_all(run_dir)
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
-        raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
+        raise EvoforgeError(f"{_label(run_dir)} has no program that evaluated ok yet")
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
     if write:
@@ -404,7 +451,8 @@ def best(
 
 @app.command()
 def show(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     program_id: Annotated[int, typer.Argument(help="Program id (see `evoforge status`).")],
     prompt: Annotated[bool, typer.Option(
         "--prompt", help="Print the prompt (system and user) the LLM was sent for it.")] = False,
@@ -415,7 +463,7 @@ def show(
     from evoforge import api
     from evoforge.program import Status
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
         parent = storage.get(p.parent_ids[0]) if p.parent_ids else None
@@ -457,7 +505,7 @@ def show(
         # no child was made: a diff would show the parent deleted; show what the LLM said
         if exchange is not None:
             _print_exchange(exchange, prompt=False, reply=True)
-            out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
+            out.print(_lit(f"the prompt: {ev} show {shlex.quote(_label(run_dir))} {p.id} --prompt"))
         return
     if parent is not None:
         diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
@@ -468,7 +516,8 @@ def show(
     out.print("[bold]-- code --[/bold]")
     out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
     if exchange is not None:
-        out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
+        out.print(_lit(f"the LLM exchange: {ev} show {shlex.quote(_label(run_dir))} {p.id} "
+                       "--prompt | --reply"))
 
 
 def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> None:

@@ -28,6 +28,7 @@ Needs psycopg 3 and psycopg_pool: ``pip install 'evoforge[postgres]'``.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -53,6 +54,7 @@ _SCHEMES = ("postgresql://", "postgres://")
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _INSTALL = "PostgreSQL storage needs psycopg: pip install 'evoforge[postgres]'"
 T = TypeVar("T")
+log = logging.getLogger("evoforge")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS evoforge_runs (
@@ -195,6 +197,11 @@ class PostgresURL:
         return f"{base}#run={name}" if name else base
 
     @property
+    def db_url(self) -> str:
+        """The database's URL: no password, no run."""
+        return redact(self.parts.geturl())
+
+    @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
@@ -261,6 +268,9 @@ class PostgresStorage(Storage):
     def _make_pool(self) -> ConnectionPool[Any]:
         from psycopg_pool import ConnectionPool
 
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:  # one warning of ours per outage, not its stream
+            pool_log.setLevel(logging.CRITICAL)
         return ConnectionPool(
             self.target.conninfo, min_size=1, max_size=4, open=True,
             kwargs=_connect_kwargs(self.readonly), timeout=self.reconnect_timeout,
@@ -282,8 +292,8 @@ class PostgresStorage(Storage):
                     listed = (f"runs there: {', '.join(runs[:20])}" if runs
                               else "it holds no evoforge runs")
                     raise StorageError(
-                        f"no run {self.run!r} in {self.target.url(run='')!s} ({listed}); "
-                        f"`evoforge status {self.target.url(run='')}` lists them")
+                        f"no run {self.run!r} in {self.target.db_url!s} ({listed}); "
+                        f"`evoforge status {self.target.db_url}` lists them")
                 self._check_version(int(row[0]))
                 return
             with conn.transaction():
@@ -298,13 +308,13 @@ class PostgresStorage(Storage):
                     (self.run,)).fetchone() or (0,)
                 self._check_version(int(version))
         except psycopg.Error as e:
-            raise StorageError(f"cannot open run {self.run!r} in {self.target.url(run='')}: "
+            raise StorageError(f"cannot open run {self.run!r} in {self.target.db_url}: "
                                f"{_first_line(e)}") from e
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StorageError(
-                f"run {self.run!r} in {self.target.url(run='')} was written by a newer evoforge "
+                f"run {self.run!r} in {self.target.db_url} was written by a newer evoforge "
                 f"(schema version {version}; this evoforge understands up to {SCHEMA_VERSION}); "
                 "upgrade evoforge (pip install -U evoforge) to open it")
 
@@ -327,10 +337,11 @@ class PostgresStorage(Storage):
                 try:
                     left = max(deadline - time.monotonic(), 0.1)
                     with pool.connection(timeout=left) as conn, conn.transaction():
-                        return op(conn, retried)
+                        result = op(conn, retried)
+                    if retried:
+                        log.warning("reconnected to PostgreSQL at %s", self.target.where)
+                    return result
                 except (psycopg.OperationalError, PoolTimeout) as e:
-                    if isinstance(e, psycopg.errors.ReadOnlySqlTransaction):
-                        raise StorageError(f"cannot {what}: {self} is read-only") from e
                     if time.monotonic() >= deadline:
                         raise StorageError(
                             f"cannot {what}: lost the connection to PostgreSQL at "
@@ -338,6 +349,10 @@ class PostgresStorage(Storage):
                             f"{self.reconnect_timeout:g} s (storage.reconnect_timeout): "
                             f"{_first_line(e)}; everything committed is kept: once the server "
                             "is back, continue with `evoforge resume RUN_DIR`") from e
+                    if not retried:
+                        log.warning("lost the connection to PostgreSQL at %s (%s); reconnecting "
+                                    "for up to %g s", self.target.where, _first_line(e),
+                                    self.reconnect_timeout)
                     retried = True
                     time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
                     pause = min(pause * 2, 1.0)
@@ -648,7 +663,7 @@ def connect(target: PostgresURL, *, readonly: bool = True) -> psycopg.Connection
         elif "does not exist" in why:
             hint = f"create it (createdb {target.database}) or fix storage.url"
         raise StorageError(f"cannot connect to PostgreSQL at {target.where} (database "
-                           f"{target.database!r}, {target.url(run='')}): {why}; {hint}") from e
+                           f"{target.database!r}, {target.db_url}): {why}; {hint}") from e
 
 
 def list_runs_on(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -678,7 +693,7 @@ def list_runs(url: str) -> list[dict[str, Any]]:
                 return []
             return list_runs_on(conn)
         except _psycopg().Error as e:
-            raise StorageError(f"cannot list the runs in {target.url(run='')}: "
+            raise StorageError(f"cannot list the runs in {target.db_url}: "
                                f"{_first_line(e)}") from e
 
 
