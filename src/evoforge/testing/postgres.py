@@ -93,8 +93,8 @@ class LocalPostgres:
     """One PostgreSQL server in its own directory (a new temp dir unless ``dir`` is given).
 
     ``settings`` are extra server settings (``{"fsync": "off"}`` for fast throwaway tests).
-    A context manager: ``with LocalPostgres() as pg: pg.url``. ``stop()`` removes the
-    directory when this object created it.
+    A context manager: ``with LocalPostgres() as pg: pg.url`` (``close()`` on exit: the server
+    stopped, and the directory removed when this object created it).
     """
 
     def __init__(self, dir: str | Path | None = None, *, port: int | None = None,
@@ -155,22 +155,23 @@ class LocalPostgres:
         return self.url
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) if it runs; remove a temp dir this object made."""
+        """Stop the server (fast shutdown: open connections are cut) if it runs; its data
+        stays, and ``start()`` brings it back on the same port."""
         if (self.data / "postmaster.pid").exists():
             done = self._pg_ctl("stop", "-w", "-m", "fast", "-t", str(_START_TIMEOUT))
             if done.returncode != 0 and (self.data / "postmaster.pid").exists():
                 self._pg_ctl("stop", "-w", "-m", "immediate", "-t", str(_START_TIMEOUT))
+
+    def close(self) -> None:
+        """Stop the server and remove the directory if this object made it (a temp dir)."""
+        self.stop()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart(self) -> None:
         """Stop the server (fast: open connections are cut) and start it again, same port."""
-        self._pg_ctl("stop", "-w", "-m", "fast", "-t", str(_START_TIMEOUT))
-        done = self._pg_ctl("start", "-w", "-t", str(_START_TIMEOUT), "-l", str(self.log_file),
-                            "-o", self._options())
-        if done.returncode != 0:
-            raise EvoforgeError(f"PostgreSQL did not restart: {done.stderr.strip()}\n"
-                                f"{self._log_tail()}")
+        self.stop()
+        self.start()
 
     def running(self) -> bool:
         return self._pg_ctl("status").returncode == 0
@@ -181,7 +182,7 @@ class LocalPostgres:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.stop()
+        self.close()
 
     # ------------------------------------------------------------------ plumbing
 
