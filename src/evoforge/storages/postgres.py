@@ -320,8 +320,11 @@ class PostgresStorage(Storage):
 
     def _retry(self, what: str, op: Callable[[psycopg.Connection[Any], bool], T], *,
                write: bool = False) -> T:
-        """Run ``op(conn, retried)`` in one transaction, on a new connection after a lost one,
-        until ``reconnect_timeout`` has passed since the first try."""
+        """Run ``op(conn, retried)`` on a pooled connection, again on a new one after a lost
+        connection, until ``reconnect_timeout`` has passed since the first try. The connection
+        is in autocommit mode: each statement is its own committed transaction (one round
+        trip); an ``op`` that must write more than one statement atomically opens
+        ``conn.transaction()`` itself."""
         if write and self.readonly:
             raise StorageError(f"cannot {what}: {self} was opened read-only (readonly=True)")
         psycopg = self._psycopg
@@ -336,7 +339,7 @@ class PostgresStorage(Storage):
                     raise StorageError(f"storage {self} is closed; open it again")
                 try:
                     left = max(deadline - time.monotonic(), 0.1)
-                    with pool.connection(timeout=left) as conn, conn.transaction():
+                    with pool.connection(timeout=left) as conn:
                         result = op(conn, retried)
                     if retried:
                         log.warning("reconnected to PostgreSQL at %s", self.target.where)
@@ -396,14 +399,12 @@ class PostgresStorage(Storage):
         _finite(p.eval_time, f"program {p.id} eval_time")
         _finite(p.mutation.cost, f"program {p.id} cost")
 
-    def _check_done_seq_free(self, conn: psycopg.Connection[Any], program: Program) -> None:
-        if program.done_seq is None:
-            return
+    def _done_seq_taken(self, conn: psycopg.Connection[Any], program: Program) -> StorageError:
         other = conn.execute("SELECT id FROM evoforge_programs WHERE run = %s AND done_seq = %s",
                              (self.run, program.done_seq)).fetchone()
-        if other:
-            raise StorageError(f"done_seq {program.done_seq} is already used by program "
-                               f"{other[0]}; take the next one from stats()['next_done_seq']")
+        return StorageError(f"done_seq {program.done_seq} is already used by program "
+                            f"{other[0] if other else '?'}; take the next one from "
+                            "stats()['next_done_seq']")
 
     # ------------------------------------------------------------------ Storage API
 
@@ -419,21 +420,22 @@ class PostgresStorage(Storage):
                _dumps(m.to_dict(), f"program {program.id} mutation"),
                program.created_at, program.evaluated_at, program.eval_time,
                m.prompt_tokens, m.completion_tokens, m.cost)
+        unique = self._psycopg.errors.UniqueViolation
 
         def op(conn: psycopg.Connection[Any], retried: bool) -> None:
-            found = conn.execute("SELECT 1 FROM evoforge_programs WHERE run = %s AND id = %s",
-                                 (self.run, program.id)).fetchone()
-            if found is not None:
+            try:  # one statement: its own transaction, one round trip
+                conn.execute(
+                    f"INSERT INTO evoforge_programs (run, {_COLUMNS}, prompt_tokens, "
+                    "completion_tokens, cost) VALUES (%s, %s, %s, %s, %s, %s::json, %s, %s, %s, "
+                    "%s, %s::json, %s::json, %s::json, %s::json, %s, %s, %s, %s, %s, %s)", row)
+            except unique as e:
+                if e.diag.constraint_name != "evoforge_programs_pkey":
+                    raise self._done_seq_taken(conn, program) from None
                 if retried and self._stored_as(conn, program):
                     return  # our own commit landed before the connection dropped
                 raise StorageError(
                     f"program {program.id} already exists in {self}; ids are never reused "
-                    "(take the next one from stats()['next_id'])")
-            self._check_done_seq_free(conn, program)
-            conn.execute(
-                f"INSERT INTO evoforge_programs (run, {_COLUMNS}, prompt_tokens, "
-                "completion_tokens, cost) VALUES (%s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, "
-                "%s::json, %s::json, %s::json, %s::json, %s, %s, %s, %s, %s, %s)", row)
+                    "(take the next one from stats()['next_id'])") from None
 
         self._retry(f"add program {program.id}", op, write=True)
 
@@ -446,7 +448,8 @@ class PostgresStorage(Storage):
     def record_result(self, program: Program) -> None:
         """Store the result fields (status, reason, score, metrics, features, artifacts,
         evaluated_at, eval_time, done_seq) of a pending program; code, parents and mutation
-        provenance were fixed by ``add_program``."""
+        provenance were fixed by ``add_program``. One UPDATE of a row that is still pending:
+        its own transaction, one round trip."""
         if not Status(program.status).terminal:
             raise StorageError(
                 f"cannot record a result for program {program.id}: status is still 'pending'")
@@ -456,26 +459,31 @@ class PostgresStorage(Storage):
                   _dumps(program.features, f"program {program.id} features"),
                   _dumps(program.artifacts, f"program {program.id} artifacts"),
                   program.evaluated_at, program.eval_time, program.done_seq)
+        unique = self._psycopg.errors.UniqueViolation
 
         def op(conn: psycopg.Connection[Any], retried: bool) -> None:
+            try:
+                cur = conn.execute(
+                    "UPDATE evoforge_programs SET status = %s, reason = %s, score = %s, "
+                    "metrics = %s::json, features = %s::json, artifacts = %s::json, "
+                    "evaluated_at = %s, eval_time = %s, done_seq = %s "
+                    "WHERE run = %s AND id = %s AND status = 'pending'",
+                    (*values, self.run, program.id))
+            except unique:
+                raise self._done_seq_taken(conn, program) from None
+            if cur.rowcount == 1:
+                return
             found = conn.execute(
-                f"SELECT {_COLUMNS} FROM evoforge_programs WHERE run = %s AND id = %s FOR UPDATE",
+                f"SELECT {_COLUMNS} FROM evoforge_programs WHERE run = %s AND id = %s",
                 (self.run, program.id)).fetchone()
             if found is None:
                 raise StorageError(
                     f"cannot record a result for program {program.id}: no such program in "
                     f"{self}; add_program() it first")
-            if found[2] != Status.PENDING.value:
-                if retried and self._same_result(self._row_to_program(found), program):
-                    return  # our own commit landed before the connection dropped
-                raise StorageError(f"program {program.id} already has a result ({found[2]!r}); "
-                                   "a result is recorded once, never twice")
-            self._check_done_seq_free(conn, program)
-            conn.execute(
-                "UPDATE evoforge_programs SET status = %s, reason = %s, score = %s, "
-                "metrics = %s::json, features = %s::json, artifacts = %s::json, "
-                "evaluated_at = %s, eval_time = %s, done_seq = %s WHERE run = %s AND id = %s",
-                (*values, self.run, program.id))
+            if retried and self._same_result(self._row_to_program(found), program):
+                return  # our own commit landed before the connection dropped
+            raise StorageError(f"program {program.id} already has a result ({found[2]!r}); "
+                               "a result is recorded once, never twice")
 
         self._retry(f"record the result of program {program.id}", op, write=True)
 
