@@ -396,3 +396,20 @@ def test_server_down_longer_than_the_window_stops_cleanly_then_resumes(
     res = _cli("resume", str(run_dir), "-q")
     assert res.returncode == 0, res.stderr
     _assert_complete(url, budget, before)
+
+
+def test_one_writer_per_run_across_processes(pg: LocalPostgres) -> None:
+    url = fresh_url(pg, "writer")
+    first = open_storage(url)
+    try:
+        first.add_program(pending(0))
+        with pytest.raises(StorageError, match=r"being written by another evoforge process "
+                                               r"\(evoforge .* pid \d+.*one writer per run"):
+            open_storage(url)
+        with open_storage(url, readonly=True) as reader:  # readers never wait for it
+            assert reader.get(0) == pending(0)
+    finally:
+        first.close()
+    with open_storage(url) as second:  # closed: the lock is free again
+        second.add_program(pending(1))
+        assert second.stats()["next_id"] == 2

@@ -29,7 +29,9 @@ Needs psycopg 3 and psycopg_pool: ``pip install 'evoforge[postgres]'``.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +52,7 @@ SCHEMA_VERSION = 1
 DEFAULT_RECONNECT_TIMEOUT = 30.0
 _PAGE = 1000
 _CONNECT_TIMEOUT = 10
+_LOCK_WAIT = 3.0  # seconds a new writer waits for a killed one's session to end
 _SCHEMES = ("postgresql://", "postgres://")
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _INSTALL = "PostgreSQL storage needs psycopg: pip install 'evoforge[postgres]'"
@@ -256,11 +259,19 @@ class PostgresStorage(Storage):
         self.reconnect_timeout = float(reconnect_timeout)
         self._lock = threading.RLock()
         self._pool: ConnectionPool[Any] | None = None
-        conn = connect(self.target, readonly=readonly)
+        self._writer: psycopg.Connection[Any] | None = None  # holds the run's writer lock
+        conn = connect(self.target, readonly=readonly, writer=not readonly)
         try:
             self._init_schema(conn)
-        finally:
+            if not readonly:
+                self._take_writer_lock(conn, wait=_LOCK_WAIT)
+        except BaseException:
             conn.close()
+            raise
+        if readonly:
+            conn.close()
+        else:
+            self._writer = conn
         self._pool = self._make_pool()
 
     # ------------------------------------------------------------------ plumbing
@@ -311,6 +322,52 @@ class PostgresStorage(Storage):
             raise StorageError(f"cannot open run {self.run!r} in {self.target.db_url}: "
                                f"{_first_line(e)}") from e
 
+    def _take_writer_lock(self, conn: psycopg.Connection[Any], *, wait: float) -> None:
+        """One writer per run, across machines: a session advisory lock on the run's name,
+        held by a connection of its own until ``close()`` (or until this process dies: the
+        server then ends its session, within about a minute when its machine is gone)."""
+        key = f"evoforge-run:{self.run}"
+        end = time.monotonic() + wait  # a killed writer's session may take a moment to end
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                               (key,)).fetchone()
+            if row and row[0]:
+                return
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.1)
+        holder = conn.execute(
+            "SELECT a.application_name, host(a.client_addr) FROM pg_locks l JOIN "
+            "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)",
+            (key,)).fetchone()
+        who = (f"{holder[0] or 'a client'}" + (f" from {holder[1]}" if holder[1] else "")
+               if holder else "another session")
+        raise StorageError(
+            f"run {self.run!r} in {self.target.db_url} is being written by another evoforge "
+            f"process ({who}); one writer per run: wait for it to stop, or stop it, then resume; "
+            f"`evoforge status '{self.target.url()}'` works meanwhile")
+
+    def _relock(self) -> None:
+        """After a lost connection: make sure this storage still holds the writer lock (the
+        server forgets it when the session ends), reconnecting its connection if needed."""
+        psycopg = self._psycopg
+        conn = self._writer
+        if conn is not None:
+            try:
+                conn.execute("SELECT 1")
+                return  # the session survived: the lock with it
+            except psycopg.Error:
+                conn.close()
+        self._writer = None
+        conn = psycopg.connect(self.target.conninfo, **_connect_kwargs(False, writer=True))
+        try:
+            self._take_writer_lock(conn, wait=0.0)
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = conn
+
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StorageError(
@@ -339,6 +396,8 @@ class PostgresStorage(Storage):
                     raise StorageError(f"storage {self} is closed; open it again")
                 try:
                     left = max(deadline - time.monotonic(), 0.1)
+                    if write and retried:
+                        self._relock()
                     with pool.connection(timeout=left) as conn:
                         result = op(conn, retried)
                     if retried:
@@ -630,8 +689,11 @@ class PostgresStorage(Storage):
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            writer, self._writer = self._writer, None
         if pool is not None:
             pool.close(timeout=5.0)
+        if writer is not None:
+            writer.close()  # releases the writer lock
 
     def __repr__(self) -> str:
         mode = ", readonly=True" if self.readonly else ""
@@ -644,12 +706,22 @@ class PostgresStorage(Storage):
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _connect_kwargs(readonly: bool) -> dict[str, Any]:
+def _connect_kwargs(readonly: bool, *, writer: bool = False) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT,
-                              "application_name": "evoforge"}
+                              "application_name": _app_name()}
     if readonly:  # the server refuses writes in these sessions, whatever the code does
         kwargs["options"] = "-c default_transaction_read_only=on"
+    if writer:  # a dead peer is noticed within about a minute, on both sides
+        kwargs.update(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                      keepalives_count=3,
+                      options="-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+                              "-c tcp_keepalives_count=3")
     return kwargs
+
+
+def _app_name() -> str:
+    """How this process shows in pg_stat_activity (and in a refused second writer's error)."""
+    return f"evoforge {socket.gethostname()} pid {os.getpid()}"[:63]
 
 
 def _first_line(e: BaseException) -> str:
@@ -657,11 +729,13 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def connect(target: PostgresURL, *, readonly: bool = True) -> psycopg.Connection[Any]:
+def connect(target: PostgresURL, *, readonly: bool = True,
+            writer: bool = False) -> psycopg.Connection[Any]:
     """One connection, or a StorageError naming the server and the fix."""
     psycopg = _psycopg()
     try:
-        return psycopg.connect(target.conninfo, **_connect_kwargs(readonly))  # type: ignore[no-any-return]
+        return psycopg.connect(target.conninfo,  # type: ignore[no-any-return]
+                               **_connect_kwargs(readonly, writer=writer))
     except psycopg.Error as e:
         why = _first_line(e)
         hint = "is the server running and reachable from here? fix storage.url"
