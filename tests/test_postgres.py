@@ -413,3 +413,29 @@ def test_one_writer_per_run_across_processes(pg: LocalPostgres) -> None:
     with open_storage(url) as second:  # closed: the lock is free again
         second.add_program(pending(1))
         assert second.stats()["next_id"] == 2
+
+
+def test_a_new_run_never_reuses_a_stored_run_name(pg: LocalPostgres, tmp_path: Path) -> None:
+    from conftest import stub_problem
+
+    from evoforge import api
+    from evoforge.config import build_config
+    from evoforge.errors import ConfigError
+
+    problem = stub_problem(tmp_path, "x = 1\n")
+    url = fresh_url(pg, "taken")
+    with open_storage(url) as s:
+        s.add_program(pending(0))
+    cfg = build_config({"storage": {"url": url}})
+    with pytest.raises(ConfigError, match="names a run that already exists.*another #run=NAME"):
+        api.start_run(problem, cfg, tmp_path / "r1")
+    assert not (tmp_path / "r1" / "config.yaml").exists()
+    # without a name, the run directory's name, made unique in that database
+    name = url.rsplit("=", 1)[1]
+    run = api.start_run(problem, build_config({"storage": {"url": pg.url}}), tmp_path / name)
+    try:
+        assert run.config.storage.url == f"{url}-2"
+        assert _recorded_url(tmp_path / name) == f"{url}-2"
+        assert run.storage.get_meta("config")["storage"]["url"] == f"{url}-2"
+    finally:
+        run.storage.close()

@@ -28,6 +28,7 @@ Needs psycopg 3 and psycopg_pool: ``pip install 'evoforge[postgres]'``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -389,7 +390,9 @@ class PostgresStorage(Storage):
 
         deadline = time.monotonic() + self.reconnect_timeout
         retried, pause = False, 0.05
-        with self._lock:
+        # writes one at a time (the writer lock's connection is shared); reads run in parallel
+        # on the pool's connections (a dashboard's threads)
+        with self._lock if write else contextlib.nullcontext():
             while True:
                 pool = self._pool
                 if pool is None:
