@@ -5,6 +5,7 @@ through the installed CLI (kill -9 and resume, the server restarted mid-run, a l
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 import subprocess
 import sys
@@ -439,3 +440,29 @@ def test_a_new_run_never_reuses_a_stored_run_name(pg: LocalPostgres, tmp_path: P
         assert run.storage.get_meta("config")["storage"]["url"] == f"{url}-2"
     finally:
         run.storage.close()
+
+
+def test_command_line_start_and_stop(tmp_path: Path, pg: LocalPostgres) -> None:
+    """The interface scripts use (scripts/cluster-demo.sh): the URL is the last stdout line."""
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="evoforge-pg-cli-"))  # reachable by the server user
+    cmd = [sys.executable, "-m", "evoforge.testing.postgres"]
+    try:
+        started = subprocess.run([*cmd, "start", "--dir", str(where)], capture_output=True,
+                                 text=True, timeout=120)
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip().splitlines()[-1]
+        assert url.startswith("postgresql://evoforge@127.0.0.1:") and url.endswith("/evoforge")
+        with psycopg.connect(url, connect_timeout=5) as conn:  # it accepts connections now
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        again = subprocess.run([*cmd, "start", "--dir", str(where)], capture_output=True,
+                               text=True, timeout=60)
+        assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == url
+    finally:
+        stopped = subprocess.run([*cmd, "stop", "--dir", str(where)], capture_output=True,
+                                 text=True, timeout=60)
+        shutil.rmtree(where, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)

@@ -236,8 +236,8 @@ class LocalPostgres:
             if not (st.st_mode & 0o001 or st.st_uid == self.uid):
                 raise EvoforgeError(
                     f"the PostgreSQL server user {self.user!r} cannot enter {parent} (mode "
-                    f"{oct(st.st_mode & 0o777)}), a parent of {self.dir}; choose a directory "
-                    "under /tmp or /var/tmp")
+                    f"{oct(st.st_mode & 0o777)}), a parent of {self.dir}: allow it (chmod o+x "
+                    f"{parent}) or choose a directory directly under /tmp or /var/tmp")
 
     def _save_state(self) -> None:
         state = {"port": self.port, "bin_dir": str(self.bin_dir), "uid": self.uid,
@@ -277,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "start":
             pg = LocalPostgres(args.dir, port=args.port)
-            url = pg.start()
+            if (pg.dir / _STATE).is_file() and LocalPostgres.attach(pg.dir).running():
+                pg = LocalPostgres.attach(pg.dir)  # already up: say where
+                url = pg.url
+            else:
+                url = pg.start()
             print(f"PostgreSQL running as {pg.user} in {pg.dir} (log {pg.log_file})")
             print(url, flush=True)
         else:
