@@ -292,7 +292,7 @@ def _assert_complete(url: str, budget: int, before: dict[int, Any]) -> None:
 
 def test_cli_run_then_status_best_show_from_the_url(pg: LocalPostgres, tmp_path: Path) -> None:
     run_dir = tmp_path / "quad-pg"
-    r = _cli("run", str(QUAD), "--out", str(run_dir), "-q", "--max-programs", "12",
+    r = _cli("run", str(QUAD), "--out", str(run_dir), "-q", "--max-programs", "6",
              "--set", f"storage.url={pg.url}")
     assert r.returncode == 0, r.stderr
     url = _recorded_url(run_dir)
@@ -303,7 +303,7 @@ def test_cli_run_then_status_best_show_from_the_url(pg: LocalPostgres, tmp_path:
     elsewhere.mkdir()
     st = subprocess.run([*EVOFORGE, "status", url], capture_output=True, text=True, cwd=elsewhere)
     assert st.returncode == 0, st.stderr
-    assert f"{url}: 12 programs" in st.stdout and "top " in st.stdout
+    assert f"{url}: 6 programs" in st.stdout and "top " in st.stdout
     best = _cli("best", url, "--write", str(tmp_path / "best.py"))
     assert best.returncode == 0, best.stderr
     assert (tmp_path / "best.py").read_text() == (run_dir / "best_program.py").read_text()
@@ -314,9 +314,9 @@ def test_cli_run_then_status_best_show_from_the_url(pg: LocalPostgres, tmp_path:
     # a second run into the same directory name gets a name of its own
     assert unique_run_url(pg.url, "quad-pg") == f"{url}-2"
     # resume through the run directory's pointer
-    more = _cli("resume", str(run_dir), "-q", "--max-programs", "15")
+    more = _cli("resume", str(run_dir), "-q", "--max-programs", "8")
     assert more.returncode == 0, more.stderr
-    assert _stats(url) is not None and _stats(url)["done"] == 15  # type: ignore[index]
+    assert _stats(url) is not None and _stats(url)["done"] == 8  # type: ignore[index]
     # a password in a run's URL is refused and never echoed
     pw = _cli("run", str(QUAD), "--out", str(tmp_path / "pw"), "--set",
               f"storage.url=postgresql://evoforge:hunter2@127.0.0.1:{pg.port}/evoforge")
@@ -399,7 +399,11 @@ def test_server_down_longer_than_the_window_stops_cleanly_then_resumes(
     _assert_complete(url, budget, before)
 
 
-def test_one_writer_per_run_across_processes(pg: LocalPostgres) -> None:
+def test_one_writer_per_run_across_processes(pg: LocalPostgres,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.storages import postgres as pg_module
+
+    monkeypatch.setattr(pg_module, "_LOCK_WAIT", 0.2)  # how long a second writer waits
     url = fresh_url(pg, "writer")
     first = open_storage(url)
     try:
