@@ -470,3 +470,16 @@ def test_command_line_start_and_stop(tmp_path: Path, pg: LocalPostgres) -> None:
     assert stopped.returncode == 0, stopped.stderr
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
+
+
+def test_resume_of_a_run_missing_from_the_database_creates_nothing(pg: LocalPostgres,
+                                                                   tmp_path: Path) -> None:
+    from evoforge import api
+
+    url = fresh_url(pg, "gone")
+    run_dir = tmp_path / "gone"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"storage": {"url": url}}))
+    with pytest.raises(StorageError, match="is not in that database"):
+        api.resume(run_dir)
+    assert not storage_exists(url)

@@ -253,7 +253,12 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
     no run directory is needed then."""
     label = redact(str(run_dir)) if is_storage_reference(run_dir) else str(Path(run_dir))
     if storage is None:
-        storage = open_storage(locate_run(run_dir), readonly=readonly)
+        url = locate_run(run_dir)
+        if not readonly and is_postgres_url(url) and not storage_exists(url):
+            raise StorageError(f"{label}: its run {redact(url)} is not in that database (was it "
+                               "deleted, or is storage.url in its config.yaml wrong?); nothing "
+                               "to continue")
+        storage = open_storage(url, readonly=readonly)
     raw = storage.get_meta("config")
     if raw is None:
         storage.close()
