@@ -146,6 +146,8 @@ class SelectorConfig(_Strict):
     adaptation_window: int = Field(20, ge=1)
     island_size: int = Field(64, ge=2)
     outstanding_penalty: float = Field(0.25, ge=0)
+    warmup: int = Field(0, ge=0)
+    warmup_width: int = Field(8, ge=1)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -208,6 +210,10 @@ class PipelineConfig(_Strict):
         True, description="LLM runs: send one proposal for the initial program while it is "
         "evaluated (its prompt says the score is not known yet), so the first evaluation does "
         "not hold back the first LLM call")
+    slow_start: bool = Field(
+        True, description="open the proposal window gradually: at most twice the population "
+        "(or 2 + the session's results) outstanding until that reaches max_in_flight, so the "
+        "first window is not spent on children of the initial program")
 
 
 class NoveltyConfig(_Strict):
