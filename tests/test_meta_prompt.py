@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from evoforge import api, cli
 from evoforge.cli import app
 from evoforge.config import Config, build_config
-from evoforge.errors import ConfigError, LLMError
+from evoforge.errors import ConfigError, LLMError, StorageError
 from evoforge.mutators.base import MutationOutcome, MutationRequest
 from evoforge.mutators.meta_prompt import (
     STATE_KEY,
@@ -437,3 +437,70 @@ def test_a_meta_call_that_fails_is_billed_and_the_proposal_kept():
     assert out.exchange is not None and out.exchange["prompt_variant"] == "v0"
     assert out.exchange["meta"]["outcome"] == "rejected: llm: HTTP 500 from the endpoint"
     assert ev.meta_calls == 1 and ev.meta_rejected == 1
+
+
+def test_a_stagnating_run_asks_for_a_rewrite(tmp_path):
+    # f() climbs by 1 per child up to 7.25 (program 4, the best); every later child of the
+    # best overshoots to 8.25: no new best from program 5 on
+    with OpenAITestServer(Script()) as srv:
+        cfg = _config(srv, max_programs=12,
+                      prompt={"evolve": {"meta_every": None, "stagnation": 3}})
+        assert _evolve(tmp_path / "r", cfg).ok
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = {p.id: p for p in s.programs()}
+        metas = [pid for pid in progs if (s.exchange(pid) or {}).get("meta")]
+    assert max(progs.values(), key=lambda p: p.score or -1e9).id == 4
+    # three children without a new best committed (5, 6, 7) when proposal 8 returns; then
+    # three more proposals before the next rewrite
+    assert metas == [8, 11]
+
+
+def test_a_bandit_with_a_model_free_arm_draws_variants_only_for_llm_proposals(tmp_path):
+    with OpenAITestServer(Script()) as srv:
+        cfg = _config(srv, max_programs=16, mutator={"name": "bandit",
+                                                     "bandit_edit_modes": ["diff"]})
+        assert _evolve(tmp_path / "r", cfg).ok
+        asked = sum(1 for r in srv.records if not r.body["messages"][0]["content"]
+                    .startswith(META_SYSTEM))
+    progs = _programs(tmp_path / "r")
+    by_llm = [p for p in progs.values() if p.mutation.mutator == "llm"]
+    others = [p for p in progs.values() if p.id and p.mutation.mutator != "llm"]
+    assert by_llm and others and len(by_llm) == asked
+    assert all(p.mutation.prompt_variant is not None for p in by_llm)
+    assert all(p.mutation.prompt_variant is None for p in others)
+    state, variants = _state(tmp_path / "r")
+    assert state["llm_proposals"] == len(by_llm)
+    assert sum(r.children for r in variants.values()) == len(by_llm)
+
+
+def test_a_recorded_run_replays_its_meta_calls_into_the_same_run(tmp_path):
+    rec = tmp_path / "llm.jsonl"
+    with OpenAITestServer(Script()) as srv:
+        assert _evolve(tmp_path / "a", _config(srv, max_programs=10,
+                                               llm={"record": str(rec)})).ok
+        url = srv.base_url
+    with OpenAITestServer(Script()) as gone:  # a server that is never asked
+        cfg = _config(gone, max_programs=10, llm={"replay": str(rec)})
+        assert _evolve(tmp_path / "b", cfg).ok
+        assert gone.request_count == 0
+    assert url not in rec.read_text()
+    a, b = _programs(tmp_path / "a"), _programs(tmp_path / "b")
+    assert [(p.code, p.mutation.prompt_variant) for p in a.values()] == [
+        (p.code, p.mutation.prompt_variant) for p in b.values()]
+    assert _state(tmp_path / "a")[0]["meta_calls"] == _state(tmp_path / "b")[0]["meta_calls"] == 2
+
+
+def test_status_survives_unreadable_stored_variants(tmp_path, monkeypatch):
+    with OpenAITestServer(Script()) as srv:
+        assert _evolve(tmp_path / "r", _config(srv, max_programs=3)).ok
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db") as s:
+        s.set_meta(STATE_KEY, {"version": 1, "ids": ["v0", "v9"], "stats": {}})
+    monkeypatch.setattr(cli.out, "width", 240)
+    shown = CliRunner().invoke(app, ["status", str(tmp_path / "r")])
+    assert shown.exit_code == 0, shown.output
+    assert "prompt variants: the run's stored prompt variants (meta key 'prompt_variants') are " \
+           "unreadable" in shown.output
+    assert "LLM usage" in shown.output  # the rest of the status is there
+    with OpenAITestServer(Script()) as srv, pytest.raises(StorageError, match="unreadable"):
+        api.resume(tmp_path / "r", overrides=[f"llm.base_url={srv.base_url}"],
+                   executor=FunctionExecutor(_score))

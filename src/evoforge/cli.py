@@ -384,7 +384,11 @@ def _print_variants(run_dir: Path) -> None:
     from evoforge.report import one_line, shorten
 
     with api.inspect_run(run_dir) as (_cfg, storage):
-        found = variant_summary(storage)
+        try:
+            found = variant_summary(storage)
+        except EvoforgeError as e:  # the rest of the status is still worth showing
+            out.print(_lit(f"prompt variants: {e}"))
+            return
     if found is None:
         return
     state, records = found
