@@ -412,6 +412,9 @@ def test_cli_status_lists_the_variants_and_show_names_the_variant_escaped(tmp_pa
     assert "\x1b" not in shown.output and "\\x1b]52" in shown.output
     lines = [ln for ln in shown.output.splitlines() if ln.strip().startswith(("v0", "v1"))]
     assert len(lines) == 2
+    hint = re.search(r"the fittest, (v\d), in full: \S+ show \S+ (\d+) --prompt", shown.output)
+    assert hint is not None and progs[int(hint[2])].mutation.prompt_variant == hint[1]
+    assert lines[0].strip().startswith(hint[1])  # the fittest living variant comes first
     v1 = next(p for p in progs.values() if p.mutation.prompt_variant == "v1")
     shown = runner.invoke(app, ["show", str(tmp_path / "r"), str(v1.id), "--prompt"])
     assert shown.exit_code == 0, shown.output

@@ -302,7 +302,7 @@ def status(
     arms = _arm_table(programs, cfg.minimize)
     if arms is not None:
         out.print(arms)
-    _print_variants(run_dir)
+    _print_variants(run_dir, programs)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
         by_model: dict[str, list[float]] = {}
@@ -376,12 +376,12 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     return t
 
 
-def _print_variants(run_dir: Path) -> None:
+def _print_variants(run_dir: Path, programs: list[Any]) -> None:
     """The prompt variants (prompt.evolve) with their fitness, fittest living first; their
     text is an LLM's: shown literally, shortened."""
     from evoforge import api
     from evoforge.mutators.meta_prompt import variant_summary
-    from evoforge.report import one_line, shorten
+    from evoforge.report import one_line, shell_word, shorten
 
     with api.inspect_run(run_dir) as (_cfg, storage):
         try:
@@ -404,6 +404,12 @@ def _print_variants(run_dir: Path) -> None:
                   str(r.children), f"{r.better}/{r.worse}/{r.failed}", f"{r.fitness:+.4f}",
                   _lit(text))
     out.print(t)
+    fittest = min(records, key=lambda r: (not r.alive, -r.fitness, -r.weight))
+    made = next((p.id for p in reversed(programs) if p.mutation.prompt_variant == fittest.id),
+                None)
+    if made is not None:
+        out.print(_lit(f"the fittest, {fittest.id}, in full: {command()} show "
+                       f"{shell_word(run_dir)} {made} --prompt"))
     if state.get("last_rejection"):
         out.print(_lit(f"last rewrite rejected: {state['last_rejection']}"))
 

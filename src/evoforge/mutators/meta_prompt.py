@@ -46,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from evoforge.errors import EvoforgeError, LLMError, StorageError
+from evoforge.errors import ConfigError, EvoforgeError, LLMError, StorageError
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import Program, Status, scrub
 from evoforge.prompting import PromptBuilder, PromptVariant, cap_text, format_number
@@ -165,7 +165,7 @@ class VariantPopulation:
     def __init__(self, *, size: int = 6, exploration: float = 0.5, discount: float = 0.99,
                  minimize: bool = False) -> None:
         if size < 2:
-            raise EvoforgeError(f"prompt.evolve.population must be at least 2, got {size}")
+            raise ConfigError(f"prompt.evolve.population must be at least 2, got {size}")
         self.size = int(size)
         self.exploration = float(exploration)
         self.discount = float(discount)
@@ -273,7 +273,7 @@ class PromptEvolution(Mutator):
                  exploration: float = 0.5, discount: float = 0.99, max_chars: int = 2000,
                  minimize: bool = False) -> None:
         if not 0 < discount <= 1:
-            raise EvoforgeError(f"prompt.evolve.discount must be in (0, 1], got {discount}")
+            raise ConfigError(f"prompt.evolve.discount must be in (0, 1], got {discount}")
         self.inner = inner
         self.name = inner.name
         self.uses_llm = inner.uses_llm
