@@ -507,3 +507,26 @@ def test_status_survives_unreadable_stored_variants(tmp_path, monkeypatch):
     with OpenAITestServer(Script()) as srv, pytest.raises(StorageError, match="unreadable"):
         api.resume(tmp_path / "r", overrides=[f"llm.base_url={srv.base_url}"],
                    executor=FunctionExecutor(_score))
+
+
+def test_show_says_which_variant_made_a_program(tmp_path, monkeypatch):
+    with OpenAITestServer(Script()) as srv:
+        assert _evolve(tmp_path / "r", _config(srv, max_programs=7)).ok
+    progs = _programs(tmp_path / "r")
+    monkeypatch.setattr(cli.out, "width", 240)
+    runner = CliRunner()
+    seen = set()
+    for pid in sorted(progs):
+        shown = runner.invoke(app, ["show", str(tmp_path / "r"), str(pid)])
+        assert shown.exit_code == 0, shown.output
+        vid = progs[pid].mutation.prompt_variant
+        lines = [ln for ln in shown.output.splitlines() if ln.startswith("made with")]
+        if vid is None:
+            assert pid == 0 and lines == []
+        elif vid == "v0":
+            assert lines == ["made with prompt variant v0 (the built-in instructions)"]
+        else:
+            assert lines == [f"made with prompt variant {vid} (a rewrite of v0 by the meta call "
+                             "of program #4)"]
+        seen.add(vid)
+    assert seen == {None, "v0", "v1"}

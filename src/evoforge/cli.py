@@ -488,7 +488,7 @@ def show(
                    + (f", {m.latency:.2f}s" if m.latency else "")
                    + (f", {m.attempts} request(s)" if m.attempts else "")))
     if variant is not None:
-        out.print(_lit(f"prompt: {variant}"))
+        out.print(_lit(f"made with {variant}"))
     if m.note:
         out.print(_lit(f"note: {m.note}"))
     if p.metrics:

@@ -311,7 +311,7 @@ class PromptEvolution(Mutator):
             self.meta_calls = int(state["meta_calls"])
             self.meta_rejected = int(state["meta_rejected"])
             self.last_rejection = str(state.get("last_rejection", ""))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StorageError(f"the run's stored prompt variants (meta key {STATE_KEY!r}) are "
                                f"unreadable ({type(e).__name__}: {e}); resume with --set "
                                "prompt.evolve.enabled=false to go on without them") from e
