@@ -383,6 +383,25 @@ def test_off_by_default_and_the_first_variant_sends_exactly_the_usual_prompt(tmp
     assert pb.build(replace(req, prompt_variant=pb.default_variant(req))) == pb.build(req)
 
 
+def test_a_custom_system_template_without_the_variant_is_warned_about(tmp_path, caplog):
+    from evoforge.mutators.llm import LLMMutator
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "system.j2").write_text("You write {{ language }}.\n")
+    cfg = build_config({"prompt": {"template_dir": str(tmp_path / "t"),
+                                   "evolve": {"enabled": True}}})
+    inner = LLMMutator(FunctionLLM(lambda m: ""), PromptBuilder.from_config(cfg))
+    with SQLiteStorage(tmp_path / "db.sqlite") as s:
+        wrapped = with_prompt_evolution(inner, s, cfg)
+    assert isinstance(wrapped, PromptEvolution) and wrapped.llm is inner.llm
+    assert "do not show {{ variant.system }}" in caplog.text
+    caplog.clear()
+    (tmp_path / "t" / "system.j2").write_text("{{ variant.system if variant else '' }}\n")
+    with SQLiteStorage(tmp_path / "db2.sqlite") as s:
+        with_prompt_evolution(inner, s, cfg)
+    assert "variant" not in caplog.text
+
+
 def test_with_prompt_evolution_leaves_a_mutator_without_an_llm_alone(tmp_path, caplog):
     inner = FunctionMutator(lambda r: None)
     cfg = build_config({"prompt": {"evolve": {"enabled": True}}})

@@ -231,9 +231,10 @@ class PromptBuilder:
         template may not: then evolving the prompts changes nothing)."""
         from jinja2 import meta
 
+        loader = self._env.loader
+        if loader is None:
+            return True
         for name in ("system.j2", "user.j2"):
-            loader = self._env.loader
-            assert loader is not None
             source = loader.get_source(self._env, name)[0]
             if "variant" in meta.find_undeclared_variables(self._env.parse(source)):
                 return True
