@@ -549,3 +549,38 @@ def test_show_says_which_variant_made_a_program(tmp_path, monkeypatch):
                              "of program #4)"]
         seen.add(vid)
     assert seen == {None, "v0", "v1"}
+
+
+def test_a_variant_that_works_takes_over_and_bad_ones_die_out(tmp_path):
+    """A model that only improves the program when its instructions say STRATEGY-A: the
+    rewrite saying so is drawn for most later proposals; failing variants are retired."""
+    missing = "<<<<<<< SEARCH\nthis line does not exist\n=======\nx = 1\n>>>>>>> REPLACE\n"
+    metas = [0]
+
+    def model(req: ChatRequest) -> Any:
+        if _is_meta(req):
+            metas[0] += 1
+            word = "STRATEGY-A" if metas[0] == 1 else f"STRATEGY-X{metas[0]}"
+            return reply(f"<system>\nUse {word}.\n</system>\n<guidance>\n- {word}\n</guidance>")
+        return reply(GOOD if "STRATEGY-A" in req.messages[0]["content"] else missing)
+
+    def value(code: str) -> float:  # maximise f(): every GOOD edit is better by 1.0
+        namespace: dict[str, Any] = {}
+        exec(compile(code, "candidate", "exec"), namespace)  # noqa: S102
+        return float(namespace["run"]())
+
+    with OpenAITestServer(model) as srv:
+        cfg = _config(srv, max_programs=21, prompt={"evolve": {"meta_every": 5, "population": 3}})
+        assert api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg,
+                          executor=FunctionExecutor(value)).ok
+    progs = _programs(tmp_path / "r")
+    state, variants = _state(tmp_path / "r")
+    a = next(r for r in variants.values() if "STRATEGY-A" in r.variant.system)
+    after = [p for p in progs.values() if p.id > (a.born_program or 0)]
+    share = sum(p.mutation.prompt_variant == a.id for p in after) / len(after)
+    assert share >= 0.6, share
+    assert all(p.status is Status.OK for p in after if p.mutation.prompt_variant == a.id)
+    assert max(variants.values(), key=lambda r: r.fitness) is a
+    retired = [r.id for r in variants.values() if not r.alive]
+    assert "v0" in retired and a.alive and len([r for r in variants.values() if r.alive]) == 3
+    assert state["meta_calls"] == 4
