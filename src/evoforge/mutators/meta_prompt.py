@@ -95,7 +95,7 @@ def parse_meta_reply(text: str, *, max_chars: int,
         m = pattern.search(text)
         if m is None:
             raise MetaReplyError(f"the reply has no <{name}>...</{name}> part")
-        part = m.group(1).strip("\n").strip()
+        part = m.group(1).strip()
         if not part:
             raise MetaReplyError(f"the <{name}> part is empty")
         if len(part) > max_chars:
