@@ -302,6 +302,7 @@ def status(
     arms = _arm_table(programs, cfg.minimize)
     if arms is not None:
         out.print(arms)
+    _print_variants(run_dir, programs)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
         by_model: dict[str, list[float]] = {}
@@ -375,6 +376,44 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     return t
 
 
+def _print_variants(run_dir: Path, programs: list[Any]) -> None:
+    """The prompt variants (prompt.evolve) with their fitness, fittest living first; their
+    text is an LLM's: shown literally, shortened."""
+    from evoforge import api
+    from evoforge.mutators.meta_prompt import variant_summary
+    from evoforge.report import one_line, shell_word, shorten
+
+    with api.inspect_run(run_dir) as (_cfg, storage):
+        try:
+            found = variant_summary(storage)
+        except EvoforgeError as e:  # the rest of the status is still worth showing
+            out.print(_lit(f"prompt variants: {e}"))
+            return
+    if found is None:
+        return
+    state, records = found
+    t = Table(title=f"prompt variants (prompt.evolve): {int(state.get('meta_calls', 0))} "
+              f"rewrite(s) asked, {int(state.get('meta_rejected', 0))} rejected",
+              show_edge=False)
+    for col in ("variant", "from", "alive", "programs", "better/not/failed", "fitness"):
+        t.add_column(col, justify="right")
+    t.add_column("instructions (system | guidance)", ratio=1, min_width=24)
+    for r in sorted(records, key=lambda r: (not r.alive, -r.fitness, -r.weight)):
+        text = shorten(one_line(f"{r.variant.system} | {r.variant.guidance}"), 70)
+        t.add_row(_lit(r.id), _lit(r.parent or "-"), "yes" if r.alive else "retired",
+                  str(r.children), f"{r.better}/{r.worse}/{r.failed}", f"{r.fitness:+.4f}",
+                  _lit(text))
+    out.print(t)
+    fittest = min(records, key=lambda r: (not r.alive, -r.fitness, -r.weight))
+    made = next((p.id for p in reversed(programs) if p.mutation.prompt_variant == fittest.id),
+                None)
+    if made is not None:
+        out.print(_lit(f"the fittest, {fittest.id}, in full: {command()} show "
+                       f"{shell_word(run_dir)} {made} --prompt"))
+    if state.get("last_rejection"):
+        out.print(_lit(f"last rewrite rejected: {state['last_rejection']}"))
+
+
 @app.command()
 def best(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -418,6 +457,11 @@ def show(
     with api.inspect_run(run_dir) as (_cfg, storage):
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
+        variant = None
+        if p.mutation.prompt_variant is not None:
+            from evoforge.mutators.meta_prompt import describe_variant
+
+            variant = describe_variant(storage, p.mutation.prompt_variant)
         parent = storage.get(p.parent_ids[0]) if p.parent_ids else None
         lineage = [p]
         while lineage[-1].parent_ids and len(lineage) < 200:
@@ -427,6 +471,8 @@ def show(
             err.print(f"program #{p.id} was not made by an LLM (made by: "
                       f"{_m(p.mutation.mutator or '-')}), or its run predates stored exchanges")
             raise typer.Exit(EXIT_ERROR)
+        if variant is not None:
+            out.print(_lit(f"built with {variant}"))
         _print_exchange(exchange, prompt=prompt, reply=reply)
         return
     score = "-" if p.score is None else f"{p.score:.10g}"
@@ -441,6 +487,8 @@ def show(
                       if m.prompt_tokens or m.completion_tokens else "")
                    + (f", {m.latency:.2f}s" if m.latency else "")
                    + (f", {m.attempts} request(s)" if m.attempts else "")))
+    if variant is not None:
+        out.print(_lit(f"made with {variant}"))
     if m.note:
         out.print(_lit(f"note: {m.note}"))
     if p.metrics:
@@ -488,6 +536,19 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
         out.print(_lit(f"outcome: {exchange.get('outcome', '')}"))
         for t in exchange.get("tried") or []:
             out.print(_lit(f"before: {t}"))
+    meta = exchange.get("meta")
+    if isinstance(meta, dict) and (prompt or reply):  # prompt.evolve: a rewrite was asked too
+        out.print(f"[bold]-- meta call: a rewrite of prompt variant {_m(meta.get('rewrites'))}"
+                  " --[/bold]")
+        if prompt:
+            for msg in meta.get("messages") or []:
+                out.print(f"[bold]-- meta {_m(msg.get('role', '?'))} --[/bold]")
+                out.print(_lit(msg.get("content", "")))
+        if reply:
+            text = meta.get("reply")
+            out.print("[bold]-- meta reply --[/bold]")
+            out.print(_lit(text) if text is not None else "(no reply)")
+        out.print(_lit(f"meta outcome: {meta.get('outcome', '')}"))
 
 
 @app.command()

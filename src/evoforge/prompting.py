@@ -9,6 +9,10 @@ so a misspelt variable is an error, not an empty string. Variables available to 
   ``minimize`` (bool), ``better`` ("higher" | "lower"), ``system_message`` (str | None),
   ``include_code_of_context`` (bool);
 - ``has_markers`` (bool): the parent has EVOLVE blocks (without them the whole program may change);
+- ``variant`` (a :class:`PromptVariant` or None): the prompt variant drawn for this request when
+  the prompts evolve (``prompt.evolve``, see evoforge.mutators.meta_prompt); ``system.j2`` then
+  shows ``variant.system`` and ``variant.guidance`` instead of ``variant_system.j2`` and
+  ``variant_guidance.j2`` (the built-in text, which is also the first variant);
 - ``parent`` (a program view), ``context`` and ``partners`` (lists of program views).
 
 A program view has ``id``, ``generation``, ``code``, ``score`` (formatted str: the primary score,
@@ -33,7 +37,7 @@ if TYPE_CHECKING:
     from evoforge.config import Config
     from evoforge.mutators.base import MutationRequest
 
-__all__ = ["PromptBuilder", "cap_text", "format_number"]
+__all__ = ["PromptBuilder", "PromptVariant", "cap_text", "format_number"]
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "prompts"
 EDIT_MODES = ("diff", "rewrite")
@@ -65,6 +69,17 @@ def cap_text(text: str, limit: int) -> str:
     tail = limit - head
     omitted = len(text) - head - tail
     return f"{text[:head]}\n... [{omitted} characters omitted] ...\n{text[len(text) - tail:]}"
+
+
+@dataclass(frozen=True)
+class PromptVariant:
+    """One variant of the evolvable instructions: the opening of the system message and the
+    guidance paragraph (how to work). The fixed rules (answer format, EVOLVE markers) are the
+    templates' and never part of a variant."""
+
+    id: str
+    system: str
+    guidance: str
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,7 @@ class PromptBuilder:
             "system_message": self.system_message.strip() if self.system_message else None,
             "include_code_of_context": self.include_code_of_context,
             "has_markers": MARKER_START in request.parent.code,
+            "variant": request.prompt_variant,
             "parent": self._view(request.parent, cap),
             "context": [self._view(p, cap) for p in request.context],
             "partners": [self._view(p, cap) for p in request.others],
@@ -194,3 +210,32 @@ class PromptBuilder:
             raise ConfigError(f"prompt template failed to render: {e}; see the variables "
                               "listed in evoforge/prompting.py") from e
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def render(self, name: str, variables: dict[str, Any]) -> str:
+        """Template ``name`` (``template_dir`` first, then the built-ins), stripped."""
+        try:
+            return self._env.get_template(name).render(**variables).strip()
+        except jinja2.TemplateError as e:
+            raise ConfigError(f"prompt template {name} failed to render: {e}; see the variables "
+                              "listed in evoforge/prompting.py") from e
+
+    def default_variant(self, request: MutationRequest, variant_id: str = "v0") -> PromptVariant:
+        """The built-in instructions (``variant_system.j2``, ``variant_guidance.j2``) as a
+        variant: ``system.j2`` renders it exactly as it renders no variant at all."""
+        variables = {**self.variables(request), "variant": None}
+        return PromptVariant(variant_id, self.render("variant_system.j2", variables),
+                             self.render("variant_guidance.j2", variables))
+
+    def uses_variant(self) -> bool:
+        """Whether ``system.j2`` or ``user.j2`` shows the ``variant`` variable (a custom
+        template may not: then evolving the prompts changes nothing)."""
+        from jinja2 import meta
+
+        loader = self._env.loader
+        if loader is None:
+            return True
+        for name in ("system.j2", "user.j2"):
+            source = loader.get_source(self._env, name)[0]
+            if "variant" in meta.find_undeclared_variables(self._env.parse(source)):
+                return True
+        return False
