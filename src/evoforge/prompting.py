@@ -13,9 +13,9 @@ so a misspelt variable is an error, not an empty string. Variables available to 
 
 A program view has ``id``, ``generation``, ``code``, ``score`` (formatted str: the primary score,
 else the score metric, else "n/a"), ``metrics`` (list of (name, formatted value)), ``status``
-(str), ``ok`` (bool), ``reason`` (str, capped) and ``feedback`` (list of (name, capped text));
-  for a program of several files (``language`` "multi-file") also ``files``, a list of file
-  views with ``path``, ``language``, ``code`` and ``evolvable`` (has EVOLVE blocks), else ``[]``.
+(str), ``ok`` (bool), ``reason`` (str, capped), ``feedback`` (list of (name, capped text)) and
+``files``: for a program of several files (``language`` "multi-file") its files, each with
+``path``, ``language``, ``code`` and ``evolvable`` (has EVOLVE blocks); else ``[]``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from evoforge.edit import MARKER_START, find_blocks
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, EditError
 from evoforge.program import Program, Status
-from evoforge.program_files import MULTI_FILE
+from evoforge.program_files import MULTI_FILE, language_of, unpack
 
 if TYPE_CHECKING:
     from evoforge.config import Config
@@ -94,9 +94,6 @@ class _ProgramView:
 
 def _files(code: str) -> list[_FileView]:
     """The files of a packed program of several files (none when ``code`` is not one)."""
-    from evoforge.errors import EditError
-    from evoforge.program_files import language_of, unpack
-
     try:
         return [_FileView(p, language_of(p), text, bool(find_blocks(text)))
                 for p, text in unpack(code).items()]
