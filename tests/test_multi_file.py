@@ -505,3 +505,20 @@ def test_llm_mutator_rewrite_mode_on_several_files() -> None:
     assert "File: path/of/the/file" in llm.requests[0][1]["content"]
     out = asyncio.run(m.mutate(req))
     assert out.code is None and "helpers/scale.py" in out.info.note
+
+
+def test_tuning_reads_each_block_by_its_files_language() -> None:
+    from evoforge.mutators.tuning import find_literals, render
+
+    files = {"a.py": "# EVOLVE-BLOCK-START\nsteps = 40\nrate = 0.25\n# EVOLVE-BLOCK-END\n",
+             "k.c": "/* EVOLVE-BLOCK-START */\nint m = 40;\ndouble r = 0.25;\n/* EVOLVE-BLOCK-END */\n",
+             "n.txt": "40 0.25\n"}
+    code = pack(files)
+    lits = find_literals(code, MULTI_FILE)
+    texts = sorted(code[lit.start:lit.end] for lit in lits)
+    assert texts == ["0.25", "0.25", "40"]  # the Python int too; C ints and context never
+    assert [code[lit.start:lit.end] for lit in find_literals(code, "text")] == ["0.25", "0.25"]
+    child = unpack(render(code, lits, [0.5 if "." in code[lit.start:lit.end] else 41
+                                       for lit in lits]))
+    assert child == {"a.py": files["a.py"].replace("40", "41").replace("0.25", "0.5"),
+                     "k.c": files["k.c"].replace("0.25", "0.5"), "n.txt": files["n.txt"]}
