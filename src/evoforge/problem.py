@@ -11,15 +11,10 @@ from typing import Any
 from evoforge.config import Layer, read_yaml
 from evoforge.errors import EditError, ProblemError, ProgramFilesError
 from evoforge.openevolve_config import Translation, read_config_file
-from evoforge.program_files import MULTI_FILE
+from evoforge.program_files import MULTI_FILE, language_of
 
 BUILTIN_DIR = Path(__file__).parent / "problems"
 
-LANGUAGES = {
-    ".py": "python", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".rs": "rust",
-    ".v": "verilog", ".sv": "verilog", ".js": "javascript", ".ts": "typescript", ".go": "go",
-    ".java": "java", ".jl": "julia", ".lua": "lua", ".sh": "bash",
-}
 
 
 def builtin_problems() -> dict[str, Path]:
@@ -251,7 +246,7 @@ class Problem:
                 find_blocks(code)
             except EditError as e:
                 raise ProblemError(f"{initial}: {e}") from e
-            language = LANGUAGES.get(initial.suffix.lower(), initial.suffix.lstrip(".") or "text")
+            language = language_of(initial.name)
             if language == "python":
                 err = python_syntax_error(code)
                 if err:

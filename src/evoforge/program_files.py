@@ -36,11 +36,15 @@ from __future__ import annotations
 import os
 import stat
 import unicodedata
-from pathlib import Path
 
 from evoforge.errors import ProgramFilesError
 
+TYPE_CHECKING = False  # neither typing nor pathlib at run time: the worker imports this module
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = [
+    "LANGUAGES",
     "MAGIC",
     "MAX_BYTES",
     "MAX_FILES",
@@ -66,7 +70,8 @@ _MAX_PATH = 1024
 _MARKERS = ("EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END")
 _SKIPPED_DIRS = frozenset({"__pycache__"})
 
-_LANGUAGES = {
+#: a file's language by its suffix (programs of one file and of several)
+LANGUAGES = {
     ".py": "python", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp",
     ".rs": "rust", ".v": "verilog", ".sv": "verilog", ".js": "javascript", ".ts": "typescript",
     ".go": "go", ".java": "java", ".jl": "julia", ".lua": "lua", ".sh": "bash",
@@ -76,7 +81,7 @@ _LANGUAGES = {
 def language_of(path: str) -> str:
     """The language of a file, from its suffix (``"text"`` when unknown)."""
     suffix = os.path.splitext(path)[1].lower()
-    return _LANGUAGES.get(suffix, suffix.lstrip(".") or "text")
+    return LANGUAGES.get(suffix, suffix.lstrip(".") or "text")
 
 
 def _bad_char(ch: str) -> bool:
@@ -207,10 +212,10 @@ def unpack(code: str) -> dict[str, str]:
     return {p: files[p] for p in sorted(files)}
 
 
-def read_tree(root: Path) -> dict[str, str]:
+def read_tree(root: str | Path) -> dict[str, str]:
     """The files under the directory ``root`` (``__pycache__`` directories skipped), checked:
     no symlinks or special files, UTF-8 text, the path rules and the size caps."""
-    root = Path(root)
+    root = os.fspath(root)
     files: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
@@ -240,26 +245,26 @@ def read_tree(root: Path) -> dict[str, str]:
     return {p: files[p] for p in sorted(files)}
 
 
-def write_tree(root: str | Path, files: dict[str, str]) -> list[Path]:
+def write_tree(root: str | Path, files: dict[str, str]) -> list[str]:
     """Write ``files`` under the directory ``root`` (created if missing) and return the paths
     written. Paths are checked first (nothing is written if one breaks a rule); no symbolic
     link is followed below ``root``. Text is written as is (no newline translation)."""
     paths = _check_tree(files)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = os.fspath(root)
+    os.makedirs(root, exist_ok=True)
     written = []
     for rel in paths:
         parts = rel.split("/")
         cur = root
         for part in parts[:-1]:
-            cur = cur / part
+            cur = os.path.join(cur, part)
             try:
                 os.mkdir(cur)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(cur).st_mode):
                     raise ProgramFilesError(f"{cur}: exists and is not a directory (a symbolic "
                                             "link is not followed)") from None
-        target = cur / parts[-1]
+        target = os.path.join(cur, parts[-1])
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(target, flags, 0o644)

@@ -1,7 +1,8 @@
 """Evaluation worker: ONE role of ONE evaluation in a fresh interpreter.
 
 Stdlib-only on purpose: it is run by path (``python -I _worker.py <config>``), imports from
-evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles, and is spawned by
+evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles and, for a program of
+several files, ``evoforge.program_files`` (stdlib-only), and is spawned by
 ``evoforge.executors.local.LocalExecutor`` through a ``Sandbox``. Roles:
 
 - ``plain``: loads the evaluator and calls ``evaluate(program_path)``; the candidate runs inside
