@@ -254,8 +254,9 @@ def test_each_search_replace_changes_the_file_it_names() -> None:
 def test_the_same_search_goes_to_the_named_file_only() -> None:
     files = {"a.c": "// EVOLVE-BLOCK-START\nint x = 1;\n// EVOLVE-BLOCK-END\n",
              "b.c": "// EVOLVE-BLOCK-START\nint x = 1;\n// EVOLVE-BLOCK-END\n"}
-    child = unpack(apply_diff(pack(files), diff("b.c", "int x = 1;", "int x = 2;"), MULTI_FILE))
-    assert child == {"a.c": files["a.c"], "b.c": files["b.c"].replace("1", "2")}
+    for name in ("b.c", "./b.c", "`b.c`"):
+        child = unpack(apply_diff(pack(files), diff(name, "int x = 1;", "int x = 2;"), MULTI_FILE))
+        assert child == {"a.c": files["a.c"], "b.c": files["b.c"].replace("1", "2")}
     with pytest.raises(EditError, match=r"SEARCH/REPLACE #1 does not name its file"):
         apply_diff(pack(files), "<<<<<<< SEARCH\nint x = 1;\n=======\nint x = 2;\n>>>>>>> REPLACE\n",
                    MULTI_FILE)

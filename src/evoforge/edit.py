@@ -540,6 +540,8 @@ def _resolve(name: str | None, what: str, files: dict[str, str], evolvable: list
             return evolvable[0], None
         return None, (f"{what} does not name its file; write the path after SEARCH, e.g. "
                       f"'<<<<<<< SEARCH {evolvable[0]}'")
+    if name not in files and name.startswith("./") and name[2:] in files:
+        name = name[2:]
     if name not in files:
         try:
             check_path(name)
