@@ -252,6 +252,16 @@ def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
         return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
+def _tree(code: str) -> dict[str, str]:
+    """The files of a stored program of several files (a clean error if it is malformed)."""
+    from evoforge.program_files import unpack
+
+    try:
+        return unpack(code)
+    except EvoforgeError as e:
+        raise EvoforgeError(f"the stored program is not a valid tree of files: {e}") from e
+
+
 @app.command()
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -417,24 +427,45 @@ def _print_variants(run_dir: Path, programs: list[Any]) -> None:
 @app.command()
 def best(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    write: Annotated[Path | None, typer.Option("--write", "-w", help="Write the code here.")] = None,
+    write: Annotated[Path | None, typer.Option(
+        "--write", "-w", help="Write the code here (a directory for a program of several "
+        "files).")] = None,
 ) -> None:
-    """Print the best program (or write it to a file)."""
+    """Print the best program (or write it to a file, or its files into a directory)."""
+    from evoforge import api
     from evoforge.program import Status
 
-    cfg, programs, _ = _load_all(run_dir)
+    with api.inspect_run(run_dir) as (cfg, storage):
+        programs = list(storage.programs())
+        multi = bool(storage.get_meta("multi_file"))
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
         raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
-    if write:
+    if write and multi:
+        from evoforge.program_files import write_tree
+
+        files = _tree(pick.code)
+        try:
+            write_tree(write, files)  # byte for byte, paths checked, no symlink followed
+        except OSError as e:
+            raise EvoforgeError(f"--write {write}: cannot write the program's files "
+                                f"({e.strerror or e}); choose a writable directory") from e
+        err.print(_lit(f"{len(files)} files written to {write}/: {', '.join(files)}"))
+    elif write:
         try:
             write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
         except OSError as e:
             raise EvoforgeError(f"--write {write}: cannot write the program ({e.strerror or e}); "
                                 "choose a writable path") from e
         err.print(_lit(f"written to {write}"))
+    elif multi:
+        for path, text in _tree(pick.code).items():
+            sys.stdout.write(visible(f"==> {path} <==\n{text}"))
+            if text and not text.endswith("\n"):
+                sys.stdout.write("\n")
+        sys.stdout.flush()
     else:  # stdout may end on a terminal (`| cat`, `| less -R`): control characters are shown,
         # not obeyed; --write is the byte-exact path (written directly: rich would drop CR)
         sys.stdout.write(visible(pick.code))
@@ -455,6 +486,7 @@ def show(
     from evoforge.program import Status
 
     with api.inspect_run(run_dir) as (_cfg, storage):
+        multi = bool(storage.get_meta("multi_file"))
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
         variant = None
@@ -508,13 +540,28 @@ def show(
             out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
         return
     if parent is not None:
-        diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
-                                            f"program #{parent.id}", f"program #{p.id}"))
+        if multi:  # one diff per changed file
+            from evoforge.program_files import tree_diff
+
+            diff = tree_diff(_tree(parent.code), _tree(p.code), f"program #{parent.id}",
+                             f"program #{p.id}")
+        else:
+            diff = "".join(difflib.unified_diff(parent.code.splitlines(True),
+                                                p.code.splitlines(True),
+                                                f"program #{parent.id}", f"program #{p.id}"))
         out.print("[bold]-- diff against parent --[/bold]")
         # Syntax passes ESC, C1 and bidi controls straight through: sanitise what it is given
         out.print(Syntax(visible(diff or "(identical)\n"), "diff", theme="ansi_dark"))
-    out.print("[bold]-- code --[/bold]")
-    out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
+    if multi:
+        from evoforge.program_files import language_of
+
+        for path, text in _tree(p.code).items():
+            out.print(f"[bold]-- {_m(path)} --[/bold]")
+            out.print(Syntax(visible(text), language_of(path), line_numbers=True,
+                             theme="ansi_dark"))
+    else:
+        out.print("[bold]-- code --[/bold]")
+        out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
     if exchange is not None:
         out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
 

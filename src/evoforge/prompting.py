@@ -17,21 +17,24 @@ so a misspelt variable is an error, not an empty string. Variables available to 
 
 A program view has ``id``, ``generation``, ``code``, ``score`` (formatted str: the primary score,
 else the score metric, else "n/a"), ``metrics`` (list of (name, formatted value)), ``status``
-(str), ``ok`` (bool), ``reason`` (str, capped) and ``feedback`` (list of (name, capped text)).
+(str), ``ok`` (bool), ``reason`` (str, capped), ``feedback`` (list of (name, capped text)) and
+``files``: for a program of several files (``language`` "multi-file") its files, each with
+``path``, ``language``, ``code`` and ``evolvable`` (has EVOLVE blocks); else ``[]``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from evoforge.edit import MARKER_START
-from evoforge.errors import ConfigError
+from evoforge.edit import MARKER_START, find_blocks
+from evoforge.errors import ConfigError, EditError
 from evoforge.program import Program, Status
+from evoforge.program_files import MULTI_FILE, language_of, unpack
 
 if TYPE_CHECKING:
     from evoforge.config import Config
@@ -83,6 +86,14 @@ class PromptVariant:
 
 
 @dataclass(frozen=True)
+class _FileView:
+    path: str
+    language: str
+    code: str
+    evolvable: bool  # has EVOLVE blocks; a file without is context that never changes
+
+
+@dataclass(frozen=True)
 class _ProgramView:
     id: int
     generation: int
@@ -93,6 +104,16 @@ class _ProgramView:
     ok: bool
     reason: str
     feedback: list[tuple[str, str]]
+    files: list[_FileView] = field(default_factory=list)  # a program of several files
+
+
+def _files(code: str) -> list[_FileView]:
+    """The files of a packed program of several files (none when ``code`` is not one)."""
+    try:
+        return [_FileView(p, language_of(p), text, bool(find_blocks(text)))
+                for p, text in unpack(code).items()]
+    except EditError:
+        return []
 
 
 class PromptBuilder:
@@ -153,7 +174,8 @@ class PromptBuilder:
         )
 
     # ---------------------------------------------------------------- rendering
-    def _view(self, p: Program, feedback_chars: int | None = None) -> _ProgramView:
+    def _view(self, p: Program, feedback_chars: int | None = None,
+              multi_file: bool = False) -> _ProgramView:
         cap = self.feedback_chars if feedback_chars is None else feedback_chars
         feedback: list[tuple[str, str]] = []
         if cap > 0:
@@ -174,12 +196,14 @@ class PromptBuilder:
             ok=ok,
             reason=cap_text(p.reason.strip(), max(cap, 200)) if not ok else "",
             feedback=feedback,
+            files=_files(p.code) if multi_file else [],
         )
 
     def variables(self, request: MutationRequest, edit_mode: str | None = None,
                   feedback_chars: int | None = None) -> dict[str, Any]:
         mode = edit_mode or self.edit_mode
         cap = feedback_chars
+        multi = request.language == MULTI_FILE  # views get ``files``, the templates show them
         if mode not in EDIT_MODES:
             raise ConfigError(f"unknown edit mode {mode!r}; valid: {', '.join(EDIT_MODES)}")
         return {
@@ -193,9 +217,9 @@ class PromptBuilder:
             "include_code_of_context": self.include_code_of_context,
             "has_markers": MARKER_START in request.parent.code,
             "variant": request.prompt_variant,
-            "parent": self._view(request.parent, cap),
-            "context": [self._view(p, cap) for p in request.context],
-            "partners": [self._view(p, cap) for p in request.others],
+            "parent": self._view(request.parent, cap, multi),
+            "context": [self._view(p, cap, multi) for p in request.context],
+            "partners": [self._view(p, cap, multi) for p in request.others],
         }
 
     def build(self, request: MutationRequest, *, edit_mode: str | None = None,
