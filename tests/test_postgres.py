@@ -23,7 +23,7 @@ from evoforge.storages import Storage, open_storage, resolve_storage_url, storag
 psycopg = pytest.importorskip("psycopg", reason="PostgreSQL storage needs psycopg "
                               "(pip install 'evoforge[postgres]')")
 
-from evoforge.storages.postgres import PostgresStorage, list_runs, unique_run_url  # noqa: E402
+from evoforge.storages.postgres import PostgresStorage, list_runs, redact, unique_run_url  # noqa: E402
 from evoforge.testing.postgres import LocalPostgres, PostgresUnavailable, free_port  # noqa: E402
 
 _names = itertools.count()
@@ -120,6 +120,8 @@ def test_urls_resolve_redact_and_refuse(pg: LocalPostgres, tmp_path: Path) -> No
     url = "postgres://ann@db.example:5433/evo#run=r1"
     assert resolve_storage_url(url, run) == "postgresql://ann@db.example:5433/evo#run=r1"
     assert resolve_storage_url("postgresql://ann@h/evo", run) == "postgresql://ann@h/evo"
+    assert redact("postgresql://ann:pw@h:1/evo?sslmode=require&password=pw2#run=x") == \
+        "postgresql://ann@h:1/evo?sslmode=require#run=x"
     for bad, why in [("postgresql://h/evo#run=a b", "bad run name"),
                      ("postgresql://h/evo#frag", "#run=NAME"),
                      ("postgresql://h:99999/evo#run=x", "malformed"),
@@ -309,6 +311,10 @@ def test_cli_run_then_status_best_show_from_the_url(pg: LocalPostgres, tmp_path:
     assert (tmp_path / "best.py").read_text() == (run_dir / "best_program.py").read_text()
     show = _cli("show", url, "0")
     assert show.returncode == 0 and "program #0" in show.stdout
+    with_pw = url.replace("evoforge@", "evoforge:hunter2@")  # a reader may give one: not shown
+    shown = _cli("status", with_pw)
+    assert shown.returncode == 0 and f"{url}: 6 programs" in shown.stdout
+    assert "hunter2" not in shown.stdout + shown.stderr
     listing = _cli("status", pg.url)
     assert listing.returncode == 0 and url.rsplit("=", 1)[1] in listing.stdout
     # a second run into the same directory name gets a name of its own
