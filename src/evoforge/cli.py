@@ -270,7 +270,10 @@ def status(
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
     out.print(f"[bold]{_m(run_dir)}[/bold]: {len(programs)} programs, objective "
-              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
+              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}"
+              + ("; Pareto over " + ", ".join(
+                  f"{_m(o.name)} ({o.direction[:3]})" for o in cfg.objective.metrics)
+                 if cfg.multi_objective else ""))
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
         out.print(_lit(f"  score integrity: {integrity.get('summary', '?')}"))

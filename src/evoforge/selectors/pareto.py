@@ -15,9 +15,11 @@ the worst by rank and then crowding leaves, the oldest among equals), and every
 ``migration_interval`` ok programs each island sends its best ``migration_rate`` share (rank 0,
 most isolated first) to the next island in a ring.
 
-**Parent choice**: a uniformly random island, then a binary tournament between two random
-members on (rank, larger crowding distance). Crossover partners and prompt context come from
-the island's first front (then the run's front), never the parent.
+**Parent choice**: a uniformly random island, then a binary tournament on (rank, larger
+crowding distance) between two random members of the island's first front (with probability
+``exploitation_ratio``, ``selector.exploitation_ratio``) or else of the whole island. Crossover
+partners and prompt context come from the island's first front (then the run's front), never
+the parent.
 
 **Two stages** (EAGAN): with ``objective.schedule: {first: M, switch_after: N}`` the first N
 programs rank by metric M alone (feasible first, then violation), after that by the front.
@@ -188,6 +190,7 @@ class ParetoSelector(Selector):
         migration_rate: float = 0.1,
         num_context: int = 3,
         crossover_rate: float = 0.1,
+        exploitation_ratio: float = 0.5,
         minimize: bool = False,
     ) -> None:
         check_installed()
@@ -222,6 +225,7 @@ class ParetoSelector(Selector):
         self.migration_rate = migration_rate
         self.num_context = num_context
         self.crossover_rate = crossover_rate
+        self.exploitation_ratio = exploitation_ratio
         self._isles = [_Isle() for _ in range(num_islands)]
         self._programs: dict[int, Program] = {}  # on an island or on the front
         self._vec: dict[int, tuple[float, ...]] = {}
@@ -259,7 +263,8 @@ class ParetoSelector(Selector):
                    reference_point=ref, num_islands=sel.num_islands,
                    island_size=sel.island_size, migration_interval=sel.migration_interval,
                    migration_rate=sel.migration_rate, num_context=sel.num_context,
-                   crossover_rate=sel.crossover_rate, minimize=cfg.minimize)
+                   crossover_rate=sel.crossover_rate,
+                   exploitation_ratio=sel.exploitation_ratio, minimize=cfg.minimize)
 
     def __repr__(self) -> str:
         return (f"ParetoSelector(objectives={[o.name for o in self.objectives]}, "
@@ -424,6 +429,8 @@ class ParetoSelector(Selector):
         isl = self._isles[island]
         order = self._ranking(isl)
         ids = list(isl.members)
+        if rng.random() < self.exploitation_ratio:  # exploit: a tournament on the first front
+            ids = [q for q in ids if order[q][0] == 0] or ids
         a, b = ids[rng.randrange(len(ids))], ids[rng.randrange(len(ids))]
         ka, kb = (order[a][0], -order[a][1]), (order[b][0], -order[b][1])
         parent_id = a if ka < kb or (ka == kb and rng.random() < 0.5) else b
