@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import subprocess
 import sys
@@ -152,6 +153,23 @@ def test_default_reference_point_is_fixed_at_the_first_program() -> None:
     sel.add(_prog(1, a=3.0, b=0.01))
     assert sel.reference_point() == pytest.approx([1.8, 0.15])  # never moves
     assert sel.hypervolume_history()[-1][1] == pytest.approx(1.2 * 0.14)
+
+
+def test_extreme_metric_values_keep_the_run_storable(caplog) -> None:
+    sel = ParetoSelector([Objective("a"), Objective("b")], num_islands=1)
+    with caplog.at_level(logging.WARNING, logger="evoforge"):
+        sel.add(_prog(0, a=-1.7e308, b=-1.7e308))  # both maximised: minimised as +1.7e308
+        sel.add(_prog(1, a=1.7e308, b=1.7e308))
+    ref = sel.reference_point()
+    assert ref is not None and all(math.isfinite(r) for r in ref)
+    _, meta = sel.run_meta()  # type: ignore[misc]
+    json.dumps(meta, allow_nan=False)  # what set_meta stores
+    assert sorted(meta["front"]) == [1]
+    assert all(math.isfinite(v) for _, v in meta["hypervolume"])
+    assert any("overflows" in r.message for r in caplog.records)
+    with pytest.raises(ConfigError, match="finite"):
+        build_config({"objective": {"metrics": ["a", "b"],
+                                    "reference_point": {"a": float("inf"), "b": 0}}})
 
 
 def test_two_stage_schedule_switches_to_the_front() -> None:

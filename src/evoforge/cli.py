@@ -282,7 +282,7 @@ def status(
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     pareto, _ = _load_pareto(run_dir)
-    if pareto:
+    if pareto and cfg.multi_objective:  # not a front left from before --set objective.metrics=[]
         _print_pareto(pareto, programs, top, run_dir)
     if oks:
         hist = Table(title="best score over time", show_edge=False)
@@ -465,7 +465,7 @@ def best(
 
     cfg, programs, _ = _load_all(run_dir)
     if pareto:
-        _best_pareto(run_dir, programs, write)
+        _best_pareto(run_dir, cfg, programs, write)
         return
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
@@ -485,11 +485,11 @@ def best(
         sys.stdout.flush()
 
 
-def _best_pareto(run_dir: Path, programs: list[Any], write: Path | None) -> None:
+def _best_pareto(run_dir: Path, cfg: Any, programs: list[Any], write: Path | None) -> None:
     import json
 
     meta, suffix = _load_pareto(run_dir)
-    if meta is None:
+    if meta is None or not cfg.multi_objective:
         raise EvoforgeError(f"{run_dir} is a single-objective run (no objective.metrics): it has "
                             f"no Pareto front; `{command()} best {run_dir}` shows its best program")
     by_id = {p.id: p for p in programs}

@@ -8,6 +8,7 @@ Every key is documented in ``docs/config.md``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class ObjectiveConfig(_Strict):
         if self.schedule is not None and self.schedule.first not in names:
             raise ValueError(f"objective.schedule.first is {self.schedule.first!r}, not one of "
                              f"objective.metrics ({', '.join(names)})")
+        if self.reference_point is not None and not all(
+                math.isfinite(v) for v in self.reference_point.values()):
+            raise ValueError("objective.reference_point values must be finite numbers")
         if self.reference_point is not None and set(self.reference_point) != set(names):
             raise ValueError(f"objective.reference_point must give a value for each of "
                              f"objective.metrics ({', '.join(names)}) and no other; got "

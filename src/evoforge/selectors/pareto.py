@@ -79,6 +79,13 @@ class Constraint:
         return v
 
 
+def _worse(v: float) -> float:
+    """The default reference coordinate for a (minimised) value: 10% of its magnitude (at
+    least 0.1) worse, kept finite for values near the largest double."""
+    r = v + max(abs(v) * _REF_MARGIN, _REF_MARGIN)
+    return r if math.isfinite(r) else math.nextafter(v, math.inf)
+
+
 def _pymoo() -> Any:
     try:
         import numpy as np
@@ -342,11 +349,18 @@ class ParetoSelector(Selector):
         for q in gone:
             self._forget(q)
         if self._ref is None:
-            self._ref = tuple(v + max(abs(v) * _REF_MARGIN, _REF_MARGIN) for v in vec)
+            self._ref = tuple(_worse(v) for v in vec)
+        self._changed = True
         hv = hypervolume([self._vec[q] for q in self._front], self._ref)
+        if not math.isfinite(hv):  # extreme metric values: keep the curve as it was
+            if "hv" not in self._warned:
+                self._warned.add("hv")
+                log.warning("the front's hypervolume overflows (metric values too large for "
+                            "reference point %s); set objective.reference_point closer to "
+                            "the values", self.reference_point())
+            return
         if not self._hv or hv != self._hv[-1][1]:
             self._hv.append((self._clock, hv))
-        self._changed = True
 
     def _forget(self, pid: int) -> None:
         """Drop a program no island holds and the front does not hold."""
