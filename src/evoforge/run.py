@@ -102,6 +102,7 @@ class Run:
             self._account(p)
             self.selector.add(p)
             self._maybe_best(p, write=False)
+        self._save_selector_meta()
         if self._best is not None:
             self._write_best(self._best)
 
@@ -185,6 +186,7 @@ class Run:
         self._account(done)
         self.tally.done_this_session += 1
         self.selector.add(done)
+        self._save_selector_meta()
         self._maybe_best(done, write=True)
         return done
 
@@ -229,6 +231,13 @@ class Run:
         pid = self._next_id
         self._next_id += 1
         return pid
+
+    def _save_selector_meta(self) -> None:
+        """Keep what the selector publishes (a Pareto front and its hypervolume) in the run's
+        metadata; replay rebuilds it, so a crash between a result and this loses nothing."""
+        state = self.selector.run_meta()
+        if state is not None:
+            self.storage.set_meta(*state)
 
     def _account(self, p: Program) -> None:
         t = self.tally
