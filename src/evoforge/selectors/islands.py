@@ -381,7 +381,9 @@ class IslandSelector(Selector):
             return  # pending, or already added (idempotent)
         self._seen.add(program.id)
         self._clock += 1
-        if program.parent_ids:
+        if program.mutation.selected is not None:  # made from another than the one picked
+            self._release(program.mutation.selected)
+        elif program.parent_ids:
             self._release(program.parent_ids[0])
         ok = program.status is Status.OK and program.score is not None
         if program.parent_ids and self._initial is not None:
