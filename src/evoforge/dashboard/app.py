@@ -10,6 +10,7 @@ import hmac
 import json
 import math
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
     formatter = HtmlFormatter(cssclass="hl", linenos="table")
     plain = HtmlFormatter(cssclass="hl")
     code_css = plain.get_style_defs(".hl")
+    # load Pygments' lexers and compile the templates now, not on somebody's first page
+    highlight("x = 1\n", DiffLexer(), plain)
+    for v in views:
+        with contextlib.suppress(ClassNotFound):
+            get_lexer_for_filename(v.language)
+    for name in env.list_templates():
+        env.get_template(name)
     stopping = threading.Event()  # set by the server before it stops: streams end
 
     @contextlib.asynccontextmanager
@@ -106,7 +114,10 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
                 return _secure(PlainTextResponse(
                     "unexpected Host header; open the dashboard at the address it printed",
                     status_code=403))
+        start = time.perf_counter()
         response = await call_next(request)
+        # the server's own time for this response (the benchmark reads it)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
         if set_cookie and token is not None:
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
         return _secure(response)
@@ -212,12 +223,16 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
                     messages.append({"role": str(m.get("role", "?")), "content": text,
                                      "more": more})
         reply = capped(str(ex.get("reply"))) if ex and ex.get("reply") is not None else None
+        exchange = None if ex is None else {  # its shape is not trusted either: only strings
+            "model": str(ex.get("model") or "-"), "attempts": str(ex.get("attempts") or 0),
+            "outcome": str(ex.get("outcome") or ""),
+            "tried": [str(t) for t in ex.get("tried") or [] if t is not None][:20]}
         artifacts = [(str(k), *capped(str(val))) for k, val in p.artifacts.items()]
         lineage = v.lineage(pid)
         children = v.children(pid)
         return {"r": r, "s": v.summary(), "p": p, "parent": parent,
                 "code_html": highlighted(code, v.language), "code_more": code_more,
-                "diff_html": diff_html, "diff_more": diff_more, "exchange": ex,
+                "diff_html": diff_html, "diff_more": diff_more, "exchange": exchange,
                 "messages": messages, "reply": reply, "artifacts": artifacts,
                 "lineage": lineage, "children": children,
                 "lineage_svg": _lineage_svg(r, lineage, children)}

@@ -9,7 +9,6 @@ metrics, prompts) is read per program from the Storage, only for the page that s
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -81,23 +80,11 @@ class _Index:
             return
         n0 = len(self)
         cols = list(zip(*rows, strict=True))
-        parents = []
-        for text in cols[6]:
-            try:
-                ps = json.loads(text) if text else []
-                parents.append(int(ps[0]) if ps else -1)
-            except (ValueError, TypeError, IndexError):
-                parents.append(-1)
-        feats = np.zeros((len(rows), len(self.features)), np.float64)
-        if self.features:
-            for r, text in enumerate(cols[13]):
-                try:
-                    d = json.loads(text) if text else {}
-                except ValueError:
-                    d = {}
-                if isinstance(d, dict):
-                    for k, name in enumerate(self.features):
-                        feats[r, k] = _f(d.get(name, 0.0))
+        parents = [-1 if p is None else int(p) for p in cols[6]]
+        nf = len(self.features)
+        feats = np.zeros((len(rows), nf), np.float64)
+        for k in range(nf):
+            feats[:, k] = [_f(v) if v is not None else 0.0 for v in cols[13 + k]]
 
         def cat(old: np.ndarray, new: Any, dtype: Any) -> np.ndarray:
             return np.concatenate([old, np.asarray(new, dtype=dtype)])
@@ -120,8 +107,7 @@ class _Index:
         self.cost = cat(self.cost, [c or 0.0 for c in cols[11]], np.float64)
         self.arm = cat(self.arm, [self._arm(a) for a in cols[12]], np.int32)
         self.feat = np.concatenate([self.feat, feats])
-        for r, pid in enumerate(cols[0]):
-            self.row_of[int(pid)] = n0 + r
+        self.row_of.update(zip(cols[0], range(n0, n0 + len(rows)), strict=True))
         self.last_seq = int(cols[1][-1])
 
 
@@ -168,7 +154,7 @@ class RunView:
             head = self.source.head()
             idx = self._index
             while head[0] > idx.last_seq:
-                rows = self.source.light_after(idx.last_seq, _FETCH)
+                rows = self.source.light_after(idx.last_seq, _FETCH, idx.features)
                 if not rows:
                     break
                 idx.extend(rows)

@@ -8,19 +8,22 @@ run's database file, so it never blocks the run that writes it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from evoforge.errors import StorageError
 
-#: columns of a light row, in order (features and the bandit's arm come as JSON text / text)
-LIGHT_COLUMNS = ("id", "done_seq", "status", "island", "generation", "score", "parent_ids",
+#: columns of a light row, in order: the first parent (or None), the bandit's arm (or None),
+#: then one value per requested feature (None where missing)
+LIGHT_COLUMNS = ("id", "done_seq", "status", "island", "generation", "score", "parent",
                  "created_at", "evaluated_at", "prompt_tokens", "completion_tokens", "cost",
-                 "arm", "features")
+                 "arm", "*features")
 #: columns of a listing row
 LIST_COLUMNS = ("id", "status", "score", "island", "generation", "reason", "mutator", "model",
                 "edit_kind", "cost")
@@ -30,7 +33,8 @@ class Source(ABC):
     """The queries the dashboard runs against one run's storage (read-only)."""
 
     @abstractmethod
-    def light_after(self, done_seq: int, limit: int) -> list[tuple[Any, ...]]:
+    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = ()
+                    ) -> list[tuple[Any, ...]]:
         """Terminal programs with ``done_seq`` above the given one, in ``done_seq`` order, as
         :data:`LIGHT_COLUMNS` tuples (at most ``limit``)."""
 
@@ -67,12 +71,16 @@ class SQLiteSource(Source):
             except sqlite3.Error as e:
                 raise StorageError(f"the dashboard cannot read {self.path}: {e}") from e
 
-    def light_after(self, done_seq: int, limit: int) -> list[tuple[Any, ...]]:
+    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = ()
+                    ) -> list[tuple[Any, ...]]:
+        feats = "".join(", json_extract(features, ?)" for _ in features)
+        paths = tuple("$." + json.dumps(name) for name in features)  # a quoted JSON path key
         return self._rows(
-            "SELECT id, done_seq, status, island, generation, score, parent_ids, created_at, "
-            "evaluated_at, prompt_tokens, completion_tokens, cost, "
-            "json_extract(mutation, '$.arm'), features "
-            "FROM programs WHERE done_seq > ? ORDER BY done_seq LIMIT ?", (done_seq, limit))
+            "SELECT id, done_seq, status, island, generation, score, "
+            "json_extract(parent_ids, '$[0]'), created_at, evaluated_at, prompt_tokens, "
+            f"completion_tokens, cost, json_extract(mutation, '$.arm'){feats} "
+            "FROM programs WHERE done_seq > ? ORDER BY done_seq LIMIT ?",
+            (*paths, done_seq, limit))
 
     def listing(self, ids: list[int]) -> list[tuple[Any, ...]]:
         if not ids:
