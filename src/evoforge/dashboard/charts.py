@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from markupsafe import Markup
 
 W, H = 760, 300
@@ -93,11 +94,13 @@ def score_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[str
     span = data["y_max"] - data["y_min"]
     # thousands of points: drawn here, from numbers and our own class names only
     parts = []
-    for p in data["points"]:
-        cx = frame.x((p["x"] + 0.5) / gw * xs)
-        cy = frame.y(data["y_min"] + (p["y"] + 0.5) / gh * span)
-        parts.append(f'<circle class="pt st-{_status(p["status"])}" cx="{cx}" cy="{cy}" '
-                     'r="1.8"/>')
+    if data["points"]:
+        pts = data["points"]
+        px = ML + (np.array([p["x"] for p in pts]) + 0.5) / gw * frame.pw * (xs / (frame.x1 - frame.x0))
+        yv = data["y_min"] + (np.array([p["y"] for p in pts]) + 0.5) / gh * span
+        py = MT + frame.ph - (yv - frame.y0) / (frame.y1 - frame.y0) * frame.ph
+        parts = [f'<circle class="pt st-{_status(p["status"])}" cx="{x:.1f}" cy="{y:.1f}" '
+                 'r="1.8"/>' for p, x, y in zip(pts, px.tolist(), py.tolist(), strict=True)]
     rug_y = MT + frame.ph + 2
     for u in data["unscored"]:
         x = frame.x((u["x"] + 0.5) / gw * xs) - 1

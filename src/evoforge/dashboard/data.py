@@ -62,9 +62,21 @@ class _Index:
         self.feat = np.zeros((0, len(features)), np.float64)
         self.row_of: dict[int, int] = {}
         self.last_seq = -1
+        self._sorted: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each id (-1: not in the index), vectorised."""
+        if self._sorted is None or self._sorted[0] != len(self):
+            order = np.argsort(self.id, kind="stable")
+            self._sorted = (len(self), order, self.id[order])
+        _, order, sorted_ids = self._sorted
+        if not len(self):
+            return np.full(ids.shape, -1, np.int64)
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(self) - 1)
+        return np.where(sorted_ids[pos] == ids, order[pos], -1)
 
     def _arm(self, name: Any) -> int:
         if not isinstance(name, str) or not name:
@@ -167,6 +179,10 @@ class RunView:
         """Changes whenever a result is committed or a proposal stored."""
         seq, top, pending = self._head
         return (seq + 1) * 1_000_003 + top * 7 + pending
+
+    def forget(self) -> None:
+        """Drop the cached aggregates (the next page computes them afresh: benchmarks)."""
+        self._cache.clear()
 
     def _cached(self, key: str, fn: Any) -> Any:
         v = self.version
@@ -272,12 +288,13 @@ class RunView:
             st = idx.status[scored].astype(np.int64)
             key = (st * width + bx[scored]) * height + by
             uniq, first, count = np.unique(key, return_index=True, return_counts=True)
-            ids = idx.id[scored]
-            for k, f0, c in zip(uniq.tolist(), first.tolist(), count.tolist(), strict=True):
-                s, rest = divmod(k, width * height)
-                cx, cy = divmod(rest, height)
-                points.append({"status": STATUSES[s], "x": cx, "y": cy, "count": c,
-                               "id": int(ids[f0])})
+            ids = idx.id[scored][first]
+            st_of, rest = np.divmod(uniq, width * height)
+            cx_of, cy_of = np.divmod(rest, height)
+            points = [{"status": STATUSES[s_], "x": x_, "y": y_, "count": c_, "id": i_}
+                      for s_, x_, y_, c_, i_ in zip(st_of.tolist(), cx_of.tolist(),
+                                                    cy_of.tolist(), count.tolist(),
+                                                    ids.tolist(), strict=True)]
         unscored = []
         if n and (~scored).any():
             st = idx.status[~scored].astype(np.int64)
@@ -361,9 +378,7 @@ class RunView:
         if not idx.arm_names or not (idx.arm >= 0).any():
             return None
         fit = self._fit()
-        order = np.argsort(idx.id)
-        pos = np.minimum(np.searchsorted(idx.id[order], idx.parent), len(idx) - 1)
-        prow = np.where(idx.id[order][pos] == idx.parent, order[pos], -1)
+        prow = idx.rows_of(idx.parent)
         pfit = np.where(prow >= 0, fit[np.maximum(prow, 0)], -np.inf)
         better = np.isfinite(fit) & np.isfinite(pfit) & (fit > pfit)
         xmax = max(int(idx.seq.max()), 1)

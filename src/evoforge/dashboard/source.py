@@ -93,7 +93,9 @@ class SQLiteSource(Source):
             f"FROM programs WHERE id IN ({marks})", tuple(int(i) for i in ids))
 
     def head(self) -> tuple[int, int, int]:
-        (seq, top), = self._rows("SELECT MAX(done_seq), MAX(id) FROM programs")
+        # one aggregate per query: SQLite answers a lone MAX from the index's end
+        (seq,), = self._rows("SELECT MAX(done_seq) FROM programs")
+        (top,), = self._rows("SELECT MAX(id) FROM programs")
         (pending,), = self._rows("SELECT COUNT(*) FROM programs WHERE status = 'pending'")
         return (-1 if seq is None else int(seq), -1 if top is None else int(top), int(pending))
 
