@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from test_dashboard import append_program, make_run
 
@@ -191,13 +192,17 @@ def test_pages_show_the_databases_numbers(browser: Any, site: str, shots: Path,
     assert browser.find_elements(By.CSS_SELECTOR, "#arms tbody tr")
     browser.save_screenshot(str(shots / "overview.png"))
 
+    grid = {g["island"]: g for g in httpx.get(site + "/api/runs/0/grid").json()["islands"]}
     browser.get(site + "/runs/0/grid")
     figs = browser.find_elements(By.CSS_SELECTOR, "figure.island")
     assert len(figs) == 2
     for fig in figs:
         isl = int(fig.get_attribute("id").split("-")[1])
         cells = fig.find_elements(By.CSS_SELECTOR, "rect.cell")
-        assert len(cells) == int(fig.get_attribute("data-cells")) > 0
+        assert len(cells) == len(grid[isl]["cells"]) > 0  # two features: one rect per cell
+        top = max(c["best"] for c in grid[isl]["cells"])
+        assert f"best {top:.6g} " in " ".join(
+            c.find_element(By.TAG_NAME, "title").get_attribute("textContent") for c in cells)
         n_ok = sum(1 for p in oks if p.island == isl)
         assert fig.find_element(By.TAG_NAME, "figcaption").text.startswith(
             f"island {isl}: {n_ok} ok programs")

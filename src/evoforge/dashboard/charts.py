@@ -242,10 +242,14 @@ def heatmap(island: dict[str, Any], *, lo: float, hi: float, minimize: bool,
     cw = size / nx
     ch = (size / ny) if ny > 1 else 28.0
     w, h = int(size + 56), int(ny * ch + 40)
-    cells = []
+    drawn: dict[tuple[int, int], dict[str, Any]] = {}  # beyond two features: the best shown
     for c in island["cells"]:
-        cx = c["cell"][0]
-        cy = c["cell"][1] if len(c["cell"]) > 1 else 0
+        at = (c["cell"][0], c["cell"][1] if len(c["cell"]) > 1 else 0)
+        have = drawn.get(at)
+        if have is None or (c["best"] < have["best"] if minimize else c["best"] > have["best"]):
+            drawn[at] = c
+    cells = []
+    for (cx, cy), c in drawn.items():
         t = (c["best"] - lo) / (hi - lo) if hi > lo else 1.0
         if minimize:
             t = 1.0 - t
@@ -259,4 +263,5 @@ def heatmap(island: dict[str, Any], *, lo: float, hi: float, minimize: bool,
             if axes else "",
             "y_label": f"{axes[1]['name']} [{fmt(axes[1]['lo'])}, {fmt(axes[1]['hi'])}]"
             if len(axes) > 1 else "",
-            "label_y": round(4 + ny * ch + 16, 1)}
+            "label_y": round(4 + ny * ch + 16, 1),
+            "bg": {"x": 48, "y": 4, "w": round(nx * cw - 1, 1), "h": round(ny * ch - 1, 1)}}
