@@ -18,6 +18,9 @@ W, H = 760, 300
 ML, MR, MT, MB = 64, 12, 12, 34
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
+#: island lines: none of the status colours
+ISLAND_PALETTE = ("#1f77b4", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#393b79", "#637939",
+                  "#7b4173", "#843c39", "#3182bd")
 STATUS_COLOR = {"ok": "#2a9d4b", "failed": "#d62728", "invalid": "#8c8c8c",
                 "timeout": "#ff7f0e", "crashed": "#9467bd", "pending": "#bbbbbb"}
 
@@ -110,9 +113,10 @@ def score_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[str
     m["raw"] = Markup("".join(parts))
     for i, (isl, recs) in enumerate(sorted(data["islands"].items())):
         pts = [(r["x"], r["score"]) for r in recs]
+        color = ISLAND_PALETTE[i % len(ISLAND_PALETTE)]
         m["paths"].append({"d": _step_path(frame, pts, data["x_max"]), "cls": "island",
-                           "stroke": PALETTE[i % len(PALETTE)]})
-        m["legend"].append({"label": f"island {isl}", "color": PALETTE[i % len(PALETTE)]})
+                           "stroke": color})
+        m["legend"].append({"label": f"island {isl}", "color": color})
     best = [(r["x"], r["score"]) for r in data["best"]]
     m["paths"].append({"d": _step_path(frame, best, data["x_max"]), "cls": "best",
                        "stroke": "#000000"})
