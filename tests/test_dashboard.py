@@ -353,3 +353,37 @@ def test_cli_dashboard_rejects_a_missing_run(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "evoforge", "dashboard", str(tmp_path / "nope"),
                            "--port", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_beyond_loopback_warns_and_requires_the_printed_token(run_dir: Path) -> None:
+    """`evoforge dashboard --host 0.0.0.0`: a warning, a generated token in the printed URL,
+    401 without it; the server process (own process group) is stopped by the test."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "evoforge", "dashboard", str(run_dir),
+                             "--host", "0.0.0.0", "--port", "0"], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:  # until the URL is printed (or the process ends)
+            lines.append(line)
+            if "evoforge dashboard: http" in line:
+                break
+        text = "".join(lines)
+        assert "warning:" in text and "0.0.0.0" in text, text
+        url = text.split("evoforge dashboard: ", 1)[1].split()[0]
+        assert "?token=" in url
+        base, token = url.split("?token=")
+        with httpx.Client(timeout=30) as c:
+            assert c.get(base + "api/runs").status_code == 401
+            r = c.get(base + "api/runs", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and r.json()[0]["done"] > 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
