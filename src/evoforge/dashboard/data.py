@@ -149,7 +149,9 @@ class RunView:
         self.grid_features = ([f for f in sel.features] if sel.name == "islands" else [])
         self.num_islands = int(sel.num_islands) if sel.name == "islands" else 1
         self._index = _Index([f.name for f in self.grid_features])
-        self._lock = threading.Lock()
+        # the index grows under it; every aggregate and listing reads under it (one request's
+        # view of the arrays is consistent while a refresh extends them)
+        self._lock = threading.RLock()
         self._pending = 0
         self._head: tuple[int, int, int] = (-1, -1, 0)
         self._checked = 0.0
@@ -185,13 +187,14 @@ class RunView:
         self._cache.clear()
 
     def _cached(self, key: str, fn: Any) -> Any:
-        v = self.version
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == v:
-            return hit[1]
-        value = fn()
-        self._cache[key] = (v, value)
-        return value
+        with self._lock:
+            v = self.version
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == v:
+                return hit[1]
+            value = fn()
+            self._cache[key] = (v, value)
+            return value
 
     # ------------------------------------------------------------------ summary
     def _fit(self) -> np.ndarray:
@@ -456,6 +459,11 @@ class RunView:
     def page(self, *, status: str | None = None, island: int | None = None,
              sort: str = "score", page: int = 1, per_page: int = 50) -> dict[str, Any]:
         """One page of terminal programs (light rows: no code), filtered and sorted."""
+        with self._lock:
+            return self._page(status, island, sort, page, per_page)
+
+    def _page(self, status: str | None, island: int | None, sort: str, page: int,
+              per_page: int) -> dict[str, Any]:
         idx = self._index
         mask = np.ones(len(idx), bool)
         if status:
@@ -515,6 +523,10 @@ class RunView:
         """The path from a program back to the initial program (first parents), the program
         first; at most ``limit`` nodes: the nearest ``limit - 1`` and the root
         (``truncated`` says how many were left out between them)."""
+        with self._lock:
+            return self._lineage(program_id, limit)
+
+    def _lineage(self, program_id: int, limit: int) -> dict[str, Any]:
         chain = [self.node(program_id)]
         seen = {int(program_id)}
         while chain[-1]["parent"] is not None and chain[-1]["parent"] not in seen:
@@ -527,10 +539,11 @@ class RunView:
 
     def children(self, program_id: int, *, limit: int = 50) -> dict[str, Any]:
         """Evaluated programs whose first parent is this one (the first ``limit`` committed)."""
-        idx = self._index
-        rows = np.nonzero(idx.parent == int(program_id))[0]
-        items = [self.node(int(i)) for i in idx.id[rows[:limit]].tolist()]
-        return {"total": int(rows.size), "items": items}
+        with self._lock:
+            idx = self._index
+            rows = np.nonzero(idx.parent == int(program_id))[0]
+            items = [self.node(int(i)) for i in idx.id[rows[:limit]].tolist()]
+            return {"total": int(rows.size), "items": items}
 
     def close(self) -> None:
         self.source.close()
