@@ -387,3 +387,18 @@ def test_cli_beyond_loopback_warns_and_requires_the_printed_token(run_dir: Path)
         proc.wait(timeout=30)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_a_missing_fastapi_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                            run_dir: Path) -> None:
+    import sys
+
+    from evoforge.errors import EvoforgeError
+
+    view = open_run(str(run_dir))
+    try:
+        monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi raises ImportError
+        with pytest.raises(EvoforgeError, match=r"pip install 'evoforge\[dashboard\]'"):
+            create_app([view])
+    finally:
+        view.close()
