@@ -324,9 +324,12 @@ def test_token_is_required_on_every_request(run_dir: Path) -> None:
                 assert r.status_code == 401, path
                 assert "s3cret" not in r.text
             assert c.get("/?token=wrong").status_code == 401
-            r = c.get("/?token=s3cret-token")
-            assert r.status_code == 200 and "evoforge_dashboard" in r.headers["set-cookie"]
+            r = c.get("/runs/0/programs?sort=recent&token=s3cret-token")
+            assert r.status_code == 303  # to the same page without the token in its address
+            assert r.headers["location"] == "/runs/0/programs?sort=recent"
+            assert "evoforge_dashboard" in r.headers["set-cookie"]
             assert "httponly" in r.headers["set-cookie"].lower()
+            assert c.get(r.headers["location"]).status_code == 200
             assert c.get("/api/runs").status_code == 200  # the cookie carries it on
             assert c.get("/static/dashboard.js").status_code == 200
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer s3cret-token"}) as c:

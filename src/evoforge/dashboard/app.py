@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from evoforge.dashboard import charts
 from evoforge.dashboard.data import STATUSES, RunView
@@ -42,7 +43,13 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
     try:
         import jinja2
         from fastapi import FastAPI, HTTPException, Request
-        from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+        from fastapi.responses import (
+            HTMLResponse,
+            JSONResponse,
+            PlainTextResponse,
+            RedirectResponse,
+            Response,
+        )
         from fastapi.staticfiles import StaticFiles
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import StreamingResponse
@@ -107,6 +114,12 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
                     "the dashboard needs its token: open the URL it printed (…?token=…)",
                     status_code=401))
             set_cookie = request.query_params.get("token") is not None
+            if set_cookie and request.method == "GET":  # the token leaves the address bar
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = request.url.path + ("?" + urlencode(rest) if rest else "")
+                redirect = RedirectResponse(target, status_code=303)
+                redirect.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+                return _secure(redirect)
         else:
             host = (request.headers.get("host") or "").lower()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
