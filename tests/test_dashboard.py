@@ -282,7 +282,10 @@ def test_event_stream_reports_a_committed_result(tmp_path: Path) -> None:
             first = _next_update(lines)
             assert first["done"] == before
             append_program(run, score=99.0)
-            assert _next_update(lines)["done"] == before + 1
+            seen = [_next_update(lines)]  # the proposal (pending), then its result
+            while seen[-1]["done"] == before and len(seen) < 3:
+                seen.append(_next_update(lines))
+            assert seen[-1]["done"] == before + 1 and seen[-1]["best_score"] == 99.0, seen
         s = c.get("/api/runs/0/summary").json()
         assert s["done"] == before + 1 and s["best_score"] == 99.0
     assert db.exists()
@@ -405,3 +408,17 @@ def test_a_missing_fastapi_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
             create_app([view])
     finally:
         view.close()
+
+
+def test_a_program_of_several_files_shows_each_file(tmp_path: Path) -> None:
+    from evoforge.program_files import pack
+
+    run = make_run(tmp_path, programs=4)
+    first = append_program(run, code=pack({"main.py": "X = 1\n", "kernel/sum.c": "int s;\n"}))
+    second = append_program(run, code=pack({"main.py": "X = 2\n", "kernel/sum.c": "int s;\n"}),
+                            parent=first)
+    with running(create_app([open_run(str(run))])) as url, httpx.Client(base_url=url) as c:
+        page = c.get(f"/runs/0/programs/{second}").text
+    assert '<h3 class="file">kernel/sum.c</h3>' in page and '<h3 class="file">main.py</h3>' in page
+    assert f"#{first}/main.py" in page and f"#{first}/kernel/sum.c" not in page  # unchanged
+    assert "evoforge-files v1" not in page  # the packing is not shown

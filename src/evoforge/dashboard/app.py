@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 from evoforge.dashboard import charts
 from evoforge.dashboard.data import STATUSES, RunView
-from evoforge.errors import EvoforgeError, StorageError
+from evoforge.errors import EvoforgeError, ProgramFilesError, StorageError
+from evoforge.program_files import is_packed, tree_diff, unpack
 from evoforge.report import duration
 
 HERE = Path(__file__).parent
@@ -219,12 +220,21 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
                 parent = v.program(p.parent_ids[0])
             except StorageError:
                 parent = None
-        code, code_more = capped(p.code)
+        files = _files(p.code)  # a program of several files: each file on its own
+        code_files = []
+        for name, text in (files or {v.language: p.code}).items():
+            shown, more = capped(text)
+            code_files.append({"path": name if files else "", "more": more,
+                               "html": highlighted(shown, name)})
         diff_html, diff_more = "", 0
         if parent is not None:
-            diff = "".join(difflib.unified_diff(parent.code.splitlines(True),
-                                                p.code.splitlines(True),
-                                                f"program #{parent.id}", f"program #{p.id}"))
+            old = _files(parent.code)
+            if files is not None and old is not None:
+                diff = tree_diff(old, files, f"#{parent.id}", f"#{p.id}")
+            else:
+                diff = "".join(difflib.unified_diff(parent.code.splitlines(True),
+                                                    p.code.splitlines(True),
+                                                    f"program #{parent.id}", f"program #{p.id}"))
             diff, diff_more = capped(diff or "(identical)\n")
             diff_html = highlight(diff, DiffLexer(stripnl=False), plain)
         ex = v.exchange(pid)
@@ -244,7 +254,7 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
         lineage = v.lineage(pid)
         children = v.children(pid)
         return {"r": r, "s": v.summary(), "p": p, "parent": parent,
-                "code_html": highlighted(code, v.language), "code_more": code_more,
+                "code_files": code_files,
                 "diff_html": diff_html, "diff_more": diff_more, "exchange": exchange,
                 "messages": messages, "reply": reply, "artifacts": artifacts,
                 "lineage": lineage, "children": children,
@@ -426,6 +436,16 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
         return j(out)
 
     return app
+
+
+def _files(code: str) -> dict[str, str] | None:
+    """The files of a program of several files (None: one file, or a malformed tree)."""
+    if not is_packed(code):
+        return None
+    try:
+        return unpack(code)
+    except ProgramFilesError:
+        return None
 
 
 def _int(text: str | None, default: int) -> int:
