@@ -139,6 +139,9 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
         if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
             inspect.append(steps.resume)
         out.print(_lit("inspect: " + "   |   ".join(inspect)))
+        url = run.config.storage.url or ""
+        if "#run=" in url:  # PostgreSQL: inspect it from any machine, no run directory needed
+            out.print(_lit(f"from any machine: {ev} status {shlex.quote(_label(url))}"))
         for line in steps.advice:
             out.print(_lit(line))
     if outcome.reason == "interrupted":
@@ -245,10 +248,25 @@ def resume(
            show_budget=True)
 
 
-def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
+def _run_ref(arg: str) -> str | Path:
+    """A run directory, or a ``postgresql://...#run=NAME`` reference (kept as text)."""
+    from evoforge.run import is_storage_reference
+
+    return arg if is_storage_reference(arg) else Path(arg)
+
+
+def _label(arg: str) -> str:
+    """How a run argument is shown: a storage URL without its password."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages import redact
+
+    return redact(arg) if is_storage_reference(arg) else arg
+
+
+def _load_all(run_dir: str) -> tuple[Any, list[Any], dict[str, Any] | None]:
     from evoforge import api
 
-    with api.inspect_run(run_dir) as (cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
@@ -264,7 +282,8 @@ def _tree(code: str) -> dict[str, str]:
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     top: Annotated[int, typer.Option(help="How many top programs to list.")] = 10,
     reasons: Annotated[int, typer.Option(
         help="How many failure-reason patterns to list.", min=0)] = 10,
@@ -276,10 +295,12 @@ def status(
     from evoforge.program import Status
     from evoforge.report import group_reasons, shell_word, shorten
 
+    if _list_database_runs(run_dir):
+        return
     cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
-    out.print(f"[bold]{_m(run_dir)}[/bold]: {len(programs)} programs, objective "
+    out.print(f"[bold]{_m(_label(run_dir))}[/bold]: {len(programs)} programs, objective "
               f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
@@ -331,7 +352,7 @@ def status(
     failed = [(p.status.value, p.reason, p.id) for p in done if p.status is not Status.OK]
     if failed:
         groups = group_reasons(failed)
-        ev, rd = command(), shell_word(run_dir)
+        ev, rd = command(), shell_word(_label(run_dir))
         out.print(f"failure reasons by pattern ({len(failed)} programs, {len(groups)} "
                   f"pattern{'s' * (len(groups) != 1)}; the first example of each in full):")
         width = max(out.width - 18, 100)
@@ -360,6 +381,31 @@ def status(
                        f"of {len(done)} programs)"))
 
 
+def _list_database_runs(arg: str) -> bool:
+    """``status postgresql://.../DB`` (no ``#run=``): list the runs stored there."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages.postgres import PostgresURL, list_runs
+
+    if not is_storage_reference(arg) or PostgresURL.parse(arg).run is not None:
+        return False
+    target = PostgresURL.parse(arg)
+    runs = list_runs(arg)
+    out.print(_lit(f"{target.url()}: {len(runs)} run(s)"))
+    if runs:
+        t = Table(show_edge=False)
+        for col in ("run", "started", "programs", "pending", "best", "problem"):
+            t.add_column(col)
+        for r in runs:
+            t.add_row(_lit(r["name"]), time.strftime("%Y-%m-%d %H:%M",
+                                                     time.localtime(r["created_at"])),
+                      str(r["done"]), str(r["pending"]),
+                      "-" if r["best"] is None else f"{r['best']:.10g}", _lit(r["problem"] or "-"))
+        out.print(t)
+        out.print(_lit(f"one run: {command()} status "
+                       f"{shlex.quote(target.url(run=runs[-1]['name']))}"))
+    return True
+
+
 def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     """The bandit's arm choices: pulls, children better than their parent, cost (None when
     no program records an arm)."""
@@ -386,14 +432,14 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     return t
 
 
-def _print_variants(run_dir: Path, programs: list[Any]) -> None:
+def _print_variants(run_dir: str, programs: list[Any]) -> None:
     """The prompt variants (prompt.evolve) with their fitness, fittest living first; their
     text is an LLM's: shown literally, shortened."""
     from evoforge import api
     from evoforge.mutators.meta_prompt import variant_summary
     from evoforge.report import one_line, shell_word, shorten
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         try:
             found = variant_summary(storage)
         except EvoforgeError as e:  # the rest of the status is still worth showing
@@ -419,14 +465,15 @@ def _print_variants(run_dir: Path, programs: list[Any]) -> None:
                 None)
     if made is not None:
         out.print(_lit(f"the fittest, {fittest.id}, in full: {command()} show "
-                       f"{shell_word(run_dir)} {made} --prompt"))
+                       f"{shell_word(_label(run_dir))} {made} --prompt"))
     if state.get("last_rejection"):
         out.print(_lit(f"last rewrite rejected: {state['last_rejection']}"))
 
 
 @app.command()
 def best(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     write: Annotated[Path | None, typer.Option(
         "--write", "-w", help="Write the code here (a directory for a program of several "
         "files).")] = None,
@@ -435,12 +482,12 @@ def best(
     from evoforge import api
     from evoforge.program import Status
 
-    with api.inspect_run(run_dir) as (cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         programs = list(storage.programs())
         multi = bool(storage.get_meta("multi_file"))
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
-        raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
+        raise EvoforgeError(f"{_label(run_dir)} has no program that evaluated ok yet")
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
     if write and multi:
@@ -474,7 +521,8 @@ def best(
 
 @app.command()
 def show(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     program_id: Annotated[int, typer.Argument(help="Program id (see `evoforge status`).")],
     prompt: Annotated[bool, typer.Option(
         "--prompt", help="Print the prompt (system and user) the LLM was sent for it.")] = False,
@@ -485,7 +533,7 @@ def show(
     from evoforge import api
     from evoforge.program import Status
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         multi = bool(storage.get_meta("multi_file"))
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
@@ -537,7 +585,7 @@ def show(
         # no child was made: a diff would show the parent deleted; show what the LLM said
         if exchange is not None:
             _print_exchange(exchange, prompt=False, reply=True)
-            out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
+            out.print(_lit(f"the prompt: {ev} show {shlex.quote(_label(run_dir))} {p.id} --prompt"))
         return
     if parent is not None:
         if multi:  # one diff per changed file
@@ -563,7 +611,8 @@ def show(
         out.print("[bold]-- code --[/bold]")
         out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
     if exchange is not None:
-        out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
+        out.print(_lit(f"the LLM exchange: {ev} show {shlex.quote(_label(run_dir))} {p.id} "
+                       "--prompt | --reply"))
 
 
 def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> None:

@@ -241,6 +241,26 @@ class NoveltyConfig(_Strict):
 
 class StorageConfig(_Strict):
     url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
+    # PostgreSQL: how long an operation retries after a lost connection before the run stops
+    reconnect_timeout: float = Field(30.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        from evoforge.errors import StorageError
+        from evoforge.storages.postgres import PostgresURL, is_postgres_url
+
+        if v is None or not is_postgres_url(v):
+            return v
+        try:
+            target = PostgresURL.parse(v)
+        except StorageError as e:
+            raise ValueError(str(e)) from None
+        if target.has_password:
+            raise ValueError("a run's storage.url must not hold a password (the URL is stored "
+                             "in the run's config.yaml): remove it and set PGPASSWORD, or add a "
+                             "line to ~/.pgpass (HOST:PORT:DB:USER:PASSWORD, mode 0600)")
+        return v
 
 
 class Config(_Strict):
@@ -372,7 +392,12 @@ def _describe(err: ValidationError, source: str, layers: list[Layer] | None = No
                     hint = f" (did you mean {close[0]!r}?)"
             line = f"  - unknown key {dotted!r}{hint}; valid keys here: {', '.join(known)}"
         else:
-            line = f"  - {dotted}: {e['msg']} (got {e.get('input')!r})"
+            got = e.get("input")
+            if loc[:2] == ("storage", "url") and isinstance(got, str):  # never show a password
+                from evoforge.storages.postgres import redact
+
+                got = redact(got)
+            line = f"  - {dotted}: {e['msg']} (got {got!r})"
         lines.append((line, where))
     several = len(named) > 1  # then each line names its own source
     return "\n".join([f"invalid configuration ({'; '.join(named) or source}):",
@@ -436,7 +461,17 @@ def parse_override(item: str) -> dict[str, Any]:
 
 def override_layers(items: list[str] | tuple[str, ...]) -> list[Layer]:
     """``--set`` items as layers, each named after its item."""
-    return [Layer(parse_override(item), f"--set {item}") for item in items]
+    return [Layer(parse_override(item), f"--set {_redacted(item)}") for item in items]
+
+
+def _redacted(item: str) -> str:
+    """A ``--set`` item as it may be shown: a storage URL without its password."""
+    if not item.strip().startswith("storage.url="):
+        return item
+    from evoforge.storages.postgres import redact
+
+    key, _, value = item.partition("=")
+    return f"{key}={redact(value)}"
 
 
 def build_config(*layers: dict[str, Any] | Layer, overrides: list[str] | tuple[str, ...] = (),
