@@ -5,6 +5,7 @@ checks, and the security headers. Browser tests: test_dashboard_browser.py."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections import Counter
@@ -22,7 +23,8 @@ from evoforge.dashboard import create_app, open_run
 from evoforge.dashboard.server import plan_access, running
 from evoforge.mutators.base import MutationOutcome
 from evoforge.program import MutationInfo, Program, Status
-from evoforge.storages import SQLiteStorage
+from evoforge.run import locate_run
+from evoforge.storages import open_storage
 from evoforge.testing import FunctionExecutor, FunctionMutator
 
 PROGRAM = "# EVOLVE-BLOCK-START\nX = 0\n# EVOLVE-BLOCK-END\n"
@@ -56,9 +58,10 @@ def _evaluate(code: str) -> dict[str, float]:
     return {"combined_score": float(x), "size": float(len(code))}
 
 
-def make_run(where: Path, programs: int = 60) -> Path:
+def make_run(where: Path, programs: int = 60, storage_url: str | None = None) -> Path:
     """A real run (the pipeline, a stub problem, function-backed mutator and executor) of
-    ``programs`` programs on two islands with a two-feature MAP-Elites grid."""
+    ``programs`` programs on two islands with a two-feature MAP-Elites grid (in the run dir's
+    SQLite file, or at ``storage_url``)."""
     where.mkdir(parents=True, exist_ok=True)
     problem = stub_problem(where, PROGRAM)
     (problem.path / "problem.yaml").write_text(
@@ -66,20 +69,22 @@ def make_run(where: Path, programs: int = 60) -> Path:
     cfg = build_config(problem.config, {
         "max_programs": programs, "evaluation": {"reverify": 0},
         "selector": {"num_islands": 2, "features": [{"name": "code_length", "bins": 5},
-                                                    {"name": "score", "bins": 4}]}})
+                                                    {"name": "score", "bins": 4}]},
+        **({"storage": {"url": storage_url}} if storage_url else {})})
     api.evolve(problem, run_dir=where / "run", config=cfg, mutator=FunctionMutator(_mutate),
                executor=FunctionExecutor(_evaluate))
     return where / "run"
 
 
-def append_program(run_dir: Path, *, code: str = PROGRAM, status: Status = Status.OK,
+def append_program(run_dir: Path | str, *, code: str = PROGRAM, status: Status = Status.OK,
                    score: float | None = 1.0, reason: str = "",
                    metrics: dict[str, float] | None = None,
                    artifacts: dict[str, str] | None = None,
                    mutation: MutationInfo | None = None,
                    exchange: dict[str, Any] | None = None, parent: int = 0) -> int:
-    """Write one more terminal program into a run's storage, as its controller would."""
-    with SQLiteStorage(run_dir / "evoforge.db") as s:
+    """Write one more terminal program into a run's storage (a run dir or a PostgreSQL run
+    reference), as its controller would."""
+    with open_storage(locate_run(run_dir)) as s:
         st = s.stats()
         p = Program(id=st["next_id"], code=code, parent_ids=(parent,), island=0, generation=1,
                     mutation=mutation or MutationInfo(mutator="test"), created_at=time.time())
@@ -93,20 +98,55 @@ def append_program(run_dir: Path, *, code: str = PROGRAM, status: Status = Statu
         return p.id
 
 
+_pg_runs = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Any]:
+    """A throwaway PostgreSQL server on loopback for this module (skipped where Debian's
+    PostgreSQL binaries or psycopg are missing)."""
+    pytest.importorskip("psycopg", reason="PostgreSQL storage needs psycopg "
+                        "(pip install 'evoforge[postgres]')")
+    from evoforge.testing.postgres import LocalPostgres, PostgresUnavailable
+
+    try:
+        server = LocalPostgres(settings={"fsync": "off", "synchronous_commit": "off",
+                                         "full_page_writes": "off"})
+    except PostgresUnavailable as e:
+        pytest.skip(f"no PostgreSQL server binaries: {e}")
+    with server:
+        yield server
+
+
+def new_run(where: Path, backend: str, request: pytest.FixtureRequest, programs: int) -> str:
+    """A real run on ``backend``; its reference for the dashboard (a run dir, or for
+    PostgreSQL the ``postgresql://...#run=NAME`` URL: no run dir needed)."""
+    if backend == "sqlite":
+        return str(make_run(where, programs))
+    url = f"{request.getfixturevalue('pg').url}#run=dash-{next(_pg_runs)}"
+    make_run(where, programs, storage_url=url)
+    return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def run_ref(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return new_run(tmp_path_factory.mktemp("dash"), request.param, request, 60)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("dash"))
+    return make_run(tmp_path_factory.mktemp("dash-sqlite"))
 
 
 @pytest.fixture(scope="module")
-def stored(run_dir: Path) -> list[Program]:
-    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
+def stored(run_ref: str) -> list[Program]:
+    with open_storage(locate_run(run_ref), readonly=True) as s:
         return list(s.programs())
 
 
 @pytest.fixture(scope="module")
-def server(run_dir: Path) -> Iterator[str]:
-    app = create_app([open_run(str(run_dir)), open_run(str(run_dir), name="again")])
+def server(run_ref: str) -> Iterator[str]:
+    app = create_app([open_run(run_ref), open_run(run_ref, name="again")])
     with running(app) as url:
         yield url
 
@@ -269,11 +309,12 @@ def test_every_page_renders_with_the_numbers(client: httpx.Client,
     assert client.get("/runs/0/part/nothing").status_code == 404
 
 
-def test_event_stream_reports_a_committed_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_event_stream_reports_a_committed_result(tmp_path: Path, backend: str,
+                                                 request: pytest.FixtureRequest) -> None:
     """While a writer commits, the open event stream reports it, and the API shows it."""
-    run = make_run(tmp_path, programs=8)
-    db = run / "evoforge.db"
-    with running(create_app([open_run(str(run))], poll_interval=0.05)) as url, \
+    run = new_run(tmp_path, backend, request, 8)
+    with running(create_app([open_run(run)], poll_interval=0.05)) as url, \
             httpx.Client(base_url=url, timeout=30) as c:
         before = c.get("/api/runs/0/summary").json()["done"]
         with c.stream("GET", "/runs/0/events") as events:
@@ -288,7 +329,6 @@ def test_event_stream_reports_a_committed_result(tmp_path: Path) -> None:
             assert seen[-1]["done"] == before + 1 and seen[-1]["best_score"] == 99.0, seen
         s = c.get("/api/runs/0/summary").json()
         assert s["done"] == before + 1 and s["best_score"] == 99.0
-    assert db.exists()
 
 
 def _next_update(lines: Iterator[str]) -> dict[str, Any]:

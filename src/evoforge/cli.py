@@ -649,7 +649,8 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
 
 @app.command()
 def dashboard(
-    runs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    runs: Annotated[list[str], typer.Argument(
+        help="Run directories or postgresql://USER@HOST:PORT/DB#run=NAME references.")],
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on; other than loopback "
                                       "needs a token.")] = "127.0.0.1",
@@ -659,8 +660,7 @@ def dashboard(
     """Serve a live, read-only web view of runs (needs: pip install 'evoforge[dashboard]')."""
     from evoforge.dashboard.server import serve
 
-    serve([str(r) for r in runs], host=host, port=port, token=token,
-          echo=lambda line: err.print(_lit(line)))
+    serve(runs, host=host, port=port, token=token, echo=lambda line: err.print(_lit(line)))
 
 
 @app.command()

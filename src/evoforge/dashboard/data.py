@@ -579,19 +579,18 @@ def _axis_range(v: np.ndarray, fc: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def open_run(ref: str, *, name: str | None = None) -> RunView:
-    """Open a run directory read-only for the dashboard (safe while the run writes it)."""
+def open_run(ref: str | Path, *, name: str | None = None) -> RunView:
+    """Open a run read-only for the dashboard (safe while the run writes it): a run directory
+    or a ``postgresql://...#run=NAME`` reference."""
     from evoforge.api import open_existing
-    from evoforge.dashboard.source import SQLiteSource
+    from evoforge.dashboard.source import source_for
     from evoforge.problem import problem_meta
-    from evoforge.storages.sqlite import SQLiteStorage
+    from evoforge.run import is_storage_reference
+    from evoforge.storages import redact
 
-    run_dir = Path(ref).expanduser()
-    config, storage = open_existing(run_dir, readonly=True)
+    config, storage = open_existing(ref, readonly=True)
     try:
-        if not isinstance(storage, SQLiteStorage):  # pragma: no cover - only SQLite so far
-            raise StorageError(f"{ref}: the dashboard reads SQLite runs only so far")
-        source = SQLiteSource(storage.path)
+        source = source_for(storage)
         meta: dict[str, Any] = {}
         ppath = storage.get_meta("problem_path")
         if isinstance(ppath, str) and Path(ppath).is_dir():
@@ -604,7 +603,12 @@ def open_run(ref: str, *, name: str | None = None) -> RunView:
     except BaseException:
         storage.close()
         raise
-    view = RunView(name or run_dir.name or str(run_dir), storage, source, config,
-                   problem_meta=meta, language=str(program_file))
+    if name is None:
+        if is_storage_reference(ref):
+            name = str(getattr(storage, "run", "") or redact(str(ref)))
+        else:
+            name = Path(ref).expanduser().name or str(ref)
+    view = RunView(name, storage, source, config, problem_meta=meta,
+                   language=str(program_file))
     view.refresh()
     return view
