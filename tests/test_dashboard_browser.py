@@ -172,6 +172,7 @@ def _assert_inert(driver: Any, title: str) -> None:
 def test_pages_show_the_databases_numbers(browser: Any, site: str, shots: Path,
                                           hostile_run: tuple[Path, list[int]]) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     run, _ = hostile_run
     stored = _stored(run)
@@ -213,6 +214,13 @@ def test_pages_show_the_databases_numbers(browser: Any, site: str, shots: Path,
     first = browser.find_element(By.CSS_SELECTOR, "#programs tbody tr:first-child td a")
     assert first.text == f"#{best.id}"
     browser.save_screenshot(str(shots / "programs.png"))
+    browser.find_element(By.LINK_TEXT, "failed").click()  # a filter link
+    WebDriverWait(browser, 20).until(lambda d: "status=failed" in d.current_url)
+    n_failed = sum(1 for p in stored if p.status is Status.FAILED)
+    assert _text(browser, "#total").startswith(f"{n_failed} programs")
+    browser.find_element(By.LINK_TEXT, "recent").click()  # keeps the status filter
+    WebDriverWait(browser, 20).until(lambda d: "sort=recent" in d.current_url)
+    assert _text(browser, "#total").startswith(f"{n_failed} programs")
 
     browser.get(site + f"/runs/0/programs/{best.id}")
     assert _text(browser, "#score") == f"{best.score:.6g}"

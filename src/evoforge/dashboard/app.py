@@ -74,6 +74,8 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
     env.filters["usd"] = lambda v: f"${v:.4f}" if v else "$0"
     env.filters["thousands"] = lambda v: f"{int(v):,}"
     env.globals["STATUSES"] = STATUSES
+    env.globals["qs"] = lambda **kw: urlencode({k: v for k, v in kw.items()
+                                                if v is not None and v != ""})
     env.globals["STATUS_COLOR"] = charts.STATUS_COLOR
     formatter = HtmlFormatter(cssclass="hl", linenos="table")
     plain = HtmlFormatter(cssclass="hl")
@@ -288,9 +290,10 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
         return render("grid.html", **grid_ctx(r, view(r)))
 
     @app.get("/runs/{r}/programs", response_class=HTMLResponse)
-    def programs_page(r: int, status: str | None = None, island: int | None = None,
+    def programs_page(r: int, status: str | None = None, island: str | None = None,
                       sort: str = "score", page: int = 1) -> HTMLResponse:
-        return render("programs.html", **list_ctx(r, view(r), status, island, sort, page))
+        return render("programs.html",
+                      **list_ctx(r, view(r), status, _island(island), sort, page))
 
     @app.get("/runs/{r}/programs/{pid}", response_class=HTMLResponse)
     def program_page(r: int, pid: int) -> HTMLResponse:
@@ -315,8 +318,7 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
         elif name == "grid":
             ctx = grid_ctx(r, v)
         elif name == "programs":
-            island = q.get("island")
-            ctx = list_ctx(r, v, q.get("status"), int(island) if island not in (None, "") else None,
+            ctx = list_ctx(r, v, q.get("status"), _island(q.get("island")),
                            q.get("sort", "score"), _int(q.get("page"), 1))
         elif name == "lineage":
             ctx = program_ctx(r, v, _int(q.get("id"), 0))
@@ -446,6 +448,18 @@ def _files(code: str) -> dict[str, str] | None:
         return unpack(code)
     except ProgramFilesError:
         return None
+
+
+def _island(text: str | None) -> int | None:
+    """An island filter from a query string: empty means all islands."""
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        from fastapi import HTTPException
+
+        raise HTTPException(400, f"island must be a number, got {text[:40]!r}") from None
 
 
 def _int(text: str | None, default: int) -> int:
