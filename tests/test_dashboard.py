@@ -373,6 +373,8 @@ def test_token_is_required_on_every_request(run_dir: Path) -> None:
             assert "evoforge_dashboard" in r.headers["set-cookie"]
             assert "httponly" in r.headers["set-cookie"].lower()
             assert c.get(r.headers["location"]).status_code == 200
+            r = c.get(url + "//evil.example/x?token=s3cret-token")
+            assert r.headers["location"] == "/evil.example/x"  # never to another site
             assert c.get("/api/runs").status_code == 200  # the cookie carries it on
             assert c.get("/static/dashboard.js").status_code == 200
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer s3cret-token"}) as c:

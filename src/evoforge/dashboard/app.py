@@ -119,7 +119,8 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
             set_cookie = request.query_params.get("token") is not None
             if set_cookie and request.method == "GET":  # the token leaves the address bar
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = request.url.path + ("?" + urlencode(rest) if rest else "")
+                # one leading slash: "//host" would be a redirect to another site
+                target = "/" + request.url.path.lstrip("/") + ("?" + urlencode(rest) if rest else "")
                 redirect = RedirectResponse(target, status_code=303)
                 redirect.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
                 return _secure(redirect)
