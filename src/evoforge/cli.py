@@ -301,7 +301,10 @@ def status(
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
     out.print(f"[bold]{_m(_label(run_dir))}[/bold]: {len(programs)} programs, objective "
-              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
+              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}"
+              + ("; Pareto over " + ", ".join(
+                  f"{_m(o.name)} ({o.direction[:3]})" for o in cfg.objective.metrics)
+                 if cfg.multi_objective else ""))
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
         out.print(_lit(f"  score integrity: {integrity.get('summary', '?')}"))
@@ -309,6 +312,9 @@ def status(
             out.print(_lit(f"  earlier session(s) of this run: {earlier}"))
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
+    pareto, _ = _load_pareto(run_dir)
+    if pareto and cfg.multi_objective:  # not a front left from before --set objective.metrics=[]
+        _print_pareto(pareto, programs, top, run_dir)
     if oks:
         hist = Table(title="best score over time", show_edge=False)
         hist.add_column("after programs", justify="right")
@@ -406,6 +412,75 @@ def _list_database_runs(arg: str) -> bool:
     return True
 
 
+def _load_pareto(run_dir: str) -> tuple[dict[str, Any] | None, str]:
+    """A multi-objective run's front and hypervolume curve (run meta ``pareto``, None for a
+    scalar run), and the suffix of its program files."""
+    from evoforge import api
+    from evoforge.selectors.pareto import META_KEY
+
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
+        meta = storage.get_meta(META_KEY)
+        files = storage.get_meta("problem_files") or ["program.py"]
+    return (meta if isinstance(meta, dict) else None), Path(str(files[0])).suffix or ".txt"
+
+
+def _front_table(pareto: dict[str, Any], programs: list[Any], limit: int | None) -> Table:
+    """The front's programs, each objective a column, sorted by the first objective."""
+    objs = pareto.get("objectives") or []
+    by_id = {p.id: p for p in programs}
+    front = [by_id[i] for i in pareto.get("front") or [] if i in by_id]
+    first = objs[0]["name"] if objs else None
+    sign = 1 if not objs or objs[0].get("direction") == "minimize" else -1
+    front.sort(key=lambda p: sign * float(p.metrics.get(first, 0.0)))
+    shown = front if limit is None else front[:limit]
+    t = Table(title=f"Pareto front: {len(front)} programs"
+              + (f" (first {len(shown)})" if len(shown) < len(front) else ""), show_edge=False)
+    t.add_column("id", justify="right")
+    for o in objs:
+        arrow = "min" if o.get("direction") == "minimize" else "max"
+        t.add_column(_lit(f"{o.get('name')} ({arrow})"), justify="right")
+    t.add_column("score", justify="right")
+    t.add_column("gen", justify="right")
+    for p in shown:
+        vals = [p.metrics.get(o.get("name")) for o in objs]
+        t.add_row(str(p.id), *(_lit("-" if v is None else f"{v:.6g}") for v in vals),
+                  "-" if p.score is None else f"{p.score:.6g}", str(p.generation))
+    return t
+
+
+def _print_pareto(pareto: dict[str, Any], programs: list[Any], top: int, run_dir: str) -> None:
+    """``status`` for a multi-objective run: the front and the hypervolume curve."""
+    from evoforge.report import curve_checkpoints, shell_word, sparkline
+
+    limit = max(top, 20)
+    out.print(_front_table(pareto, programs, limit))
+    n_front = len(pareto.get("front") or [])
+    if n_front > limit:
+        out.print(_lit(f"  ... all {n_front}: {command()} best {shell_word(_label(run_dir))} --pareto"))
+    curve = [(int(n), float(v)) for n, v in pareto.get("hypervolume") or []]
+    ref = pareto.get("reference_point")
+    where = "" if ref is None else (f" (reference point {tuple(ref)}, from "
+                                    f"{pareto.get('reference_from', '?')})")
+    sched = pareto.get("schedule")
+    if sched:
+        at = sched.get("switched_at")
+        out.print(_lit(f"schedule: {sched.get('first')} alone for the first "
+                       f"{sched.get('switch_after')} programs, then the front ("
+                       + (f"switched after {at} programs)" if at else "not switched yet)")))
+    if not curve:
+        out.print(_lit(f"hypervolume{where}: none yet (no feasible program)"))
+        return
+    out.print(_lit(f"hypervolume{where}: {curve[0][1]:.6g} -> {curve[-1][1]:.6g} "
+                   f"(after {curve[0][0]} and {curve[-1][0]} programs)"))
+    out.print(_lit(f"  {sparkline(curve)}"))
+    t = Table(title="hypervolume over time", show_edge=False)
+    t.add_column("after programs", justify="right")
+    t.add_column("hypervolume", justify="right")
+    for n, v in curve_checkpoints(curve):
+        t.add_row(str(n), f"{v:.6g}")
+    out.print(t)
+
+
 def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     """The bandit's arm choices: pulls, children better than their parent, cost (None when
     no program records an arm)."""
@@ -476,15 +551,22 @@ def best(
         help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     write: Annotated[Path | None, typer.Option(
         "--write", "-w", help="Write the code here (a directory for a program of several "
-        "files).")] = None,
+        "files, and with --pareto).")] = None,
+    pareto: Annotated[bool, typer.Option(
+        "--pareto", help="A multi-objective run: list the Pareto front's programs (with "
+        "--write DIR, write each one's code there).")] = False,
 ) -> None:
-    """Print the best program (or write it to a file, or its files into a directory)."""
+    """Print the best program (or write it to a file, or its files into a directory);
+    --pareto: the front of a multi-objective run."""
     from evoforge import api
     from evoforge.program import Status
 
     with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         programs = list(storage.programs())
         multi = bool(storage.get_meta("multi_file"))
+    if pareto:
+        _best_pareto(run_dir, cfg, programs, write, multi)
+        return
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
         raise EvoforgeError(f"{_label(run_dir)} has no program that evaluated ok yet")
@@ -517,6 +599,47 @@ def best(
         # not obeyed; --write is the byte-exact path (written directly: rich would drop CR)
         sys.stdout.write(visible(pick.code))
         sys.stdout.flush()
+
+
+def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None,
+                 multi: bool) -> None:
+    import json
+
+    from evoforge.report import shell_word
+
+    meta, suffix = _load_pareto(run_dir)
+    shown = shell_word(_label(run_dir))
+    if meta is None or not cfg.multi_objective:
+        raise EvoforgeError(f"{_label(run_dir)} is a single-objective run (no objective.metrics): "
+                            f"it has no Pareto front; `{command()} best {shown}` shows its best "
+                            "program")
+    by_id = {p.id: p for p in programs}
+    front = [by_id[i] for i in meta.get("front") or [] if i in by_id]
+    out.print(_front_table(meta, programs, None))
+    if write is None:
+        out.print(_lit(f"write their code: {command()} best {shown} --pareto --write DIR"))
+        return
+    try:
+        write.mkdir(parents=True, exist_ok=True)
+        index = []
+        for p in front:
+            path = write / (f"program_{p.id}" if multi else f"program_{p.id}{suffix}")
+            if multi:  # a program of several files: its tree in a directory of its own
+                from evoforge.program_files import write_tree
+
+                write_tree(path, _tree(p.code))
+            else:
+                path.write_bytes(p.code.encode("utf-8"))  # the stored code, byte for byte
+            index.append({"id": p.id, "file": path.name, "metrics": p.metrics,
+                          "score": p.score})
+        (write / "front.json").write_text(json.dumps(
+            {"objectives": meta.get("objectives"), "programs": index}, indent=2,
+            allow_nan=False))
+    except OSError as e:
+        raise EvoforgeError(f"--write {write}: cannot write the front's programs "
+                            f"({e.strerror or e}); choose a writable directory") from e
+    err.print(_lit(f"{len(front)} programs written to {write}/ (program_ID{suffix}, and "
+                   "front.json with their metrics)"))
 
 
 @app.command()

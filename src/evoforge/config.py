@@ -8,6 +8,7 @@ Every key is documented in ``docs/config.md``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,9 +39,90 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class MetricObjective(_Strict):
+    """One objective of a multi-objective run: an evaluator metric and its direction."""
+
+    name: str
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class MetricConstraint(_Strict):
+    """A bound on an evaluator metric; a program outside it is infeasible."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MetricConstraint:
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint {self.name!r} needs min or max (or both), e.g. "
+                             f"{{name: {self.name}, max: 0.01}}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint {self.name!r}: min must not exceed max")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """EAGAN's two stages: optimise ``first`` alone, then the Pareto front."""
+
+    first: str
+    switch_after: int | None = Field(None, ge=0)  # programs (the initial one included)
+    switch_share: float | None = Field(None, gt=0, lt=1)  # ... or this share of max_programs
+
+    @model_validator(mode="after")
+    def _one(self) -> ScheduleConfig:
+        if (self.switch_after is None) == (self.switch_share is None):
+            raise ValueError("give exactly one of switch_after (programs) or switch_share "
+                             "(a share of max_programs), e.g. {first: accuracy, switch_after: 200}")
+        return self
+
+
 class ObjectiveConfig(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     score_metric: str = "combined_score"
+    # several objectives: Pareto search (evoforge.selectors.pareto; docs/multi-objective.md)
+    metrics: list[MetricObjective] = Field(default_factory=list)
+    constraints: list[MetricConstraint] = Field(default_factory=list)
+    schedule: ScheduleConfig | None = None
+    reference_point: dict[str, float] | None = None  # hypervolume; default: from the initial
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _names_to_metrics(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @model_validator(mode="after")
+    def _pareto(self) -> ObjectiveConfig:
+        names = [m.name for m in self.metrics]
+        if not self.metrics:
+            used = [k for k in ("constraints", "schedule", "reference_point")
+                    if getattr(self, k)]
+            if used:
+                raise ValueError(f"objective.{used[0]} needs objective.metrics (at least two), "
+                                 "e.g. metrics: [{name: accuracy, direction: maximize}, "
+                                 "{name: latency_ms, direction: minimize}]")
+            return self
+        if len(names) < 2:
+            raise ValueError(f"objective.metrics lists one metric ({names[0]!r}): Pareto search "
+                             "needs at least two; for one, set objective.score_metric and "
+                             "objective.direction instead")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"objective.metrics names {dup[0]!r} twice")
+        if self.schedule is not None and self.schedule.first not in names:
+            raise ValueError(f"objective.schedule.first is {self.schedule.first!r}, not one of "
+                             f"objective.metrics ({', '.join(names)})")
+        if self.reference_point is not None and not all(
+                math.isfinite(v) for v in self.reference_point.values()):
+            raise ValueError("objective.reference_point values must be finite numbers")
+        if self.reference_point is not None and set(self.reference_point) != set(names):
+            raise ValueError(f"objective.reference_point must give a value for each of "
+                             f"objective.metrics ({', '.join(names)}) and no other; got "
+                             f"{', '.join(self.reference_point) or 'none'}")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -188,6 +270,9 @@ class MutatorConfig(_Strict):
         default_factory=lambda: list[EditMode](["diff", "rewrite"]), min_length=1)
     bandit_model_free: bool = True
     bandit_discount: float = Field(0.99, gt=0, le=1)
+    # bandit: constant tuning is an arm (its settings from `tuning`; `tuning.share` is unused);
+    # auto: when optuna and cmaes are installed
+    bandit_tuning: bool | Literal["auto"] = "auto"
     tuning: TuningConfig = Field(default_factory=TuningConfig)
 
 
@@ -287,6 +372,11 @@ class Config(_Strict):
     @property
     def minimize(self) -> bool:
         return self.objective.direction == "minimize"
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether ``objective.metrics`` turns on Pareto search."""
+        return bool(self.objective.metrics)
 
     def staleness(self, uses_llm: bool) -> int:
         """The enforced staleness bound (see PipelineConfig.staleness)."""

@@ -102,6 +102,7 @@ class Run:
             self._account(p)
             self.selector.add(p)
             self._maybe_best(p, write=False)
+        self._save_selector_meta()
         if self._best is not None:
             self._write_best(self._best)
 
@@ -141,7 +142,8 @@ class Run:
         parents = ((base.id,) if outcome.parent is not None
                    else (sel.parent.id, *(o.id for o in sel.others)))
         info = replace(outcome.info, view=proposal.view,
-                       staleness=self.tally.done - proposal.view)
+                       staleness=self.tally.done - proposal.view,
+                       selected=sel.parent.id if base.id != sel.parent.id else None)
         p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents,
                     island=base.island if outcome.parent is not None else sel.island,
                     generation=base.generation + 1, mutation=info,
@@ -185,6 +187,7 @@ class Run:
         self._account(done)
         self.tally.done_this_session += 1
         self.selector.add(done)
+        self._save_selector_meta()
         self._maybe_best(done, write=True)
         return done
 
@@ -229,6 +232,13 @@ class Run:
         pid = self._next_id
         self._next_id += 1
         return pid
+
+    def _save_selector_meta(self) -> None:
+        """Keep what the selector publishes (a Pareto front and its hypervolume) in the run's
+        metadata; replay rebuilds it, so a crash between a result and this loses nothing."""
+        state = self.selector.run_meta()
+        if state is not None:
+            self.storage.set_meta(*state)
 
     def _account(self, p: Program) -> None:
         t = self.tally
