@@ -771,6 +771,22 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
 
 
 @app.command()
+def dashboard(
+    runs: Annotated[list[str], typer.Argument(
+        help="Run directories or postgresql://USER@HOST:PORT/DB#run=NAME references.")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback "
+                                      "needs a token.")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(help="Require this token (generated when "
+                                              "--host is not loopback).")] = None,
+) -> None:
+    """Serve a live, read-only web view of runs (needs: pip install 'evoforge[dashboard]')."""
+    from evoforge.dashboard.server import serve
+
+    serve(runs, host=host, port=port, token=token, echo=lambda line: err.print(_lit(line)))
+
+
+@app.command()
 def init(
     name: Annotated[Path, typer.Argument(help="Directory to create.")],
 ) -> None:
