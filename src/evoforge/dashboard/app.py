@@ -204,6 +204,23 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
                 for isl in g["islands"]]
         return {"r": r, "s": v.summary(), "grid": g, "maps": maps, "lo": lo, "hi": hi}
 
+    def front_ctx(r: int, v: RunView, sort: int, page: int) -> dict[str, Any]:
+        par = v.pareto()
+        pts = v.front_points()
+        if par is None or pts is None:
+            raise HTTPException(404, f"run {r} has one objective (no objective.metrics): it "
+                                     "keeps no Pareto front")
+        try:
+            pg = v.front_page(sort=sort, page=page)
+        except StorageError as e:
+            raise HTTPException(400, str(e)) from e
+        hv = [(float(n), float(x)) for n, x in par["history"]]
+        hv_chart = (charts.steps_chart([("hypervolume", hv, float(max(par["done"], 1)))],
+                                       x_label="programs evaluated (commit order)",
+                                       y_label="hypervolume") if hv else None)
+        return {"r": r, "s": v.summary(), "par": par, "pts": pts, "pg": pg,
+                "front_chart": charts.pareto_chart(pts, href=phref(r)), "hv_chart": hv_chart}
+
     def list_ctx(r: int, v: RunView, status: str | None, island: int | None, sort: str,
                  page: int) -> dict[str, Any]:
         try:
@@ -290,6 +307,10 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
     def grid_page(r: int) -> HTMLResponse:
         return render("grid.html", **grid_ctx(r, view(r)))
 
+    @app.get("/runs/{r}/front", response_class=HTMLResponse)
+    def front_page(r: int, sort: int = 0, page: int = 1) -> HTMLResponse:
+        return render("front.html", **front_ctx(r, view(r), sort, page))
+
     @app.get("/runs/{r}/programs", response_class=HTMLResponse)
     def programs_page(r: int, status: str | None = None, island: str | None = None,
                       sort: str = "score", page: int = 1) -> HTMLResponse:
@@ -306,7 +327,8 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
 
     _PARTS = {"summary": "part_summary.html", "charts": "part_charts.html",
               "grid": "part_grid.html", "programs": "part_programs.html",
-              "lineage": "part_lineage.html", "compare": "part_compare.html"}
+              "lineage": "part_lineage.html", "compare": "part_compare.html",
+              "front": "part_front.html"}
 
     @app.get("/runs/{r}/part/{name}", response_class=HTMLResponse)
     def part(r: int, name: str, request: Request) -> HTMLResponse:
@@ -325,6 +347,8 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
             ctx = program_ctx(r, v, _int(q.get("id"), 0))
         elif name == "compare":
             ctx = compare_ctx(r, _int(q.get("b"), 1))
+        elif name == "front":
+            ctx = front_ctx(r, v, _int(q.get("sort"), 0), _int(q.get("page"), 1))
         else:
             raise HTTPException(404, f"no part {name!r}")
         return render(_PARTS[name], **ctx)
@@ -392,6 +416,28 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
     @app.get("/api/runs/{r}/grid")
     def api_grid(r: int) -> JSONResponse:
         return j(view(r).grid())
+
+    def pareto_of(r: int) -> RunView:
+        v = view(r)
+        if not v.objectives:
+            raise HTTPException(404, f"run {r} has one objective (no objective.metrics): it "
+                                     "keeps no Pareto front")
+        return v
+
+    @app.get("/api/runs/{r}/pareto")
+    def api_pareto(r: int) -> JSONResponse:
+        return j(pareto_of(r).pareto())
+
+    @app.get("/api/runs/{r}/pareto/front")
+    def api_front(r: int, sort: int = 0, page: int = 1, per_page: int = 50) -> JSONResponse:
+        try:
+            return j(pareto_of(r).front_page(sort=sort, page=page, per_page=per_page))
+        except StorageError as e:
+            raise HTTPException(400, str(e)) from e
+
+    @app.get("/api/runs/{r}/pareto/points")
+    def api_front_points(r: int) -> JSONResponse:
+        return j(pareto_of(r).front_points())
 
     @app.get("/api/runs/{r}/programs")
     def api_programs(r: int, status: str | None = None, island: int | None = None,

@@ -73,6 +73,7 @@ class Frame:
         yt = [{"y": self.y(v), "label": fmt(v)} for v in _ticks(self.y0, self.y1)]
         return {"w": self.w, "h": self.h, "plot": {"x": ML, "y": MT, "w": self.pw, "h": self.ph},
                 "xticks": xt, "yticks": yt, "x_label": x_label, "y_label": y_label,
+                "tick_dy": 14,  # x tick labels this far under the plot (the axis label under)
                 "paths": [], "circles": [], "rects": [], "hlines": [], "legend": [],
                 "links": [], "raw": ""}
 
@@ -92,6 +93,7 @@ def score_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[str
     best-so-far line per island, reference lines (initial score, best known)."""
     frame = Frame(0, max(data["x_max"], 1), data["y_min"], data["y_max"])
     m = frame.model(x_label="programs evaluated (commit order)", y_label="score")
+    m["tick_dy"] = 26  # under the rug of unscored programs
     gw, gh = data["width"], data["height"]
     xs = max(data["x_max"], 1)
     span = data["y_max"] - data["y_min"]
@@ -123,7 +125,8 @@ def score_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[str
     m["legend"].insert(0, {"label": "best so far", "color": "#000000"})
     for r in data["best"][-60:]:  # the latest records: links to those programs
         m["links"].append({"href": href(r["id"]), "cx": frame.x(r["x"]),
-                           "cy": frame.y(r["score"]), "title": f"#{r['id']}: {fmt(r['score'])}"})
+                           "cy": frame.y(r["score"]), "title": f"#{r['id']}: {fmt(r['score'])}",
+                           "cls": "record", "id": int(r["id"])})
     for ref in data["refs"]:
         m["hlines"].append({"y": frame.y(ref["value"]), "label": f"{ref['label']} "
                             f"{fmt(ref['value'])}", "cls": "ref"})
@@ -138,6 +141,43 @@ _RUG = ("ok", "failed", "invalid", "timeout", "crashed")
 def _status(name: str) -> str:
     """A status as a CSS class name: one of ours, never text from elsewhere."""
     return name if name in STATUS_COLOR else "crashed"
+
+
+def pareto_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[str, Any]:
+    """Every plotted ok program on the first two objectives (one point per raster cell,
+    feasible and infeasible apart), the front's programs as links and, for two objectives,
+    the front as a step line (the edge of the region it dominates)."""
+    (ox, oy) = data["objectives"][:2]
+    dx = (data["x_max"] - data["x_min"]) * 0.04
+    frame = Frame(data["x_min"] - dx, data["x_max"] + dx, data["y_min"], data["y_max"],
+                  h=360)
+    # the names are the evaluator's (hostile): they reach the page only as escaped text
+    m = frame.model(x_label=f"{ox['name']} ({ox['direction']})",
+                    y_label=f"{oy['name']} ({oy['direction']})")
+    parts = [f'<circle class="pt {"feasible" if p["feasible"] else "infeasible"}" '
+             f'cx="{frame.x(p["x"])}" cy="{frame.y(p["y"])}" r="2.2"/>'
+             for p in data["points"]]
+    m["raw"] = Markup("".join(parts))
+    front = data["front"]
+    if data["step"] and front:
+        # minimising x: right, then to the next point's y; maximising x: up/down first
+        h_first = ox["direction"] == "minimize"
+        d = [f"M{frame.x(front[0]['x'])},{frame.y(front[0]['y'])}"]
+        for q in front[1:]:
+            x, y = frame.x(q["x"]), frame.y(q["y"])
+            d.append(f"H{x}V{y}" if h_first else f"V{y}H{x}")
+        m["paths"].append({"d": "".join(d), "cls": "front", "stroke": "#000000"})
+    for q in front:
+        m["links"].append({"href": href(q["id"]), "cx": frame.x(q["x"]), "cy": frame.y(q["y"]),
+                           "title": f"#{int(q['id'])}: {fmt(q['x'])}, {fmt(q['y'])}",
+                           "cls": "front", "id": int(q["id"])})
+    m["legend"] = [{"label": "feasible", "color": STATUS_COLOR["ok"]},
+                   {"label": "infeasible (a constraint violated)", "color": INFEASIBLE},
+                   {"label": "Pareto front", "color": "#000000"}]
+    return m
+
+
+INFEASIBLE = "#d62728"
 
 
 def bars_chart(buckets: Sequence[dict[str, Any]], span: float, *, x_label: str) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 """What the dashboard shows of one run, aggregated server-side from a light in-memory index.
 
 :class:`RunView` keeps a columnar index of the run's terminal programs (numpy arrays of ids,
-scores, islands, times, tokens, cost, arm, feature values: no code, no text), extended
-incrementally from the storage as the run commits more; every chart is an aggregate of it
-(downsampled to what a chart can show), and every listing is a page. Text (code, reasons,
-metrics, prompts) is read per program from the Storage, only for the page that shows it.
+scores, islands, times, tokens, cost, arm, feature values, and for a multi-objective run the
+values of its objective and constraint metrics: no code, no text), extended incrementally from
+the storage as the run commits more; every chart is an aggregate of it (downsampled to what a
+chart can show), and every listing is a page. Text (code, reasons, metrics, prompts) is read
+per program from the Storage, only for the page that shows it. A multi-objective run's front
+and hypervolume history are read from the run's metadata (``pareto``) whenever it changes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -21,6 +24,7 @@ import numpy as np
 from evoforge.dashboard.source import Source
 from evoforge.errors import StorageError
 from evoforge.program import Program, Status
+from evoforge.selectors.pareto import META_KEY as PARETO_KEY
 from evoforge.storages.base import Storage
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status if s.terminal)
@@ -29,6 +33,7 @@ _OK = _STATUS_CODE["ok"]
 _FETCH = 20_000  # rows per index refresh query
 _FENCE = 1.5  # the selector's Tukey fences (evoforge.selectors.islands)
 _BIG = 2.0**1020
+_META_STEP = 1_000_000_007  # the version's step per change of the Pareto metadata
 
 
 def _f(x: Any) -> float:
@@ -39,11 +44,24 @@ def _f(x: Any) -> float:
     return min(max(v, -_BIG), _BIG) if math.isfinite(v) else 0.0
 
 
+def _metric(x: Any) -> float:
+    """A metric value as the Pareto selector reads it (``float(value)``); NaN where missing,
+    not a number, or not finite."""
+    if x is None:
+        return math.nan
+    try:
+        v = float(x)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
 class _Index:
     """Columns of the terminal programs in commit order; grown by :meth:`extend`."""
 
-    def __init__(self, features: list[str]) -> None:
+    def __init__(self, features: list[str], metrics: list[str] | None = None) -> None:
         self.features = features
+        self.metrics = list(metrics or [])
         self.arm_names: list[str] = []
         self._arm_code: dict[str, int] = {}
         self.id = np.zeros(0, np.int64)
@@ -60,6 +78,7 @@ class _Index:
         self.cost = np.zeros(0, np.float64)
         self.arm = np.zeros(0, np.int32)  # index into arm_names, -1: none
         self.feat = np.zeros((0, len(features)), np.float64)
+        self.met = np.zeros((0, len(self.metrics)), np.float64)  # NaN: missing
         self.row_of: dict[int, int] = {}
         self.last_seq = -1
         self._sorted: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -97,6 +116,9 @@ class _Index:
         feats = np.zeros((len(rows), nf), np.float64)
         for k in range(nf):
             feats[:, k] = [_f(v) if v is not None else 0.0 for v in cols[13 + k]]
+        mets = np.zeros((len(rows), len(self.metrics)), np.float64)
+        for k in range(len(self.metrics)):
+            mets[:, k] = [_metric(v) for v in cols[13 + nf + k]]
 
         def cat(old: np.ndarray, new: Any, dtype: Any) -> np.ndarray:
             return np.concatenate([old, np.asarray(new, dtype=dtype)])
@@ -119,6 +141,7 @@ class _Index:
         self.cost = cat(self.cost, [c or 0.0 for c in cols[11]], np.float64)
         self.arm = cat(self.arm, [self._arm(a) for a in cols[12]], np.int32)
         self.feat = np.concatenate([self.feat, feats])
+        self.met = np.concatenate([self.met, mets])
         self.row_of.update(zip(cols[0], range(n0, n0 + len(rows)), strict=True))
         self.last_seq = int(cols[1][-1])
 
@@ -146,9 +169,23 @@ class RunView:
         self.meta = problem_meta or {}
         self.language = language
         sel = config.selector
-        self.grid_features = ([f for f in sel.features] if sel.name == "islands" else [])
-        self.num_islands = int(sel.num_islands) if sel.name == "islands" else 1
-        self._index = _Index([f.name for f in self.grid_features])
+        obj = config.objective
+        #: a multi-objective run's objectives ``(name, minimize)`` and constraints
+        #: ``(name, min, max)`` (empty for a run of one score)
+        self.objectives: list[tuple[str, bool]] = [(m.name, m.direction == "minimize")
+                                                   for m in obj.metrics]
+        self.constraints: list[tuple[str, float | None, float | None]] = (
+            [(c.name, c.min, c.max) for c in obj.constraints] if self.objectives else [])
+        islands = sel.name == "islands" and not self.objectives  # Pareto keeps no grid
+        self.grid_features = [f for f in sel.features] if islands else []
+        self.num_islands = (int(sel.num_islands)
+                            if sel.name == "islands" or self.objectives else 1)
+        metric_names = list(dict.fromkeys([n for n, _ in self.objectives]
+                                          + [c[0] for c in self.constraints]))
+        self._index = _Index([f.name for f in self.grid_features], metric_names)
+        self._pareto_text: str | None = None
+        self._pareto_meta: dict[str, Any] | None = None
+        self._meta_gen = 0
         # the index grows under it; every aggregate and listing reads under it (one request's
         # view of the arrays is consistent while a refresh extends them)
         self._lock = threading.RLock()
@@ -168,19 +205,34 @@ class RunView:
             head = self.source.head()
             idx = self._index
             while head[0] > idx.last_seq:
-                rows = self.source.light_after(idx.last_seq, _FETCH, idx.features)
+                rows = self.source.light_after(idx.last_seq, _FETCH, idx.features, idx.metrics)
                 if not rows:
                     break
                 idx.extend(rows)
+            if self.objectives:  # the run writes its front after the result: read it after
+                self._read_pareto()
             self._head = head
             self._pending = head[2]
             return head
 
+    def _read_pareto(self) -> None:
+        text = self.source.meta_text(PARETO_KEY)
+        if text == self._pareto_text:
+            return
+        self._pareto_text = text
+        self._meta_gen += 1
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:
+            value = None  # unreadable: shown as no front yet, never an error page
+        self._pareto_meta = value if isinstance(value, dict) else None
+
     @property
     def version(self) -> int:
-        """Changes whenever a result is committed or a proposal stored."""
+        """Changes whenever a result is committed, a proposal stored or the Pareto front
+        metadata rewritten (it only grows: each part of it is non-decreasing)."""
         seq, top, pending = self._head
-        return (seq + 1) * 1_000_003 + top * 7 + pending
+        return (seq + 1) * 1_000_003 + top * 7 + pending + self._meta_gen * _META_STEP
 
     def forget(self) -> None:
         """Drop the cached aggregates (the next page computes them afresh: benchmarks)."""
@@ -257,7 +309,23 @@ class RunView:
             "started_at": t0,
             "last_result_at": t1,
             "version": self.version,
+            **self._pareto_brief(),
         }
+
+    def _pareto_brief(self) -> dict[str, Any]:
+        """For a multi-objective run: its objectives, the front's size and hypervolume (a
+        run of one score: nothing, so its summary is as before)."""
+        if not self.objectives:
+            return {}
+        meta = self._pareto_meta or {}
+        hv = _history(meta.get("hypervolume"))
+        return {"objectives": self._objective_list(),
+                "front_size": len(_ids(meta.get("front"))),
+                "hypervolume": hv[-1][1] if hv else None}
+
+    def _objective_list(self) -> list[dict[str, str]]:
+        return [{"name": n, "direction": "minimize" if mn else "maximize"}
+                for n, mn in self.objectives]
 
     # ------------------------------------------------------------------ score over time
     def scores(self, *, width: int = 180, height: int = 75, line_points: int = 400
@@ -455,6 +523,160 @@ class RunView:
         return {"features": [f.name for f in feats], "islands": islands,
                 "direction": "minimize" if self.minimize else "maximize"}
 
+    # ------------------------------------------------------------------ several objectives
+    def _plotted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the ok programs that report every objective and constraint metric (as
+        the Pareto selector counts them), and each one's constraint violation."""
+        idx = self._index
+        ok = idx.status == _OK
+        if idx.met.shape[1]:
+            ok &= np.isfinite(idx.met).all(axis=1)
+        rows = np.nonzero(ok)[0]
+        viol = np.zeros(rows.size, np.float64)
+        for name, lo, hi in self.constraints:
+            v = idx.met[rows, idx.metrics.index(name)]
+            if hi is not None:
+                viol += np.maximum(v - hi, 0.0)
+            if lo is not None:
+                viol += np.maximum(lo - v, 0.0)
+        return rows, viol
+
+    def _front_rows(self) -> np.ndarray:
+        """The index rows of the stored front's programs, in the front's order (members the
+        index does not hold yet, or without every objective value, are left out)."""
+        ids = _ids((self._pareto_meta or {}).get("front"))
+        if not ids:
+            return np.zeros(0, np.int64)
+        rows = self._index.rows_of(np.asarray(ids, np.int64))
+        rows = rows[rows >= 0]
+        k = len(self.objectives)
+        return rows[np.isfinite(self._index.met[rows, :k]).all(axis=1)]
+
+    def pareto(self, *, history_points: int = 1000) -> dict[str, Any] | None:
+        """A multi-objective run's objectives, constraints, reference point, schedule stage,
+        front size, hypervolume and its history (``[programs so far, hypervolume]`` at each
+        change, at most ``history_points``: first, last and evenly between), and how many ok
+        programs are feasible, infeasible or miss a metric. None for a run of one score."""
+        if not self.objectives:
+            return None
+        return self._cached(f"pareto:{history_points}", lambda: self._pareto(history_points))
+
+    def _pareto(self, keep: int) -> dict[str, Any]:
+        meta = self._pareto_meta or {}
+        hv = _history(meta.get("hypervolume"))
+        rows, viol = self._plotted()
+        ok = int(np.count_nonzero(self._index.status == _OK))
+        got = meta.get("reference_point")
+        ref = ([float(v) for v in got] if isinstance(got, list) and len(got) == len(
+            self.objectives) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                     for v in got) else None)
+        sched = meta.get("schedule")
+        stage = meta.get("stage")
+        return {
+            "objectives": self._objective_list(),
+            "constraints": [{"name": n, "min": lo, "max": hi} for n, lo, hi in self.constraints],
+            "reference_point": ref,
+            "reference_from": str(meta["reference_from"]) if meta.get("reference_from") else None,
+            "stage": stage if isinstance(stage, int) and not isinstance(stage, bool) else None,
+            "schedule": None if not isinstance(sched, dict) else {
+                "first": str(sched.get("first")),
+                "switch_after": _int_or_none(sched.get("switch_after")),
+                "switched_at": _int_or_none(sched.get("switched_at"))},
+            "front_size": len(_ids(meta.get("front"))),
+            "hypervolume": hv[-1][1] if hv else None,
+            "history": [[n, v] for n, v in _thin(hv, keep)],
+            "history_total": len(hv),
+            "done": len(self._index),
+            "programs": {"ok": ok, "plotted": int(rows.size),
+                         "feasible": int(np.count_nonzero(viol <= 0)),
+                         "infeasible": int(np.count_nonzero(viol > 0)),
+                         "missing_metrics": ok - int(rows.size)},
+        }
+
+    def front_page(self, *, sort: int = 0, page: int = 1, per_page: int = 50) -> dict[str, Any]:
+        """One page of the front's programs (every objective's value, score, island,
+        generation), best first in objective ``sort`` (an index into the objectives), ties by
+        id; read from the index, so a front of any size pages fast."""
+        if not self.objectives:
+            raise StorageError(f"run {self.name!r} has one objective (no objective.metrics): "
+                               "it keeps no Pareto front")
+        k = len(self.objectives)
+        if not 0 <= sort < k:
+            raise StorageError(f"sort must be an objective's index, 0 to {k - 1}; got {sort}")
+        with self._lock:
+            idx = self._index
+            rows = self._front_rows()
+            vals = idx.met[rows, sort] * (1.0 if self.objectives[sort][1] else -1.0)
+            rows = rows[np.lexsort((idx.id[rows], vals))]
+            total = int(rows.size)
+            per_page = min(max(int(per_page), 1), 200)
+            pages = max((total + per_page - 1) // per_page, 1)
+            page = min(max(int(page), 1), pages)
+            chosen = rows[(page - 1) * per_page: page * per_page]
+            items = []
+            for r in chosen.tolist():
+                s = idx.score[r]
+                items.append({"id": int(idx.id[r]),
+                              "values": [float(v) for v in idx.met[r, :k].tolist()],
+                              "score": None if np.isnan(s) else float(s),
+                              "island": int(idx.island[r]), "generation": int(idx.gen[r])})
+            return {"total": total, "page": page, "pages": pages, "per_page": per_page,
+                    "sort": sort, "objectives": self._objective_list(), "items": items}
+
+    def front_points(self, *, width: int = 180, height: int = 110, front_limit: int = 400
+                     ) -> dict[str, Any] | None:
+        """The scatter of every plotted ok program on the first two objectives, downsampled
+        to a ``width`` x ``height`` raster (one point per occupied cell and feasibility, at
+        the cell's centre, with how many programs it stands for and one of their ids), and
+        the front's programs exactly (sorted by the first objective; at most ``front_limit``,
+        evenly spaced, the extremes kept). None for a run of one score."""
+        if not self.objectives:
+            return None
+        return self._cached(f"points:{width}:{height}:{front_limit}",
+                            lambda: self._front_points(width, height, front_limit))
+
+    def _front_points(self, width: int, height: int, limit: int) -> dict[str, Any]:
+        idx = self._index
+        rows, viol = self._plotted()
+        front = self._front_rows()
+        xs, ys = idx.met[rows, 0], idx.met[rows, 1]
+        fx, fy = idx.met[front, 0], idx.met[front, 1]
+        allx, ally = np.concatenate([xs, fx]), np.concatenate([ys, fy])
+        lo_x, hi_x = (float(allx.min()), float(allx.max())) if allx.size else (0.0, 1.0)
+        lo_y, hi_y = (float(ally.min()), float(ally.max())) if ally.size else (0.0, 1.0)
+        if not hi_x > lo_x:
+            lo_x, hi_x = lo_x - 0.5, hi_x + 0.5
+        if not hi_y > lo_y:
+            lo_y, hi_y = lo_y - 0.5, hi_y + 0.5
+        points = []
+        if rows.size:
+            wx, wy = (hi_x - lo_x) / width, (hi_y - lo_y) / height
+            bx = np.clip(((xs - lo_x) / wx).astype(np.int64), 0, width - 1)
+            by = np.clip(((ys - lo_y) / wy).astype(np.int64), 0, height - 1)
+            cls = (viol > 0).astype(np.int64)
+            key = (cls * width + bx) * height + by
+            uniq, first, count = np.unique(key, return_index=True, return_counts=True)
+            ids = idx.id[rows][first]
+            c_of, rest = np.divmod(uniq, width * height)
+            cx_of, cy_of = np.divmod(rest, height)
+            points = [{"feasible": not c, "x": lo_x + (cx + 0.5) * wx,
+                       "y": lo_y + (cy + 0.5) * wy, "count": n, "id": i}
+                      for c, cx, cy, n, i in zip(c_of.tolist(), cx_of.tolist(), cy_of.tolist(),
+                                                 count.tolist(), ids.tolist(), strict=True)]
+        order = np.lexsort((fy, fx))
+        if order.size > limit:
+            order = order[np.unique(np.linspace(0, order.size - 1, limit).round()
+                                    .astype(np.int64))]
+        fids = idx.id[front][order]
+        return {"objectives": self._objective_list()[:2],
+                "x_min": lo_x, "x_max": hi_x, "y_min": lo_y, "y_max": hi_y,
+                "width": width, "height": height, "points": points,
+                "front": [{"id": int(i), "x": float(x), "y": float(y)}
+                          for i, x, y in zip(fids.tolist(), fx[order].tolist(),
+                                             fy[order].tolist(), strict=True)],
+                "front_total": int(front.size),
+                "step": len(self.objectives) == 2}
+
     # ------------------------------------------------------------------ listings
     def page(self, *, status: str | None = None, island: int | None = None,
              sort: str = "score", page: int = 1, per_page: int = 50) -> dict[str, Any]:
@@ -548,6 +770,39 @@ class RunView:
     def close(self) -> None:
         self.source.close()
         self.storage.close()
+
+
+def _ids(value: Any) -> list[int]:
+    """Program ids from stored metadata (anything else in it left out)."""
+    if not isinstance(value, list):
+        return []
+    return [int(v) for v in value if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _history(value: Any) -> list[tuple[int, float]]:
+    """``(programs so far, hypervolume)`` pairs from stored metadata (malformed ones left
+    out)."""
+    out: list[tuple[int, float]] = []
+    if not isinstance(value, list):
+        return out
+    for pair in value:
+        if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int)
+                and isinstance(pair[1], int | float) and not isinstance(pair[1], bool)
+                and math.isfinite(pair[1])):
+            out.append((int(pair[0]), float(pair[1])))
+    return out
+
+
+def _thin(pairs: list[tuple[int, float]], keep: int) -> list[tuple[int, float]]:
+    """At most ``keep`` of ``pairs``: the first, the last and evenly spaced ones between."""
+    if len(pairs) <= keep:
+        return pairs
+    picks = np.unique(np.linspace(0, len(pairs) - 1, max(keep, 2)).round().astype(np.int64))
+    return [pairs[i] for i in picks.tolist()]
 
 
 def _axis_range(v: np.ndarray, fc: Any) -> tuple[float, float]:

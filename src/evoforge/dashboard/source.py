@@ -1,8 +1,9 @@
 """Read-only SQL access to one stored run for the dashboard: light rows, never whole programs.
 
 A :class:`Source` answers the few queries the dashboard needs beyond the Storage interface
-(terminal programs committed after a ``done_seq``, without their code; a page of programs by
-id; the number still pending). :class:`SQLiteSource` opens its own read-only connection to the
+(terminal programs committed after a ``done_seq``, without their code, with the feature and
+metric values asked for; a page of programs by id; the number still pending; one metadata
+value as stored text). :class:`SQLiteSource` opens its own read-only connection to the
 run's database file, so it never blocks the run that writes it; :class:`PostgresSource` its own
 read-only session on the run's database (its rows only: a database holds several runs).
 """
@@ -22,10 +23,10 @@ from urllib.parse import quote
 from evoforge.errors import StorageError
 
 #: columns of a light row, in order: the first parent (or None), the bandit's arm (or None),
-#: then one value per requested feature (None where missing)
+#: then one value per requested feature and one per requested metric (None where missing)
 LIGHT_COLUMNS = ("id", "done_seq", "status", "island", "generation", "score", "parent",
                  "created_at", "evaluated_at", "prompt_tokens", "completion_tokens", "cost",
-                 "arm", "*features")
+                 "arm", "*features", "*metrics")
 #: columns of a listing row
 LIST_COLUMNS = ("id", "status", "score", "island", "generation", "reason", "mutator", "model",
                 "edit_kind", "cost")
@@ -35,10 +36,15 @@ class Source(ABC):
     """The queries the dashboard runs against one run's storage (read-only)."""
 
     @abstractmethod
-    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = ()
-                    ) -> list[tuple[Any, ...]]:
+    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = (),
+                    metrics: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         """Terminal programs with ``done_seq`` above the given one, in ``done_seq`` order, as
         :data:`LIGHT_COLUMNS` tuples (at most ``limit``)."""
+
+    @abstractmethod
+    def meta_text(self, key: str) -> str | None:
+        """The run's metadata value under ``key`` as stored JSON text (None: not set); cheap
+        to compare with the last one read."""
 
     @abstractmethod
     def listing(self, ids: list[int]) -> list[tuple[Any, ...]]:
@@ -73,16 +79,24 @@ class SQLiteSource(Source):
             except sqlite3.Error as e:
                 raise StorageError(f"the dashboard cannot read {self.path}: {e}") from e
 
-    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = ()
-                    ) -> list[tuple[Any, ...]]:
-        feats = "".join(", json_extract(features, ?)" for _ in features)
-        paths = tuple("$." + json.dumps(name) for name in features)  # a quoted JSON path key
+    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = (),
+                    metrics: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        cols, params = [], []
+        for column, names in (("features", features), ("metrics", metrics)):
+            for name in names:
+                sql, param = _sqlite_key(column, name)
+                cols.append(", " + sql)
+                params.append(param)
         return self._rows(
             "SELECT id, done_seq, status, island, generation, score, "
             "json_extract(parent_ids, '$[0]'), created_at, evaluated_at, prompt_tokens, "
-            f"completion_tokens, cost, json_extract(mutation, '$.arm'){feats} "
+            f"completion_tokens, cost, json_extract(mutation, '$.arm'){''.join(cols)} "
             "FROM programs WHERE done_seq > ? ORDER BY done_seq LIMIT ?",
-            (*paths, done_seq, limit))
+            (*params, done_seq, limit))
+
+    def meta_text(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def listing(self, ids: list[int]) -> list[tuple[Any, ...]]:
         if not ids:
@@ -133,15 +147,21 @@ class PostgresSource(Source):
                     self._conn = self._connect(self._target, readonly=True)
         raise AssertionError("unreachable")
 
-    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = ()
-                    ) -> list[tuple[Any, ...]]:
+    def light_after(self, done_seq: int, limit: int, features: Sequence[str] = (),
+                    metrics: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         feats = "".join(", (features->>%s)" for _ in features)
+        mets = "".join(", (metrics->>%s)" for _ in metrics)
         return self._rows(
             "SELECT id, done_seq, status, island, generation, score, "
             "(parent_ids->>0)::bigint, created_at, evaluated_at, prompt_tokens, "
-            f"completion_tokens, cost, mutation->>'arm'{feats} FROM evoforge_programs "
+            f"completion_tokens, cost, mutation->>'arm'{feats}{mets} FROM evoforge_programs "
             "WHERE run = %s AND done_seq > %s ORDER BY done_seq LIMIT %s",
-            (*features, self.run, done_seq, limit))
+            (*features, *metrics, self.run, done_seq, limit))
+
+    def meta_text(self, key: str) -> str | None:
+        rows = self._rows("SELECT value::text FROM evoforge_meta WHERE run = %s AND key = %s",
+                          (self.run, key))
+        return str(rows[0][0]) if rows else None
 
     def listing(self, ids: list[int]) -> list[tuple[Any, ...]]:
         if not ids:
@@ -163,6 +183,15 @@ class PostgresSource(Source):
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):
             self._conn.close()
+
+
+def _sqlite_key(column: str, name: str) -> tuple[str, str]:
+    """SQL reading the value under ``name`` in a JSON object column, and its parameter. A
+    quoted JSON path (fast) where SQLite reads it right; a name holding a double quote (which
+    ends SQLite's quoted path label even when escaped) is looked up by key instead."""
+    if '"' in name:
+        return f"(SELECT value FROM json_each({column}) WHERE key = ?)", name
+    return f"json_extract({column}, ?)", "$." + json.dumps(name)
 
 
 def source_for(storage: Any) -> Source:
