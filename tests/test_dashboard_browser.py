@@ -1,8 +1,10 @@
 """The dashboard in real headless Chromium (Debian's chromium + chromedriver, driven by
 selenium; nothing downloaded): every page loads and shows the database's numbers, a lineage
-link leads to the parent, a live update arrives while the run is written, and hostile text
-from candidates, evaluators and LLMs runs nothing. Screenshots of each page are saved to
-``$EVOFORGE_SCREENSHOTS`` (default: a pytest temp dir) for review."""
+link leads to the parent, a live update arrives while the run is written, a multi-objective
+run's front page links its front points to their programs, and hostile text from candidates,
+evaluators and LLMs (metric names too, as objective names and axis labels) runs nothing.
+Screenshots of each page are saved to ``$EVOFORGE_SCREENSHOTS`` (default: a pytest temp dir)
+for review."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from test_dashboard import append_program, make_run
+from test_dashboard_pareto import make_pareto_run, stored_run
 
 from evoforge.dashboard import create_app, open_run
 from evoforge.dashboard.server import running
@@ -301,3 +304,59 @@ def test_hostile_text_runs_nothing(browser: Any, site: str, listener: _Listener,
     # a round trip through the server after every page: anything a payload sent has arrived
     browser.get(site + "/api/runs")
     assert listener.hits == []
+
+
+@pytest.fixture(scope="module")
+def pareto_site(tmp_path_factory: pytest.TempPathFactory, listener: _Listener
+                ) -> Iterator[tuple[str, Path, list[str]]]:
+    """A real run with two objectives and a constraint, each metric named by a payload."""
+    payloads = _payloads(listener.url)
+    names = [payloads[1], payloads[4]]  # <img onerror>, <svg onload>
+    run = make_pareto_run(tmp_path_factory.mktemp("browser-pareto"), names,
+                          constraint=payloads[5], programs=40)
+    with running(create_app([open_run(str(run))], poll_interval=0.1)) as url:
+        yield url, run, names
+
+
+def test_the_front_page_links_each_front_point_to_its_program(
+        browser: Any, pareto_site: tuple[str, Path, list[str]], listener: _Listener,
+        shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    site, run, names = pareto_site
+    programs, meta = stored_run(run)
+    by_id = {p.id: p for p in programs}
+    hits = len(listener.hits)
+    browser.get(site + "/runs/0")
+    browser.find_element(By.LINK_TEXT, f"{len(meta['front'])} programs").click()
+    WebDriverWait(browser, 20).until(ec.url_to_be(site + "/runs/0/front"))
+    _assert_inert(browser, "front · run")
+    assert _text(browser, "#front-size") == f"{len(meta['front'])} programs"
+    assert _text(browser, "#hypervolume") == f"{meta['hypervolume'][-1][1]:.6g}"
+    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#front-chart text.axis")]
+    assert labels == [f"{names[0]} (minimize)", f"{names[1]} (minimize)"]  # as text
+    assert browser.find_elements(By.CSS_SELECTOR, "#front-chart path.front")  # the step line
+    infeasible = [p for p in programs if p.status is Status.OK
+                  and p.metrics[_payloads(listener.url)[5]] > 5]
+    assert infeasible and browser.find_elements(By.CSS_SELECTOR, "#front-chart .pt.infeasible")
+    links = browser.find_elements(By.CSS_SELECTOR, "#front-chart a[data-id]")
+    assert sorted(int(a.get_attribute("data-id")) for a in links) == sorted(meta["front"])
+    rows = browser.find_elements(By.CSS_SELECTOR, "#front tbody tr")
+    assert len(rows) == len(meta["front"]) >= 2
+    first = rows[0].find_elements(By.TAG_NAME, "td")
+    best = min(meta["front"], key=lambda i: (by_id[i].metrics[names[0]], i))
+    assert [c.text for c in first[:3]] == [
+        f"#{best}", f"{by_id[best].metrics[names[0]]:.6g}", f"{by_id[best].metrics[names[1]]:.6g}"]
+    browser.save_screenshot(str(shots / "front.png"))
+    # follow the link of a front point that is not the first in the table
+    pid = max(meta["front"], key=lambda i: (by_id[i].metrics[names[0]], i))
+    browser.find_element(By.CSS_SELECTOR, f'#front-chart a[data-id="{pid}"] circle').click()
+    WebDriverWait(browser, 20).until(ec.url_to_be(site + f"/runs/0/programs/{pid}"))
+    assert _text(browser, "h1").endswith(f"program #{pid}")
+    _assert_inert(browser, f"#{pid} · run")
+    assert names[0] in _text(browser, "#metrics")  # the metric's name, as text
+    browser.save_screenshot(str(shots / "front-program.png"))
+    browser.get(site + "/api/runs")  # a round trip: anything a payload sent has arrived
+    assert len(listener.hits) == hits
