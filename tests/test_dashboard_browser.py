@@ -340,7 +340,7 @@ def test_the_front_page_links_each_front_point_to_its_program(
     assert browser.find_elements(By.CSS_SELECTOR, "#front-chart path.front")  # the step line
     infeasible = [p for p in programs if p.status is Status.OK
                   and p.metrics[_payloads(listener.url)[5]] > 5]
-    assert infeasible and browser.find_elements(By.CSS_SELECTOR, "#front-chart .pt.infeasible")
+    assert infeasible and browser.find_elements(By.CSS_SELECTOR, "#front-chart .pt.infeasible circle")
     links = browser.find_elements(By.CSS_SELECTOR, "#front-chart a[data-id]")
     assert sorted(int(a.get_attribute("data-id")) for a in links) == sorted(meta["front"])
     rows = browser.find_elements(By.CSS_SELECTOR, "#front tbody tr")

@@ -154,9 +154,12 @@ def pareto_chart(data: dict[str, Any], *, href: Callable[[int], str]) -> dict[st
     # the names are the evaluator's (hostile): they reach the page only as escaped text
     m = frame.model(x_label=f"{ox['name']} ({ox['direction']})",
                     y_label=f"{oy['name']} ({oy['direction']})")
-    parts = [f'<circle class="pt {"feasible" if p["feasible"] else "infeasible"}" '
-             f'cx="{frame.x(p["x"])}" cy="{frame.y(p["y"])}" r="2.2"/>'
-             for p in data["points"]]
+    parts = []
+    for cls, feasible in (("feasible", True), ("infeasible", False)):
+        dots = [f'<circle cx="{frame.x(p["x"])}" cy="{frame.y(p["y"])}" r="2.2"/>'
+                for p in data["points"] if p["feasible"] is feasible]
+        if dots:  # one group per class: thousands of points, each as short as it can be
+            parts.append(f'<g class="pt {cls}">{"".join(dots)}</g>')
     m["raw"] = Markup("".join(parts))
     front = data["front"]
     if data["step"] and front:

@@ -623,7 +623,7 @@ class RunView:
             return {"total": total, "page": page, "pages": pages, "per_page": per_page,
                     "sort": sort, "objectives": self._objective_list(), "items": items}
 
-    def front_points(self, *, width: int = 180, height: int = 110, front_limit: int = 400
+    def front_points(self, *, width: int = 120, height: int = 72, front_limit: int = 400
                      ) -> dict[str, Any] | None:
         """The scatter of every plotted ok program on the first two objectives, downsampled
         to a ``width`` x ``height`` raster (one point per occupied cell and feasibility, at
