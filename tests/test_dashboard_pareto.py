@@ -281,3 +281,42 @@ def test_a_run_of_one_score_has_no_front(tmp_path: Path) -> None:
         assert not {"objectives", "front_size", "hypervolume"} & set(s)
         over = _get(c, "/runs/0")
         assert "Pareto" not in over and 'href="/runs/0/grid">MAP-Elites grid' in over
+
+
+@pytest.mark.parametrize("dx", ["minimize", "maximize"])
+@pytest.mark.parametrize("dy", ["minimize", "maximize"])
+def test_the_step_line_bounds_the_region_the_front_dominates(dx: str, dy: str) -> None:
+    """Each corner of the step line is attained: some front point is at least as good as it
+    in both objectives (a corner on the wrong side would be better than the front)."""
+    import random
+
+    from evoforge.dashboard.charts import pareto_chart
+
+    rng = random.Random(dx + dy)
+    xs = sorted(rng.sample(range(100), 8))
+    ys = sorted(rng.sample(range(100), 8), reverse=(dx == dy))  # a trade-off in these directions
+    front = [{"id": i, "x": float(x), "y": float(y)} for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+    m = pareto_chart({"objectives": [{"name": "a", "direction": dx}, {"name": "b", "direction": dy}],
+                      "x_min": 0.0, "x_max": 100.0, "y_min": 0.0, "y_max": 100.0, "points": [],
+                      "front": front, "step": True}, href=lambda i: f"/p/{i}")
+    pts = [(link["cx"], link["cy"]) for link in m["links"]]
+    assert [link["href"] for link in m["links"]] == [f"/p/{i}" for i in range(8)]
+    (path,) = [p["d"] for p in m["paths"] if p["cls"] == "front"]
+    corners, x, y = [], 0.0, 0.0
+    for op, val in re.findall(r"([MHV])([-\d.,]+)", path):
+        if op == "M":
+            x, y = (float(v) for v in val.split(","))
+        elif op == "H":
+            x = float(val)
+        else:
+            y = float(val)
+        corners.append((x, y))
+    assert len(corners) == 1 + 2 * 7 and set(pts) <= set(corners)
+
+    def at_least_as_good(p: tuple[float, float], c: tuple[float, float]) -> bool:
+        # screen x grows with the value, screen y shrinks with it
+        gx = p[0] <= c[0] if dx == "minimize" else p[0] >= c[0]
+        gy = p[1] >= c[1] if dy == "minimize" else p[1] <= c[1]
+        return gx and gy
+
+    assert all(any(at_least_as_good(p, c) for p in pts) for c in corners)
