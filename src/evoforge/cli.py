@@ -347,6 +347,12 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+    from evoforge.executors.ray import evaluated_on
+
+    nodes = evaluated_on(done)
+    if nodes:  # executor.name=ray: which node evaluated what
+        out.print(_lit("evaluated per Ray node: " + ", ".join(
+            f"{node} {n}" for node, n in sorted(nodes.items()))))
 
 
 def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
