@@ -58,8 +58,8 @@ def cluster() -> Iterator[LocalRayCluster]:
     c = LocalRayCluster(env={"EVOFORGE_HOSTILE_SECRET": SECRET})
     try:
         c.add_node("head", 2)
-        c.add_node("w1", 2)
         ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+        c.add_node("w1", 2)
         yield c
     finally:
         if ray.is_initialized():
@@ -217,7 +217,7 @@ def test_a_node_killed_mid_evaluation_costs_a_retry_not_the_result(
         cluster: LocalRayCluster, tmp_path: Path) -> None:
     doomed = cluster.add_node("doomed", 1)
     names = _node_names()
-    problem = _slow_problem(tmp_path, 3.0)
+    problem = _slow_problem(tmp_path, 2.0)
     code = "def run():\n    return 3.0\n"
     ex = _executor(problem, cluster, retries=1, slot_wait=30.0)
     assert ex.slots == 5
@@ -244,6 +244,35 @@ def test_a_node_killed_mid_evaluation_costs_a_retry_not_the_result(
                                      names[k] == "doomed"), ex.lost
     assert time.monotonic() - t0 < 60
     assert _survivors(ex.token) == []
+
+
+def test_a_killed_ray_worker_takes_its_sandboxes_with_it(cluster: LocalRayCluster,
+                                                         tmp_path: Path) -> None:
+    """SIGKILL of an actor's worker process mid-evaluation (as Ray does to the actors of a
+    dead driver): the cgroup lifeline the worker joined kills its sandboxes at once, and the
+    evaluation is tried again on a fresh actor."""
+    ex = _executor(_slow_problem(tmp_path, 2.0), cluster, slots=1, retries=1)
+
+    async def go() -> tuple[EvalResult, list[int]]:
+        try:
+            await ex.start()
+            (victim,) = ex._live
+            task = asyncio.ensure_future(ex.evaluate("def run():\n    return 4.0\n"))
+            marker = victim.dir.encode()
+            while len(procs_with(marker)) < 2:  # the evaluation's sandbox is up (event)
+                await asyncio.sleep(0.02)
+            with open(f"/proc/{victim.pid}/cgroup") as f:  # the worker is in its lifeline
+                assert f"/evoforge-{victim.pid}-" in f.read()
+            sandboxes = procs_with(marker)
+            os.kill(victim.pid, signal.SIGKILL)
+            return await task, sandboxes
+        finally:
+            await ex.aclose()
+
+    result, sandboxes = asyncio.run(go())
+    assert result.status is Status.OK and result.score == 4.0, result.reason
+    assert len(ex.lost) == 1
+    assert [p for p in sandboxes if not wait_dead(p, 10)] == [], "sandboxes outlived the worker"
 
 
 def _committed(run_dir: Path) -> int:

@@ -156,7 +156,8 @@ class _Actor:
     handle: Any
     node: str = "?"
     node_id: str = ""
-    pid: int = 0
+    pid: int = 0  # of its Ray worker process
+    dir: str = ""  # its temp dir on the node (problem, scratch)
 
 
 class _RemoteSandbox:
@@ -368,7 +369,7 @@ class RayExecutor(Executor):
             log.warning("a Ray evaluation slot did not come up: %s", _first_line(e))
             self._kill(actor)
             return
-        actor.node_id, actor.pid = info["node_id"], info["pid"]
+        actor.node_id, actor.pid, actor.dir = info["node_id"], info["pid"], info["dir"]
         actor.node = self._label(actor.node_id)
         self.sandbox = _RemoteSandbox(info["sandbox"])
         if self._closed or self._idle is None:

@@ -83,8 +83,11 @@ class LocalRayCluster:
         self.root = Path(root) if root is not None else Path(
             tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
         self.root.mkdir(parents=True, exist_ok=True)
+        # not 127.0.0.1: Ray swaps that for the machine's routable address; any other
+        # loopback address it keeps, so every node and connection stays on loopback
+        self.ip = "127.0.0.2"
         self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{self.ip}:{self.port}"
         self.nodes: list[RayNode] = []
         self.object_store_mb = object_store_mb
         self.env = dict(env or {})  # extra environment of every node (and its workers)
@@ -98,7 +101,7 @@ class LocalRayCluster:
         head = not self.nodes
         res = {f"node_{name}": 1000.0, **(resources or {})}
         argv = [_ray_cli(), "start", "--block", f"--num-cpus={num_cpus:g}", "--num-gpus=0",
-                f"--resources={json.dumps(res)}", "--node-ip-address=127.0.0.1",
+                f"--resources={json.dumps(res)}", f"--node-ip-address={self.ip}",
                 "--disable-usage-stats", f"--object-store-memory={self.object_store_mb << 20}",
                 f"--dashboard-agent-listen-port={_free_port()}",
                 f"--dashboard-agent-grpc-port={_free_port()}",
@@ -136,11 +139,23 @@ class LocalRayCluster:
         if not up.wait(timeout) or proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"ray node {name} did not start:\n" + "".join(node.lines[-30:]))
-        self._wait_alive(len(self.nodes), timeout)
+        if not head:  # the head is up once its line is printed
+            self._wait_alive(sum(n.alive() for n in self.nodes), timeout)
         return node
 
     def _wait_alive(self, count: int, timeout: float) -> None:
-        """Until the GCS lists ``count`` live nodes (asked through the `ray` CLI's Python)."""
+        """Until the GCS lists ``count`` live nodes: asked through this process's connection
+        when it has one (a driver of this cluster), else through a short-lived driver."""
+        import ray
+
+        if ray.is_initialized():
+            end = time.monotonic() + timeout
+            while sum(bool(n["Alive"]) for n in ray.nodes()) < count:
+                if time.monotonic() > end:
+                    raise RuntimeError(f"the cluster at {self.address} did not list {count} "
+                                       "live nodes")
+                time.sleep(0.1)
+            return
         code = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False, "
                 "configure_logging=False); print(sum(n['Alive'] for n in ray.nodes()))")
         end = time.monotonic() + timeout
