@@ -365,6 +365,9 @@ class RayExecutor(Executor):
         actor = _Actor(handle)
         try:
             info = await asyncio.wait_for(_await(handle.ready.remote()), self.slot_wait)
+        except asyncio.CancelledError:  # closed while it waited for room: never placed
+            self._kill(actor)
+            raise
         except Exception as e:  # noqa: BLE001 - timed out, or died while starting
             log.warning("a Ray evaluation slot did not come up: %s", _first_line(e))
             self._kill(actor)

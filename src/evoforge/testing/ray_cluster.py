@@ -98,6 +98,27 @@ class LocalRayCluster:
 
     def add_node(self, name: str, num_cpus: float, *, timeout: float = 90.0,
                  resources: dict[str, float] | None = None) -> RayNode:
+        """Start one node (the first is the head) and wait until it is up."""
+        return self.add_nodes([(name, num_cpus)], timeout=timeout, resources=resources)[0]
+
+    def add_nodes(self, specs: list[tuple[str, float]], *, timeout: float = 90.0,
+                  resources: dict[str, float] | None = None,
+                  wait_alive: bool = True) -> list[RayNode]:
+        """Start nodes ``(name, cpus)`` all at once (workers retry until the head's GCS is up)
+        and wait until every one printed that it is up and (``wait_alive``) the GCS lists
+        them (a caller that connects afterwards may rather wait for that itself)."""
+        started = [self._launch(name, cpus, resources) for name, cpus in specs]
+        for node, up in started:
+            if not up.wait(timeout) or node.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"ray node {node.name} did not start:\n"
+                                   + "".join(node.lines[-30:]))
+        if wait_alive and any(node is not self.nodes[0] for node, _ in started):
+            self._wait_alive(sum(n.alive() for n in self.nodes), timeout)
+        return [node for node, _ in started]
+
+    def _launch(self, name: str, num_cpus: float,
+                resources: dict[str, float] | None) -> tuple[RayNode, threading.Event]:
         head = not self.nodes
         res = {f"node_{name}": 1000.0, **(resources or {})}
         argv = [_ray_cli(), "start", "--block", f"--num-cpus={num_cpus:g}", "--num-gpus=0",
@@ -136,12 +157,7 @@ class LocalRayCluster:
 
         node.pump = threading.Thread(target=pump, daemon=True)
         node.pump.start()
-        if not up.wait(timeout) or proc.poll() is not None:
-            self.stop()
-            raise RuntimeError(f"ray node {name} did not start:\n" + "".join(node.lines[-30:]))
-        if not head:  # the head is up once its line is printed
-            self._wait_alive(sum(n.alive() for n in self.nodes), timeout)
-        return node
+        return node, up
 
     def _wait_alive(self, count: int, timeout: float) -> None:
         """Until the GCS lists ``count`` live nodes: asked through this process's connection
@@ -194,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        for spec in args.node:
-            name, _, cpus = spec.partition(":")
-            cluster.add_node(name, float(cpus or 1))
+        specs = [(name, float(cpus or 1)) for name, _, cpus in
+                 (spec.partition(":") for spec in args.node)]
+        cluster.add_nodes(specs)
         print(cluster.address, flush=True)
         while not stop.wait(0.5):
             if not all(n.alive() for n in cluster.nodes):
