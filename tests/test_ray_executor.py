@@ -29,6 +29,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs ray: pip install
 
 from evoforge.executors.ray import NODE_ARTIFACT, RayExecutor, evaluated_on  # noqa: E402
 from evoforge.program import EvalResult, Status  # noqa: E402
+from evoforge.sandbox import cgroup2_mount  # noqa: E402
 from evoforge.storages import SQLiteStorage  # noqa: E402
 from evoforge.testing.ray_cluster import LocalRayCluster  # noqa: E402
 
@@ -223,7 +224,7 @@ def test_a_killed_ray_worker_takes_its_sandboxes_with_it(cluster: LocalRayCluste
     evaluation is tried again on a fresh actor."""
     ex = _executor(_slow_problem(tmp_path, 2.0), cluster, slots=1, retries=1)
 
-    async def go() -> tuple[EvalResult, list[int]]:
+    async def go() -> tuple[EvalResult, list[int], str]:
         try:
             await ex.start()
             (victim,) = ex._live
@@ -232,17 +233,24 @@ def test_a_killed_ray_worker_takes_its_sandboxes_with_it(cluster: LocalRayCluste
             while len(procs_with(marker)) < 2:  # the evaluation's sandbox is up (event)
                 await asyncio.sleep(0.02)
             with open(f"/proc/{victim.pid}/cgroup") as f:  # the worker is in its lifeline
-                assert f"/evoforge-{victim.pid}-" in f.read()
+                rel = next(ln[3:].strip() for ln in f if ln.startswith("0::"))
+            assert f"/evoforge-{victim.pid}-" in rel
             sandboxes = procs_with(marker)
             os.kill(victim.pid, signal.SIGKILL)
-            return await task, sandboxes
+            return await task, sandboxes, rel
         finally:
             await ex.aclose()
 
-    result, sandboxes = asyncio.run(go())
+    result, sandboxes, rel = asyncio.run(go())
     assert result.status is Status.OK and result.score == 4.0, result.reason
     assert len(ex.lost) == 1
     assert [p for p in sandboxes if not wait_dead(p, 10)] == [], "sandboxes outlived the worker"
+    # its guardian (not a child of the worker: Ray kills those) emptied and removed the group
+    group = os.path.join(cgroup2_mount() or "/nonexistent", rel.lstrip("/"))
+    end = time.monotonic() + 10
+    while os.path.isdir(group) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not os.path.isdir(group), f"the lifeline {group} outlived its worker"
 
 
 def _committed(run_dir: Path) -> int:
@@ -300,6 +308,25 @@ def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_pat
     assert "evaluated per Ray node: " in status.stdout
     for node, n in nodes.items():
         assert f"{node} {n}" in status.stdout
+
+
+def test_a_run_through_the_ray_client_address(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    """executor.address=ray://HOST:PORT (a Ray client, the form for a controller outside the
+    cluster's network) runs the same evaluations."""
+    run_dir = tmp_path / "r"
+    res = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
+                          "--max-programs", "6", "--set", "executor.name=ray",
+                          "--set", f"executor.address={cluster.client_address}"],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
+        done = [p for p in s.programs() if p.status is not Status.PENDING]
+    assert len(done) == 6 and done[0].status is Status.OK, [p.reason for p in done]
+    evaluated = [p for p in done if "cached" not in p.artifacts
+                 and p.status is not Status.INVALID]  # invalid: never sent to a node
+    assert all(NODE_ARTIFACT in p.artifacts for p in evaluated)  # every one on a node
+    assert set(_node_names()[n] for n in evaluated_on(done)) <= {"head", "w1"}
+    assert sum(evaluated_on(done).values()) == len(evaluated) >= 1
 
 
 def test_a_node_killed_mid_evaluation_costs_a_retry_not_the_result(

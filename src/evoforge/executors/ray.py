@@ -292,8 +292,10 @@ class RayExecutor(Executor):
             try:
                 if self.address != "auto":
                     _probe(self.address, self.connect_timeout)
+                extra = {} if self.address.startswith("ray://") else {  # not for a client
+                    "configure_logging": False, "include_dashboard": False}
                 ray.init(address=self.address, log_to_driver=False, namespace="evoforge",
-                         configure_logging=False, include_dashboard=False)
+                         **extra)
             except ConfigError:
                 raise
             except Exception as e:  # ray raises ConnectionError, RuntimeError, ValueError ...
@@ -498,7 +500,8 @@ class RayExecutor(Executor):
 
 
 async def _await(ref: Any) -> Any:
-    return await ref
+    """An ObjectRef's value without blocking the loop (a Ray client's refs too)."""
+    return await asyncio.wrap_future(ref.future())
 
 
 def _first_line(e: BaseException) -> str:

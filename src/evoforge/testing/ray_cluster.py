@@ -88,6 +88,8 @@ class LocalRayCluster:
         self.ip = "127.0.0.2"
         self.port = _free_port()
         self.address = f"{self.ip}:{self.port}"
+        self.client_port = _free_port()
+        self.client_address = f"ray://{self.ip}:{self.client_port}"  # the head's Ray client
         self.nodes: list[RayNode] = []
         self.object_store_mb = object_store_mb
         self.env = dict(env or {})  # extra environment of every node (and its workers)
@@ -130,7 +132,7 @@ class LocalRayCluster:
                 f"--runtime-env-agent-port={_free_port()}"]
         if head:
             argv += ["--head", f"--port={self.port}", f"--temp-dir={self.root}",
-                     "--include-dashboard=false",
+                     "--include-dashboard=false", f"--ray-client-server-port={self.client_port}",
                      f"--system-config={json.dumps(self.system_config)}"]
         else:
             argv += [f"--address={self.address}"]
