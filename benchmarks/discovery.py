@@ -137,9 +137,40 @@ def in_process_executor(problem: Path, tmp: Path) -> FunctionExecutor:
     return FunctionExecutor(run, slots=WORKERS)
 
 
+def engine_spec(engine: str) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``name[key=value;...]``: a selector and overrides of its settings (values
+    parsed as YAML; a dotted key is any config key), e.g.
+    ``islands[num_islands=2;pipeline.slow_start=false]``."""
+    import yaml
+
+    name, _, rest = engine.partition("[")
+    overrides: dict[str, Any] = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise ValueError(f"engine {engine!r}: expected name[key=value;...]")
+        for item in filter(None, rest[:-1].split(";")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"engine {engine!r}: {item!r} is not key=value")
+            overrides[key.strip()] = yaml.safe_load(value)
+    return name.strip(), overrides
+
+
+def nested(key: str, value: Any) -> dict[str, Any]:
+    """``a.b.c``, v -> {"a": {"b": {"c": v}}}."""
+    out: dict[str, Any] = {}
+    cur = out
+    *heads, last = key.split(".")
+    for h in heads:
+        cur = cur.setdefault(h, {})
+    cur[last] = value
+    return out
+
+
 def evoforge_run(problem: Path, selector: str, budget: int, seed: int, scale: float,
                  tmp: Path, executor: str = "inprocess") -> Result:
     t0 = time.monotonic()
+    selector, overrides = engine_spec(selector)
     prob = Problem.load(problem)
     with OpenAITestServer(perturbing(seed, scale)) as srv:
         cfg = build_config({
@@ -150,9 +181,9 @@ def evoforge_run(problem: Path, selector: str, budget: int, seed: int, scale: fl
                     "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY",
                     "hedge": False},
             "evaluation": {"workers": WORKERS, "timeout": 30, "reverify": 0},
-            "selector": {"name": selector},
-        })
-        run_dir = tmp / f"{problem.name}-{selector}-{budget}-{seed}"
+            "selector": {"name": selector, **{k: v for k, v in overrides.items() if "." not in k}},
+        }, *(nested(k, v) for k, v in overrides.items() if "." in k))
+        run_dir = tmp / f"{problem.name}-{selector}-{budget}-{seed}-{len(os.listdir(tmp))}"
         outcome = api.evolve(prob, run_dir=run_dir, config=cfg, executor=(
             in_process_executor(problem, tmp) if executor == "inprocess" else None))
         calls = srv.request_count
@@ -192,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="200,600", help="LLM calls per run, comma-separated")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     ap.add_argument("--engines", default=",".join(ENGINES),
-                    help=f"comma-separated subset of {','.join(ENGINES)}")
+                    help=f"comma-separated subset of {','.join(ENGINES)}; a selector may take "
+                    "settings: islands[num_islands=2;exploitation_ratio=0.7]")
     ap.add_argument("--scale", type=float, default=0.1,
                     help="perturbation step relative to a literal's magnitude (default 0.1)")
     ap.add_argument("--executor", choices=("inprocess", "sandbox"), default="inprocess",
@@ -211,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
-        if e not in ENGINES:
+        if engine_spec(e)[0] not in ENGINES:
             ap.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)}")
     if DEFAULT not in engines:
         ap.error(f"--engines must include {DEFAULT} (the ratios are against it)")

@@ -343,3 +343,26 @@ def test_early_proposal_of_a_failing_initial_program_stores_no_child(tmp_path, m
     assert outcome.reason == "initial_failed"
     assert requests == 1  # one call at most was spent on it
     assert [p.id for p in progs] == [0]  # and its child was never stored
+
+
+@pytest.mark.parametrize("slow_start", [True, False])
+def test_slow_start_does_not_spend_the_first_window_on_the_initial_program(
+        tmp_path, monkeypatch, slow_start):
+    """Issue 11: with 8 LLM calls allowed at once and every reply an improvement, a full first
+    window would make 8 children of the initial program before any result is known; the slow
+    start opens the window with the population (2 at first), so later proposals already use
+    the improved children."""
+    monkeypatch.setenv("EVOFORGE_TEST_KEY", "sk-test-key")
+    with OpenAITestServer(default=reply(GOOD, delay=0.05)) as srv:
+        cfg = _config(srv, max_programs=24, llm={"concurrency": 8, "hedge": False,
+                                                  "request_timeout": 10},
+                      pipeline={"slow_start": slow_start})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
+    assert outcome.ok, outcome.message
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        children = [p for p in s.programs() if p.id > 0]
+    of_initial = sum(p.parent_ids == (0,) for p in children)
+    if slow_start:
+        assert of_initial <= 3, of_initial
+    else:
+        assert of_initial >= 8, of_initial

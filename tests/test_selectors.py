@@ -913,3 +913,37 @@ def test_an_empty_selector_is_still_true() -> None:
     for sel in (IslandSelector(), GreedySelector(), RandomSamplingSelector()):
         assert len(sel) == 0
         assert sel
+
+
+def test_warmup_spreads_parents_over_islands_and_their_tops_then_ends() -> None:
+    """selector.warmup: for the first results, islands are drawn uniformly and an exploiting
+    pick takes any of the island's best ``warmup_width`` (exploration as always); afterwards
+    the adaptive rule decides."""
+    def build(warmup: int) -> IslandSelector:
+        sel = IslandSelector(warmup=warmup, warmup_width=3, outstanding_penalty=0.0,
+                             crossover_rate=0.0)
+        sel.add(prog(0, 0.0))
+        for i in range(1, 13):  # improving children, every one a success: exploit hard
+            sel.add(prog(i, float(i), island=i % 4, parent=0))
+        return sel
+
+    r = random.Random(3)
+    warm = build(warmup=100)
+    picks = [warm.select(r) for _ in range(2000)]
+    islands = {p.island for p in picks}
+    assert islands == {0, 1, 2, 3}
+    for isl in range(4):
+        top3 = {p.id for p in warm.island_top(isl)[:3]}
+        chosen = [p.parent.id for p in picks if p.island == isl]
+        assert top3 <= set(chosen), (isl, set(chosen), top3)
+        shares = sorted(chosen.count(i) / len(chosen) for i in top3)
+        assert shares[0] > 0.5 * shares[-1], shares  # uniform over the top, not the best
+
+    cold = build(warmup=0)  # the same population without warmup: the best island's best
+    picks = [cold.select(r) for _ in range(2000)]
+    best_share = sum(p.parent.id == 12 for p in picks) / len(picks)
+    assert best_share > 0.6
+
+    ended = build(warmup=13)  # 13 results added: the warmup is over
+    picks = [ended.select(r) for _ in range(2000)]
+    assert sum(p.parent.id == 12 for p in picks) / len(picks) > 0.6

@@ -100,6 +100,10 @@ async def _drive(run: Run, config: Config, problem: Problem,
                  mutator: Mutator | None = None, executor: Executor | None = None) -> RunOutcome:
     """Drive ``run`` to a stop with the given collaborators; the config builds the others."""
     mutator = mutator if mutator is not None else make_mutator(config)
+    if config.prompt.evolve.enabled:  # the LLM's instructions evolve too (in the run's storage)
+        from evoforge.mutators.meta_prompt import with_prompt_evolution
+
+        mutator = with_prompt_evolution(mutator, run.storage, config)
     if run.tally.done and type(mutator).restore is not Mutator.restore:  # resumed: re-learn
         mutator.restore(p for p in run.storage.programs() if p.status is not Status.PENDING)
     if executor is None:

@@ -169,6 +169,12 @@ class Candidate:
     ``program_name`` its file name, which is also its path relative to the candidate's working
     directory (for :meth:`run`, e.g. ``["gcc", candidate.program_name]``). ``last_elapsed`` is
     the wall time of the last call, measured in the evaluator's process.
+
+    ``program_files`` (a trusted copy, relative path -> text) holds every file of the program:
+    for a program of several files (an ``initial_program/`` directory) ``program_name`` is the
+    directory they are in (``"program"``: ``["gcc", "program/kernel.c"]``), ``source`` their
+    packed text, and :meth:`call` takes ``"module:function"`` (``"driver:solve"``) or, with one
+    top-level Python file, the bare function name; for one file it is ``{program_name: source}``.
     """
 
     def __init__(
@@ -179,12 +185,15 @@ class Candidate:
         source: str,
         program_name: str,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        program_files: dict[str, str] | None = None,
     ) -> None:
         self._req = request_fd
         self._rep = reply_fd
         os.set_blocking(request_fd, False)  # a candidate that stops reading cannot block a call
         self.source = source
         self.program_name = program_name
+        self.program_files = (dict(program_files) if program_files is not None
+                              else {program_name: source})
         self.max_bytes = int(max_bytes)
         self.last_elapsed = 0.0
         self.calls = 0
@@ -205,13 +214,18 @@ class Candidate:
     ) -> Any:
         """Call the candidate's top-level function ``name(*args, **kwargs)`` and return its
         result as plain JSON values. Arguments must be JSON-serialisable (tuples become lists).
+        In a program of several files, ``name`` may be ``"module:function"`` (``"driver:solve"``
+        calls ``solve`` of ``driver.py``; ``"pkg.mod:f"`` of ``pkg/mod.py``).
 
         ``timeout`` (seconds, evaluator's clock): raise :class:`CandidateTimeout` if no answer
         by then; ``None`` waits until the evaluation's own deadline. ``allow_nan``: accept NaN
         and infinities in the result. ``max_bytes``: the largest reply accepted.
         """
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"call() needs a function name, got {name!r}")
+        module, _, fn = name.rpartition(":") if isinstance(name, str) else ("", "", "")
+        if not fn.isidentifier() or module and not all(
+                part.isidentifier() for part in module.split(".")):
+            raise ValueError(f"call() needs a function name (or 'module:function' in a program "
+                             f"of several files), got {name!r}")
         return self._request(
             {"op": "call", "name": name, "args": list(args), "kwargs": kwargs},
             what=f"{name}()",

@@ -252,6 +252,16 @@ def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
         return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
+def _tree(code: str) -> dict[str, str]:
+    """The files of a stored program of several files (a clean error if it is malformed)."""
+    from evoforge.program_files import unpack
+
+    try:
+        return unpack(code)
+    except EvoforgeError as e:
+        raise EvoforgeError(f"the stored program is not a valid tree of files: {e}") from e
+
+
 @app.command()
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -302,6 +312,7 @@ def status(
     arms = _arm_table(programs, cfg.minimize)
     if arms is not None:
         out.print(arms)
+    _print_variants(run_dir, programs)
     llm = [p for p in programs if p.mutation.mutator == "llm"]
     if llm:
         by_model: dict[str, list[float]] = {}
@@ -381,27 +392,86 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     return t
 
 
+def _print_variants(run_dir: Path, programs: list[Any]) -> None:
+    """The prompt variants (prompt.evolve) with their fitness, fittest living first; their
+    text is an LLM's: shown literally, shortened."""
+    from evoforge import api
+    from evoforge.mutators.meta_prompt import variant_summary
+    from evoforge.report import one_line, shell_word, shorten
+
+    with api.inspect_run(run_dir) as (_cfg, storage):
+        try:
+            found = variant_summary(storage)
+        except EvoforgeError as e:  # the rest of the status is still worth showing
+            out.print(_lit(f"prompt variants: {e}"))
+            return
+    if found is None:
+        return
+    state, records = found
+    t = Table(title=f"prompt variants (prompt.evolve): {int(state.get('meta_calls', 0))} "
+              f"rewrite(s) asked, {int(state.get('meta_rejected', 0))} rejected",
+              show_edge=False)
+    for col in ("variant", "from", "alive", "programs", "better/not/failed", "fitness"):
+        t.add_column(col, justify="right")
+    t.add_column("instructions (system | guidance)", ratio=1, min_width=24)
+    for r in sorted(records, key=lambda r: (not r.alive, -r.fitness, -r.weight)):
+        text = shorten(one_line(f"{r.variant.system} | {r.variant.guidance}"), 70)
+        t.add_row(_lit(r.id), _lit(r.parent or "-"), "yes" if r.alive else "retired",
+                  str(r.children), f"{r.better}/{r.worse}/{r.failed}", f"{r.fitness:+.4f}",
+                  _lit(text))
+    out.print(t)
+    fittest = min(records, key=lambda r: (not r.alive, -r.fitness, -r.weight))
+    made = next((p.id for p in reversed(programs) if p.mutation.prompt_variant == fittest.id),
+                None)
+    if made is not None:
+        out.print(_lit(f"the fittest, {fittest.id}, in full: {command()} show "
+                       f"{shell_word(run_dir)} {made} --prompt"))
+    if state.get("last_rejection"):
+        out.print(_lit(f"last rewrite rejected: {state['last_rejection']}"))
+
+
 @app.command()
 def best(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    write: Annotated[Path | None, typer.Option("--write", "-w", help="Write the code here.")] = None,
+    write: Annotated[Path | None, typer.Option(
+        "--write", "-w", help="Write the code here (a directory for a program of several "
+        "files).")] = None,
 ) -> None:
-    """Print the best program (or write it to a file)."""
+    """Print the best program (or write it to a file, or its files into a directory)."""
+    from evoforge import api
     from evoforge.program import Status
 
-    cfg, programs, _ = _load_all(run_dir)
+    with api.inspect_run(run_dir) as (cfg, storage):
+        programs = list(storage.programs())
+        multi = bool(storage.get_meta("multi_file"))
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
         raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
-    if write:
+    if write and multi:
+        from evoforge.program_files import write_tree
+
+        files = _tree(pick.code)
+        try:
+            write_tree(write, files)  # byte for byte, paths checked, no symlink followed
+        except OSError as e:
+            raise EvoforgeError(f"--write {write}: cannot write the program's files "
+                                f"({e.strerror or e}); choose a writable directory") from e
+        err.print(_lit(f"{len(files)} files written to {write}/: {', '.join(files)}"))
+    elif write:
         try:
             write.write_bytes(pick.code.encode("utf-8"))  # the stored code, byte for byte
         except OSError as e:
             raise EvoforgeError(f"--write {write}: cannot write the program ({e.strerror or e}); "
                                 "choose a writable path") from e
         err.print(_lit(f"written to {write}"))
+    elif multi:
+        for path, text in _tree(pick.code).items():
+            sys.stdout.write(visible(f"==> {path} <==\n{text}"))
+            if text and not text.endswith("\n"):
+                sys.stdout.write("\n")
+        sys.stdout.flush()
     else:  # stdout may end on a terminal (`| cat`, `| less -R`): control characters are shown,
         # not obeyed; --write is the byte-exact path (written directly: rich would drop CR)
         sys.stdout.write(visible(pick.code))
@@ -422,8 +492,14 @@ def show(
     from evoforge.program import Status
 
     with api.inspect_run(run_dir) as (_cfg, storage):
+        multi = bool(storage.get_meta("multi_file"))
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
+        variant = None
+        if p.mutation.prompt_variant is not None:
+            from evoforge.mutators.meta_prompt import describe_variant
+
+            variant = describe_variant(storage, p.mutation.prompt_variant)
         parent = storage.get(p.parent_ids[0]) if p.parent_ids else None
         lineage = [p]
         while lineage[-1].parent_ids and len(lineage) < 200:
@@ -433,6 +509,8 @@ def show(
             err.print(f"program #{p.id} was not made by an LLM (made by: "
                       f"{_m(p.mutation.mutator or '-')}), or its run predates stored exchanges")
             raise typer.Exit(EXIT_ERROR)
+        if variant is not None:
+            out.print(_lit(f"built with {variant}"))
         _print_exchange(exchange, prompt=prompt, reply=reply)
         return
     score = "-" if p.score is None else f"{p.score:.10g}"
@@ -447,6 +525,8 @@ def show(
                       if m.prompt_tokens or m.completion_tokens else "")
                    + (f", {m.latency:.2f}s" if m.latency else "")
                    + (f", {m.attempts} request(s)" if m.attempts else "")))
+    if variant is not None:
+        out.print(_lit(f"made with {variant}"))
     if m.note:
         out.print(_lit(f"note: {m.note}"))
     if p.metrics:
@@ -466,13 +546,28 @@ def show(
             out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
         return
     if parent is not None:
-        diff = "".join(difflib.unified_diff(parent.code.splitlines(True), p.code.splitlines(True),
-                                            f"program #{parent.id}", f"program #{p.id}"))
+        if multi:  # one diff per changed file
+            from evoforge.program_files import tree_diff
+
+            diff = tree_diff(_tree(parent.code), _tree(p.code), f"program #{parent.id}",
+                             f"program #{p.id}")
+        else:
+            diff = "".join(difflib.unified_diff(parent.code.splitlines(True),
+                                                p.code.splitlines(True),
+                                                f"program #{parent.id}", f"program #{p.id}"))
         out.print("[bold]-- diff against parent --[/bold]")
         # Syntax passes ESC, C1 and bidi controls straight through: sanitise what it is given
         out.print(Syntax(visible(diff or "(identical)\n"), "diff", theme="ansi_dark"))
-    out.print("[bold]-- code --[/bold]")
-    out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
+    if multi:
+        from evoforge.program_files import language_of
+
+        for path, text in _tree(p.code).items():
+            out.print(f"[bold]-- {_m(path)} --[/bold]")
+            out.print(Syntax(visible(text), language_of(path), line_numbers=True,
+                             theme="ansi_dark"))
+    else:
+        out.print("[bold]-- code --[/bold]")
+        out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
     if exchange is not None:
         out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
 
@@ -494,6 +589,19 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
         out.print(_lit(f"outcome: {exchange.get('outcome', '')}"))
         for t in exchange.get("tried") or []:
             out.print(_lit(f"before: {t}"))
+    meta = exchange.get("meta")
+    if isinstance(meta, dict) and (prompt or reply):  # prompt.evolve: a rewrite was asked too
+        out.print(f"[bold]-- meta call: a rewrite of prompt variant {_m(meta.get('rewrites'))}"
+                  " --[/bold]")
+        if prompt:
+            for msg in meta.get("messages") or []:
+                out.print(f"[bold]-- meta {_m(msg.get('role', '?'))} --[/bold]")
+                out.print(_lit(msg.get("content", "")))
+        if reply:
+            text = meta.get("reply")
+            out.print("[bold]-- meta reply --[/bold]")
+            out.print(_lit(text) if text is not None else "(no reply)")
+        out.print(_lit(f"meta outcome: {meta.get('outcome', '')}"))
 
 
 @app.command()

@@ -146,6 +146,8 @@ class SelectorConfig(_Strict):
     adaptation_window: int = Field(20, ge=1)
     island_size: int = Field(64, ge=2)
     outstanding_penalty: float = Field(0.25, ge=0)
+    warmup: int = Field(0, ge=0)
+    warmup_width: int = Field(8, ge=1)
 
     @field_validator("features", mode="before")
     @classmethod
@@ -189,12 +191,27 @@ class MutatorConfig(_Strict):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
 
 
+class PromptEvolveConfig(_Strict):
+    """Meta-prompt evolution (evoforge.mutators.meta_prompt): the LLM's instructions form a
+    small population of variants drawn per proposal, scored by their children's improvement
+    over their parents, and rewritten by the LLM now and then."""
+
+    enabled: bool = False
+    population: int = Field(6, ge=2)  # variants alive at once; the worst dies when a new is born
+    meta_every: int | None = Field(20, ge=1)  # a rewrite after every N LLM proposals; None: never
+    stagnation: int | None = Field(None, ge=1)  # ... and after N LLM children with no new best
+    exploration: float = Field(0.5, ge=0)  # UCB bonus weight when drawing a variant
+    discount: float = Field(0.99, gt=0, le=1)  # older children count less (1: all equally)
+    max_chars: int = Field(2000, ge=100)  # a rewritten part longer than this is rejected
+
+
 class PromptConfig(_Strict):
     template_dir: str | None = None  # directory with system.j2 / user.j2 overriding the built-ins
     system_message: str | None = None  # extra text appended to the system prompt
     feedback_chars: int = Field(2000, ge=0)
     max_chars: int = Field(400_000, ge=1000)  # a longer prompt is shrunk before it is sent
     include_code_of_context: bool = True
+    evolve: PromptEvolveConfig = Field(default_factory=PromptEvolveConfig)
 
 
 class PipelineConfig(_Strict):
@@ -208,6 +225,10 @@ class PipelineConfig(_Strict):
         True, description="LLM runs: send one proposal for the initial program while it is "
         "evaluated (its prompt says the score is not known yet), so the first evaluation does "
         "not hold back the first LLM call")
+    slow_start: bool = Field(
+        True, description="open the proposal window gradually: at most twice the population "
+        "(or 2 + the session's results) outstanding until that reaches max_in_flight, so the "
+        "first window is not spent on children of the initial program")
 
 
 class NoveltyConfig(_Strict):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from evoforge.errors import EditError
+from evoforge.errors import EditError, ProgramFilesError
+from evoforge.program_files import MULTI_FILE, check_path, language_of, pack, unpack
 
 MARKER_START = "EVOLVE-BLOCK-START"
 MARKER_END = "EVOLVE-BLOCK-END"
@@ -26,12 +28,15 @@ __all__ = [
     "MARKER_START",
     "Block",
     "apply_diff",
+    "apply_files_diff",
+    "apply_files_rewrite",
     "apply_rewrite",
     "block_contents",
     "check_fixed_parts",
     "extract_code",
     "find_blocks",
     "parse_diff",
+    "parse_files_diff",
     "python_syntax_error",
     "replace_block_contents",
 ]
@@ -313,22 +318,31 @@ def _short(text: str, limit: int = 60) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
-def apply_diff(code: str, reply: str) -> str:
+def apply_diff(code: str, reply: str, language: str = "python") -> str:
     """Apply every SEARCH/REPLACE of ``reply`` to ``code``, in order, inside the EVOLVE blocks.
 
     Each SEARCH is matched exactly within one block's content first, then line by line ignoring
     trailing whitespace and a uniform indentation offset (the replacement is re-indented by the
     same offset). Raises EditError with the reason when the reply has no SEARCH/REPLACE blocks,
     a SEARCH is empty or not in any block, or a SEARCH/REPLACE touches a marker line.
+    ``language`` :data:`~evoforge.program_files.MULTI_FILE`: ``code`` is a packed tree and each
+    SEARCH names its file (:func:`apply_files_diff`).
     """
+    if language == MULTI_FILE:
+        return apply_files_diff(code, reply)
     pairs = parse_diff(reply)
     if not pairs:
         raise EditError(
             "no SEARCH/REPLACE blocks found in the reply; expected '<<<<<<< SEARCH', the old "
             "lines, '=======', the new lines, '>>>>>>> REPLACE'"
         )
+    return _apply_pairs(code, list(enumerate(pairs, start=1)))
+
+
+def _apply_pairs(code: str, pairs: list[tuple[int, tuple[str, str]]]) -> str:
+    """Apply numbered ``(search, replace)`` pairs to ``code`` (see :func:`apply_diff`)."""
     contents = block_contents(code)
-    for k, (search, replace) in enumerate(pairs, start=1):
+    for k, (search, replace) in pairs:
         label = f"SEARCH/REPLACE #{k}"
         if not search.strip():
             raise EditError(f"{label}: the SEARCH text is empty; quote the exact lines to change")
@@ -409,9 +423,16 @@ def apply_rewrite(code: str, reply: str, language: str = "python") -> str:
     the parent's fixed parts. Without markers, it becomes the content of the parent's only block
     (or the whole program when the parent has no markers). Anything else raises EditError.
     """
+    if language == MULTI_FILE:
+        return apply_files_rewrite(code, reply)
     new = extract_code(reply, language)
     if new is None:
         new = reply
+    return _rewrite_with(code, new)
+
+
+def _rewrite_with(code: str, new: str) -> str:
+    """``code`` rewritten as ``new`` (see :func:`apply_rewrite`), fixed parts kept."""
     if not new.strip():
         raise EditError("the rewrite is empty; reply with the complete program in a code block")
     parent_blocks = find_blocks(code)
@@ -442,6 +463,199 @@ def apply_rewrite(code: str, reply: str, language: str = "python") -> str:
         )
     check_fixed_parts(code, child)
     return child
+
+
+# --------------------------------------------------------------------------- several files
+#
+# A program of several files (evoforge.program_files) is edited file by file. A SEARCH/REPLACE
+# names its file on its SEARCH line (``<<<<<<< SEARCH kernel.c``) or on the line just before it
+# (``File: kernel.c``); a rewrite gives each changed file in full in a fenced block right after a
+# ``File: path`` line. Only files with EVOLVE blocks may change, and only inside their blocks.
+# Every file's problem is collected, so the reason the LLM sees next time names each one.
+
+_NAME_LINE = re.compile(r"^[\s#*>\-]*(?:(file|path)\s*:\s*)?[`'\"*]*([^\s`'\"*]+?)[`'\"*:]*\s*$",
+                        re.IGNORECASE)
+
+
+def _named_file(line: str, known: Collection[str], explicit_only: bool = False
+                ) -> str | None:
+    """The path a line names (``File: x``, ``x``, ```x```, ``### x``): any path after
+    ``File:``, else only a path of ``known``; None when the line names none."""
+    m = _NAME_LINE.match(line)
+    if not m:
+        return None
+    name = m.group(2)
+    if m.group(1):
+        return name
+    if explicit_only:
+        return None
+    return name if name in known else None
+
+
+def parse_files_diff(text: str, known: Collection[str] = ()
+                     ) -> list[tuple[str | None, str, str]]:
+    """The ``(path, search, replace)`` triples of a SEARCH/REPLACE reply for a program of
+    several files, in order. ``path`` is what the SEARCH line names after ``SEARCH``, else
+    the file (of ``known``, or any after ``File:``) named on the last non-blank line before
+    it, else None. Texts as in :func:`parse_diff`."""
+    out: list[tuple[str | None, str, str]] = []
+    state, last_line = "out", ""
+    path: str | None = None
+    search: list[str] = []
+    replace: list[str] = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        if state == "out":
+            if _SEARCH_RE.match(raw):
+                state, search, replace = "search", [], []
+                rest = raw.split("SEARCH", 1)[1].strip()
+                path = (_named_file(rest, known) or rest.strip("`'\"*: ") or None) if rest else (
+                    _named_file(last_line, known))
+            elif raw.strip() and not raw.strip().startswith(("```", "~~~")):
+                last_line = raw
+        elif state == "search":
+            if _DIVIDER_RE.match(raw):
+                state = "replace"
+            elif _SEARCH_RE.match(raw):
+                search = []
+            else:
+                search.append(raw)
+        else:
+            if _REPLACE_RE.match(raw):
+                out.append((path, "\n".join(search), "\n".join(replace)))
+                state, last_line = "out", ""
+            else:
+                replace.append(raw)
+    return out
+
+
+def _evolvable(files: dict[str, str]) -> list[str]:
+    return [p for p, text in files.items() if find_blocks(text)]
+
+
+def _resolve(name: str | None, what: str, files: dict[str, str], evolvable: list[str]
+             ) -> tuple[str | None, str | None]:
+    """(the file ``name`` means, None) or (None, why it cannot be changed)."""
+    if name is None:
+        if len(evolvable) == 1:
+            return evolvable[0], None
+        return None, (f"{what} does not name its file; write the path after SEARCH, e.g. "
+                      f"'<<<<<<< SEARCH {evolvable[0]}'")
+    if name not in files and name.startswith("./") and name[2:] in files:
+        name = name[2:]
+    if name not in files:
+        try:
+            check_path(name)
+        except ProgramFilesError as e:
+            return None, f"{what}: {e}"
+        return None, (f"{what} names {name!r}, which is not a file of the program (its files: "
+                      f"{', '.join(files)}); files cannot be added")
+    if name not in evolvable:
+        return None, (f"{name}: the file has no EVOLVE blocks; it is context and cannot be "
+                      f"changed ({what})")
+    return name, None
+
+
+def _finish(files: dict[str, str], new: dict[str, str], errors: list[str]) -> str:
+    for path in new:
+        if new[path] != files[path] and language_of(path) == "python":
+            err = python_syntax_error(new[path])
+            if err:
+                errors.append(f"{path}: syntax error in the changed file ({err})")
+    if errors:
+        raise EditError("; ".join(errors))
+    return pack({**files, **new})
+
+
+def apply_files_diff(code: str, reply: str) -> str:
+    """Apply a SEARCH/REPLACE reply to a packed program of several files: each SEARCH/REPLACE
+    to the file it names (:func:`parse_files_diff`; unnamed ones to the only file with blocks),
+    inside that file's EVOLVE blocks. Changed Python files must still parse. Raises EditError
+    naming every file (and SEARCH/REPLACE) that cannot be changed and why: an unknown or
+    illegal path, a file without blocks, a SEARCH not found or touching fixed text."""
+    files = unpack(code)
+    triples = parse_files_diff(reply, files)
+    if not triples:
+        raise EditError(
+            "no SEARCH/REPLACE blocks found in the reply; expected '<<<<<<< SEARCH path/of/file', "
+            "the old lines, '=======', the new lines, '>>>>>>> REPLACE'")
+    evolvable = _evolvable(files)
+    errors: list[str] = []
+    per_file: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+    for k, (name, search, replace) in enumerate(triples, start=1):
+        path, why = _resolve(name, f"SEARCH/REPLACE #{k}", files, evolvable)
+        if path is None:
+            errors.append(why or "")
+        else:
+            per_file.setdefault(path, []).append((k, (search, replace)))
+    new: dict[str, str] = {}
+    for path, pairs in per_file.items():
+        try:
+            new[path] = _apply_pairs(files[path], pairs)
+        except EditError as e:
+            errors.append(f"{path}: {e}")
+    return _finish(files, new, errors)
+
+
+def _named_fences(reply: str, files: dict[str, str]) -> list[tuple[str | None, str]]:
+    """``(path or None, body)`` of each fenced block: the path named on the last non-blank
+    line before the fence, or in the fence's info string (```` ```c kernel.c ````)."""
+    out: list[tuple[str | None, str]] = []
+    lines = reply.replace("\r\n", "\n").split("\n")
+    last = ""
+    i = 0
+    while i < len(lines):
+        m = _FENCE_OPEN.match(lines[i])
+        if not m:
+            if lines[i].strip():
+                last = lines[i]
+            i += 1
+            continue
+        fence = m.group(1)
+        info = lines[i].strip()[len(fence):].split()
+        name = next((w for w in info if w in files), None) or _named_file(last, files)
+        j = i + 1
+        while j < len(lines) and not _closes(lines[j], fence):
+            j += 1
+        body = "\n".join(lines[i + 1 : j])
+        if body and not body.endswith("\n"):
+            body += "\n"
+        out.append((name, body))
+        last = ""
+        i = j + 1
+    return out
+
+
+def apply_files_rewrite(code: str, reply: str) -> str:
+    """Apply a full-rewrite reply to a packed program of several files: each fenced block
+    named by a ``File: path`` line before it replaces that file (only its EVOLVE blocks take
+    the new text, as in :func:`apply_rewrite`); files not given stay as they are. Unnamed
+    blocks count only when no block is named and the program has one file with blocks.
+    Raises EditError naming every file that cannot be changed and why."""
+    files = unpack(code)
+    evolvable = _evolvable(files)
+    fences = _named_fences(reply, files)
+    named = [(n, b) for n, b in fences if n is not None]
+    if not named:
+        if len(evolvable) == 1 and fences:
+            named = [(evolvable[0], max((b for _, b in fences), key=len))]
+        else:
+            raise EditError(
+                "no file named in the rewrite; give each changed file in full in a fenced code "
+                f"block right after a line 'File: path' (e.g. 'File: {evolvable[0]}')")
+    errors: list[str] = []
+    new: dict[str, str] = {}
+    for k, (name, body) in enumerate(named, start=1):
+        path, why = _resolve(name, f"rewritten file #{k}", files, evolvable)
+        if path is None:
+            errors.append(why or "")
+        elif path in new:
+            errors.append(f"{path}: given twice in the rewrite; give each file once")
+        else:
+            try:
+                new[path] = _rewrite_with(files[path], body)
+            except EditError as e:
+                errors.append(f"{path}: {e}")
+    return _finish(files, new, errors)
 
 
 # --------------------------------------------------------------------------- syntax

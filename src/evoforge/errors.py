@@ -19,6 +19,11 @@ class EditError(EvoforgeError):
     """An edit (diff or rewrite) could not be applied to a program."""
 
 
+class ProgramFilesError(EditError):
+    """A program of several files breaks a rule: a path outside its directory, a symbolic link,
+    a malformed packed tree, a size cap (see evoforge.program_files)."""
+
+
 class StorageError(EvoforgeError):
     """The run's storage is missing, corrupt, or from an incompatible version."""
 

@@ -91,7 +91,8 @@ CHANGES = ("ignored; evoforge shows programs as code in prompts "
            "(prompt.include_code_of_context)")
 STOCHASTIC = ("ignored; evoforge's prompts have no random phrasing: reword them with system.j2/"
               "user.j2 in prompt.template_dir")
-META = "ignored (OpenEvolve does not implement meta-prompting either)"
+META = ("ignored (OpenEvolve does not implement meta-prompting either); evoforge's own is "
+        "prompt.evolve.enabled: true (README, \"Evolving the prompts\")")
 LABELS = ("ignored; evoforge's prompt has no length labels or diff summaries: reword it with "
           "system.j2/user.j2 in prompt.template_dir")
 FEEDBACK_FILTER = ("accepted; evoforge shows evaluator feedback to the LLM as captured, each text "

@@ -66,6 +66,7 @@ class Pipeline:
         self.on_event = on_event or (lambda p: None)
         cfg = run.config
         self.capacity = cfg.in_flight(mutator.uses_llm)
+        self.slow_start = cfg.pipeline.slow_start
         self.staleness = max(cfg.staleness(mutator.uses_llm), 1)
         self.llm_slots = cfg.llm.concurrency if mutator.uses_llm else self.capacity
         self.ready: deque[Program] = deque()
@@ -226,9 +227,18 @@ class Pipeline:
         age = self.run.tally.done - oldest
         return age + self.in_flight() - 1 >= self.staleness
 
+    def _window(self) -> int:
+        """How many proposals may be outstanding now: ``capacity``, or with ``slow_start``
+        twice the population (at least 2 + the results of this session) until that reaches
+        it, so the first window is not all children of the initial program."""
+        if not self.slow_start:
+            return self.capacity
+        grown = max(2 * len(self.run.selector), 2 + self.run.tally.done_this_session)
+        return min(self.capacity, grown)
+
     async def _fill(self) -> None:
         run = self.run
-        while (self.in_flight() < self.capacity and len(self.mut_tasks) < self.llm_slots
+        while (self.in_flight() < self._window() and len(self.mut_tasks) < self.llm_slots
                and not self._too_stale() and run.stop_reason(self.in_flight()) is None
                and (not self.mutator.uses_llm or run.can_afford_call())):
             proposal = run.ask()

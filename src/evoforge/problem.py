@@ -9,16 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.config import Layer, read_yaml
-from evoforge.errors import EditError, ProblemError
+from evoforge.errors import EditError, ProblemError, ProgramFilesError
 from evoforge.openevolve_config import Translation, read_config_file
+from evoforge.program_files import MULTI_FILE, language_of
 
 BUILTIN_DIR = Path(__file__).parent / "problems"
 
-LANGUAGES = {
-    ".py": "python", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".rs": "rust",
-    ".v": "verilog", ".sv": "verilog", ".js": "javascript", ".ts": "typescript", ".go": "go",
-    ".java": "java", ".jl": "julia", ".lua": "lua", ".sh": "bash",
-}
 
 
 def builtin_problems() -> dict[str, Path]:
@@ -91,6 +87,36 @@ def evaluator_form(evaluator: Path) -> str:
     return "hardened" if params and params[0].arg == "candidate" else "plain"
 
 
+def _load_tree(initial: Path) -> str:
+    """The packed text of an ``initial_program/`` directory, after checking every file: the
+    tree's rules (evoforge.program_files), balanced EVOLVE markers per file, Python files that
+    parse, and at least one file with blocks (files without are context that never changes)."""
+    from evoforge.edit import find_blocks, python_syntax_error
+    from evoforge.program_files import language_of, pack, read_tree
+
+    try:
+        files = read_tree(initial)
+    except (ProgramFilesError, OSError) as e:
+        raise ProblemError(f"{initial}: {e}") from e
+    evolvable = []
+    for rel, text in files.items():
+        try:
+            if find_blocks(text):
+                evolvable.append(rel)
+        except EditError as e:
+            raise ProblemError(f"{initial / rel}: {e}") from e
+        if language_of(rel) == "python":
+            err = python_syntax_error(text)
+            if err:
+                raise ProblemError(f"{initial / rel}: the initial program does not parse ({err})")
+    if not evolvable:
+        raise ProblemError(
+            f"{initial}: no file has EVOLVE-BLOCK-START/-END markers; in a program of several "
+            "files only the marked regions evolve (files without markers are context), so mark "
+            "at least one region")
+    return pack(files)
+
+
 @dataclass(frozen=True)
 class Problem:
     name: str
@@ -118,15 +144,27 @@ class Problem:
             self.config_file.report()
 
     @property
+    def multi_file(self) -> bool:
+        """The initial program is a directory: programs are trees of files, packed into one
+        string (see :mod:`evoforge.program_files`)."""
+        return self.language == MULTI_FILE
+
+    @property
     def program_name(self) -> str:
-        """File name a candidate is written as (same suffix as the initial program)."""
+        """File name a candidate is written as (same suffix as the initial program); for a
+        program of several files, ``"program/"``: the directory its files are written into."""
+        if self.multi_file:
+            return "program/"
         return "program" + self.initial_program.suffix
 
     def fingerprint(self) -> str:
         """Hash of the initial program and evaluator, to warn when a resumed run's problem changed."""
         h = hashlib.sha256()
-        for p in (self.initial_program, self.evaluator):
-            h.update(p.read_bytes())
+        if self.multi_file:
+            h.update(self.initial_code.encode("utf-8", "surrogatepass"))
+        else:
+            h.update(self.initial_program.read_bytes())
+        h.update(self.evaluator.read_bytes())
         return h.hexdigest()[:16]
 
     def missing_tools(self) -> dict[str, str]:
@@ -169,11 +207,14 @@ class Problem:
              evaluator: Path | None = None) -> Problem:
         path = resolve_problem_path(name_or_path)
         candidates = ([initial_program] if initial_program is not None else
-                      sorted(p for p in path.glob("initial_program.*") if p.is_file()))
+                      sorted(p for p in path.glob("initial_program*")
+                             if p.is_file() and p.name.startswith("initial_program.")
+                             or p.is_dir() and p.name == "initial_program"))
         if not candidates:
             raise ProblemError(
                 f"{path}: no initial_program.* found. A problem directory needs the starting program "
-                "(e.g. initial_program.py with EVOLVE-BLOCK-START/-END markers) and evaluator.py; "
+                "(e.g. initial_program.py with EVOLVE-BLOCK-START/-END markers, or a directory "
+                "initial_program/ holding a program of several files) and evaluator.py; "
                 "`evoforge init NAME` scaffolds one.")
         if len(candidates) > 1:
             raise ProblemError(f"{path}: several initial programs ({', '.join(p.name for p in candidates)});"
@@ -192,21 +233,24 @@ class Problem:
             raise ProblemError(f"{evaluator}: defines no top-level `evaluate(candidate)` (hardened "
                                "form) or `evaluate(program_path)` (plain form), nor "
                                "`evaluate_stage1` for a cascade.")
-        try:
-            code = initial.read_text()
-        except UnicodeDecodeError as e:
-            raise ProblemError(f"{initial}: not UTF-8 text") from e
-        from evoforge.edit import find_blocks, python_syntax_error
+        if initial.is_dir():
+            code, language = _load_tree(initial), MULTI_FILE
+        else:
+            try:
+                code = initial.read_text()
+            except UnicodeDecodeError as e:
+                raise ProblemError(f"{initial}: not UTF-8 text") from e
+            from evoforge.edit import find_blocks, python_syntax_error
 
-        try:
-            find_blocks(code)
-        except EditError as e:
-            raise ProblemError(f"{initial}: {e}") from e
-        language = LANGUAGES.get(initial.suffix.lower(), initial.suffix.lstrip(".") or "text")
-        if language == "python":
-            err = python_syntax_error(code)
-            if err:
-                raise ProblemError(f"{initial}: the initial program does not parse ({err})")
+            try:
+                find_blocks(code)
+            except EditError as e:
+                raise ProblemError(f"{initial}: {e}") from e
+            language = language_of(initial.name)
+            if language == "python":
+                err = python_syntax_error(code)
+                if err:
+                    raise ProblemError(f"{initial}: the initial program does not parse ({err})")
         cfg_path = path / "config.yaml"
         config_file = read_config_file(cfg_path) if cfg_path.is_file() else None
         config = config_file.config if config_file is not None else {}

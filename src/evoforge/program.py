@@ -72,9 +72,10 @@ class MutationInfo:
     view: int | None = None  # results committed when the proposal was made
     staleness: int | None = None  # results committed between the proposal and its child
     arm: str | None = None  # the bandit's arm that made it (mutator.name: bandit)
+    prompt_variant: str | None = None  # the prompt variant its LLM call used (prompt.evolve)
 
     def __post_init__(self) -> None:
-        _scrub_fields(self, "mutator", "model", "edit_kind", "note", "arm")
+        _scrub_fields(self, "mutator", "model", "edit_kind", "note", "arm", "prompt_variant")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

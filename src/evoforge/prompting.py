@@ -9,31 +9,38 @@ so a misspelt variable is an error, not an empty string. Variables available to 
   ``minimize`` (bool), ``better`` ("higher" | "lower"), ``system_message`` (str | None),
   ``include_code_of_context`` (bool);
 - ``has_markers`` (bool): the parent has EVOLVE blocks (without them the whole program may change);
+- ``variant`` (a :class:`PromptVariant` or None): the prompt variant drawn for this request when
+  the prompts evolve (``prompt.evolve``, see evoforge.mutators.meta_prompt); ``system.j2`` then
+  shows ``variant.system`` and ``variant.guidance`` instead of ``variant_system.j2`` and
+  ``variant_guidance.j2`` (the built-in text, which is also the first variant);
 - ``parent`` (a program view), ``context`` and ``partners`` (lists of program views).
 
 A program view has ``id``, ``generation``, ``code``, ``score`` (formatted str: the primary score,
 else the score metric, else "n/a"), ``metrics`` (list of (name, formatted value)), ``status``
-(str), ``ok`` (bool), ``reason`` (str, capped) and ``feedback`` (list of (name, capped text)).
+(str), ``ok`` (bool), ``reason`` (str, capped), ``feedback`` (list of (name, capped text)) and
+``files``: for a program of several files (``language`` "multi-file") its files, each with
+``path``, ``language``, ``code`` and ``evolvable`` (has EVOLVE blocks); else ``[]``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from evoforge.edit import MARKER_START
-from evoforge.errors import ConfigError
+from evoforge.edit import MARKER_START, find_blocks
+from evoforge.errors import ConfigError, EditError
 from evoforge.program import Program, Status
+from evoforge.program_files import MULTI_FILE, language_of, unpack
 
 if TYPE_CHECKING:
     from evoforge.config import Config
     from evoforge.mutators.base import MutationRequest
 
-__all__ = ["PromptBuilder", "cap_text", "format_number"]
+__all__ = ["PromptBuilder", "PromptVariant", "cap_text", "format_number"]
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "prompts"
 EDIT_MODES = ("diff", "rewrite")
@@ -68,6 +75,25 @@ def cap_text(text: str, limit: int) -> str:
 
 
 @dataclass(frozen=True)
+class PromptVariant:
+    """One variant of the evolvable instructions: the opening of the system message and the
+    guidance paragraph (how to work). The fixed rules (answer format, EVOLVE markers) are the
+    templates' and never part of a variant."""
+
+    id: str
+    system: str
+    guidance: str
+
+
+@dataclass(frozen=True)
+class _FileView:
+    path: str
+    language: str
+    code: str
+    evolvable: bool  # has EVOLVE blocks; a file without is context that never changes
+
+
+@dataclass(frozen=True)
 class _ProgramView:
     id: int
     generation: int
@@ -78,6 +104,16 @@ class _ProgramView:
     ok: bool
     reason: str
     feedback: list[tuple[str, str]]
+    files: list[_FileView] = field(default_factory=list)  # a program of several files
+
+
+def _files(code: str) -> list[_FileView]:
+    """The files of a packed program of several files (none when ``code`` is not one)."""
+    try:
+        return [_FileView(p, language_of(p), text, bool(find_blocks(text)))
+                for p, text in unpack(code).items()]
+    except EditError:
+        return []
 
 
 class PromptBuilder:
@@ -138,7 +174,8 @@ class PromptBuilder:
         )
 
     # ---------------------------------------------------------------- rendering
-    def _view(self, p: Program, feedback_chars: int | None = None) -> _ProgramView:
+    def _view(self, p: Program, feedback_chars: int | None = None,
+              multi_file: bool = False) -> _ProgramView:
         cap = self.feedback_chars if feedback_chars is None else feedback_chars
         feedback: list[tuple[str, str]] = []
         if cap > 0:
@@ -159,12 +196,14 @@ class PromptBuilder:
             ok=ok,
             reason=cap_text(p.reason.strip(), max(cap, 200)) if not ok else "",
             feedback=feedback,
+            files=_files(p.code) if multi_file else [],
         )
 
     def variables(self, request: MutationRequest, edit_mode: str | None = None,
                   feedback_chars: int | None = None) -> dict[str, Any]:
         mode = edit_mode or self.edit_mode
         cap = feedback_chars
+        multi = request.language == MULTI_FILE  # views get ``files``, the templates show them
         if mode not in EDIT_MODES:
             raise ConfigError(f"unknown edit mode {mode!r}; valid: {', '.join(EDIT_MODES)}")
         return {
@@ -177,9 +216,10 @@ class PromptBuilder:
             "system_message": self.system_message.strip() if self.system_message else None,
             "include_code_of_context": self.include_code_of_context,
             "has_markers": MARKER_START in request.parent.code,
-            "parent": self._view(request.parent, cap),
-            "context": [self._view(p, cap) for p in request.context],
-            "partners": [self._view(p, cap) for p in request.others],
+            "variant": request.prompt_variant,
+            "parent": self._view(request.parent, cap, multi),
+            "context": [self._view(p, cap, multi) for p in request.context],
+            "partners": [self._view(p, cap, multi) for p in request.others],
         }
 
     def build(self, request: MutationRequest, *, edit_mode: str | None = None,
@@ -194,3 +234,32 @@ class PromptBuilder:
             raise ConfigError(f"prompt template failed to render: {e}; see the variables "
                               "listed in evoforge/prompting.py") from e
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def render(self, name: str, variables: dict[str, Any]) -> str:
+        """Template ``name`` (``template_dir`` first, then the built-ins), stripped."""
+        try:
+            return self._env.get_template(name).render(**variables).strip()
+        except jinja2.TemplateError as e:
+            raise ConfigError(f"prompt template {name} failed to render: {e}; see the variables "
+                              "listed in evoforge/prompting.py") from e
+
+    def default_variant(self, request: MutationRequest, variant_id: str = "v0") -> PromptVariant:
+        """The built-in instructions (``variant_system.j2``, ``variant_guidance.j2``) as a
+        variant: ``system.j2`` renders it exactly as it renders no variant at all."""
+        variables = {**self.variables(request), "variant": None}
+        return PromptVariant(variant_id, self.render("variant_system.j2", variables),
+                             self.render("variant_guidance.j2", variables))
+
+    def uses_variant(self) -> bool:
+        """Whether ``system.j2`` or ``user.j2`` shows the ``variant`` variable (a custom
+        template may not: then evolving the prompts changes nothing)."""
+        from jinja2 import meta
+
+        loader = self._env.loader
+        if loader is None:
+            return True
+        for name in ("system.j2", "user.j2"):
+            source = loader.get_source(self._env, name)[0]
+            if "variant" in meta.find_undeclared_variables(self._env.parse(source)):
+                return True
+        return False

@@ -88,6 +88,8 @@ class Run:
         s.set_meta("problem_files", [str(self.problem.initial_program),  # resume finds them
                                      str(self.problem.evaluator)])
         s.set_meta("problem_fingerprint", self.problem.fingerprint())
+        if self.problem.multi_file:  # its programs are packed trees (evoforge.program_files)
+            s.set_meta("multi_file", True)
         s.set_meta("config", self.config.model_dump(mode="json"))
         s.set_meta("created_at", time.time())
 
@@ -255,7 +257,10 @@ class Run:
     def _write_best(self, p: Program) -> None:
         """Atomically write the best program and its record beside the database."""
         path = self.best_path
-        _atomic_write(path, p.code)
+        if self.problem.multi_file:
+            _atomic_write_tree(path, p.code)
+        else:
+            _atomic_write(path, p.code)
         info: dict[str, Any] = {"id": p.id, "score": p.score, "metrics": p.metrics,
                                 "generation": p.generation, "parent_ids": list(p.parent_ids)}
         if self.integrity is not None:
@@ -264,6 +269,10 @@ class Run:
 
     @property
     def best_path(self) -> Path:
+        """``best_program.py`` (the initial program's suffix), or the directory
+        ``best_program/`` for a program of several files."""
+        if self.problem.multi_file:
+            return self.run_dir / "best_program"
         return self.run_dir / ("best_program" + self.problem.initial_program.suffix)
 
 
@@ -274,6 +283,24 @@ def _atomic_write(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _atomic_write_tree(path: Path, code: str) -> None:
+    """Write the packed tree ``code`` as the directory ``path``, replacing it whole: built
+    beside it, then swapped in by renames (a reader sees the old tree or the new one)."""
+    import shutil
+
+    from evoforge.program_files import unpack, write_tree
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    old = path.with_name(f".{path.name}.old")
+    for d in (tmp, old):
+        shutil.rmtree(d, ignore_errors=True)
+    write_tree(tmp, unpack(code))
+    if path.is_dir() and not path.is_symlink():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_problem_unchanged(storage: Storage, problem: Problem) -> str | None:

@@ -1,7 +1,8 @@
 """Evaluation worker: ONE role of ONE evaluation in a fresh interpreter.
 
 Stdlib-only on purpose: it is run by path (``python -I _worker.py <config>``), imports from
-evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles, and is spawned by
+evoforge only ``evoforge.candidate`` (stdlib-only) in the hardened roles and, for a program of
+several files, ``evoforge.program_files`` (stdlib-only), and is spawned by
 ``evoforge.executors.local.LocalExecutor`` through a ``Sandbox``. Roles:
 
 - ``plain``: loads the evaluator and calls ``evaluate(program_path)``; the candidate runs inside
@@ -23,6 +24,9 @@ warm pool): ``role``, ``start_fd`` (the job arrives there), ``result_fd`` (not f
 score must be at most its threshold, not at least), ``artifact_chars``, ``extra_path``, ``preload``
 (modules imported before the job arrives). Job (read to EOF from ``start_fd``, JSON):
 ``program`` (the source) and ``program_name``; the worker writes it into its scratch dir (cwd).
+A ``program_name`` ending in ``/`` (``"program/"``) names a program of several files: ``program``
+is then a packed tree (evoforge.program_files), written as that directory; the plain evaluator
+gets the directory's path, the hardened one a ``Candidate`` with ``program_files``.
 ``fingerprint`` (optional, true): if the evaluator defines ``fingerprint(program_path)`` (plain)
 or ``fingerprint(candidate)`` (hardened), call it before the evaluation and write
 ``#fp sha256:<hex of the sha256 of its canonical JSON>\n`` to the result pipe ahead of the reply
@@ -451,6 +455,64 @@ def _run_command(msg: dict[str, Any], scratch: str) -> dict[str, Any]:
     }
 
 
+def _program_path(job: dict[str, Any]) -> str:
+    """Where the job's program is (a file, or the directory of a program of several files)."""
+    return os.path.join(os.getcwd(), job["program_name"].rstrip("/"))
+
+
+def _program_files(job: dict[str, Any]) -> dict[str, str] | None:
+    """The files of a program of several files (checked again here), else None."""
+    if not job["program_name"].endswith("/"):
+        return None
+    from evoforge.program_files import unpack
+
+    return unpack(job["program"])
+
+
+def _write_program(job: dict[str, Any]) -> None:
+    files = _program_files(job)
+    if files is None:
+        with open(_program_path(job), "w", encoding="utf-8") as f:
+            f.write(job["program"])
+    else:
+        from evoforge.program_files import write_tree
+
+        write_tree(_program_path(job), files)
+
+
+def _program_function(name: str, path: str, files: dict[str, str] | None, cache: dict[str, Any]
+                      ) -> Any:
+    """The candidate's function ``name``: ``"solve"`` in a one-file program (or in the only
+    top-level Python file of several), ``"driver:solve"`` / ``"pkg.mod:solve"`` in the module of
+    that path inside a program of several files."""
+    module_name, _, fn_name = name.rpartition(":")
+    if files is None:
+        if module_name:
+            raise ValueError(f"call({name!r}): this program is one file; name just the function")
+        file, module_name = path, "program"
+    else:
+        if not module_name:
+            tops = sorted(p for p in files if p.endswith(".py") and "/" not in p)
+            if len(tops) != 1:
+                raise ValueError(
+                    f"call({name!r}): the program has {len(tops)} top-level Python files "
+                    f"({', '.join(tops) or 'none'}); name the module: call('module:{name}')")
+            module_name = tops[0][:-3]
+        rel = module_name.replace(".", "/") + ".py"
+        if rel not in files:
+            raise ValueError(f"call({name!r}): the program has no file {rel}")
+        file = os.path.join(path, rel)
+        if path not in sys.path:
+            sys.path.insert(0, path)  # its modules import each other
+    module = cache.get(module_name)
+    if module is None:
+        module = cache[module_name] = _load_module(module_name, file)
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise AttributeError(f"the program defines no function {name}()")
+    return fn
+
+
 def _serve_candidate(
     job: dict[str, Any], chan_in: int, chan_out: int, preload_error: BaseException | None = None
 ) -> None:
@@ -459,8 +521,9 @@ def _serve_candidate(
     from evoforge.candidate import _Closed, encode_frame, read_frame_bytes, write_bytes
 
     scratch = os.getcwd()
-    program_path = os.path.join(scratch, job["program_name"])
-    module: Any = None
+    program_path = _program_path(job)
+    files = _program_files(job)
+    modules: dict[str, Any] = {}
     while True:
         try:
             msg = json.loads(read_frame_bytes(chan_in, 1 << 31).decode("utf-8"))
@@ -475,11 +538,7 @@ def _serve_candidate(
                 )
             op = msg.get("op")
             if op == "call":
-                if module is None:
-                    module = _load_module("program", program_path)
-                fn = getattr(module, msg["name"], None)
-                if not callable(fn):
-                    raise AttributeError(f"the program defines no function {msg['name']}()")
+                fn = _program_function(msg["name"], program_path, files, modules)
                 value = fn(*msg.get("args", []), **msg.get("kwargs", {}))
             elif op == "run":
                 value = _run_command(msg, scratch)
@@ -541,12 +600,13 @@ def _judge(cfg: dict[str, Any], job: dict[str, Any], chan_out: int | None, chan_
     try:
         if preload_error is not None:
             raise preload_error
-        target: Any = os.path.join(os.getcwd(), job["program_name"])
+        target: Any = _program_path(job)
         if chan_out is not None:
             from evoforge.candidate import Candidate
 
             target = Candidate(chan_out, chan_in, source=job["program"],
-                               program_name=job["program_name"])
+                               program_name=job["program_name"].rstrip("/"),
+                               program_files=_program_files(job))
         reply = _run(cfg, target, where,
                      emit if job.get("fingerprint") is True and result_fd >= 0 else None)
     except BaseException as e:  # noqa: BLE001 - everything the evaluator does becomes data
@@ -721,10 +781,8 @@ def main() -> None:
     if not raw:
         os._exit(0)  # the controller closed the pool without using this process
     job = json.loads(raw)
-    program_path = os.path.join(os.getcwd(), job["program_name"])
     if role != "evaluator":
-        with open(program_path, "w", encoding="utf-8") as f:
-            f.write(job["program"])
+        _write_program(job)
 
     if role == "candidate":
         _serve_candidate(job, chan_in, chan_out, preload_error)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evoforge.errors import ConfigError, ProblemError
+from evoforge.errors import ConfigError, EditError, ProblemError
 from evoforge.executors.base import Executor
 from evoforge.executors.results import (
     FINGERPRINT_FRAME,
@@ -296,9 +296,13 @@ class LocalExecutor(Executor):
                 f"evaluator not found: {evaluator_path}; create it with a function "
                 "evaluate(program_path) -> dict[str, float]"
             )
-        if not program_name or Path(program_name).name != program_name:
+        # "NAME/": a program of several files (evoforge.program_files), written as directory NAME
+        self.multi_file = program_name.endswith("/")
+        plain = program_name.removesuffix("/") if self.multi_file else program_name
+        if not plain or Path(plain).name != plain or plain in (".", ".."):
             raise ConfigError(
-                f"program_name must be a plain file name such as 'program.py', got {program_name!r}"
+                f"program_name must be a plain file name such as 'program.py' (or 'program/' for "
+                f"a program of several files), got {program_name!r}"
             )
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -425,6 +429,14 @@ class LocalExecutor(Executor):
         returned instead. Without a hook (or a ``fingerprint()``), nothing changes."""
         if self._closed:
             return EvalResult(Status.CRASHED, reason="not run: the executor was closed")
+        if self.multi_file:  # the worker writes the tree: check it here, where errors are data
+            from evoforge.program_files import unpack
+
+            try:
+                unpack(code)
+            except EditError as e:
+                return EvalResult(Status.INVALID, reason=f"not a valid program of several "
+                                                         f"files: {e}")
         async with self._semaphore():
             if self._closed:
                 return EvalResult(Status.CRASHED, reason="not run: the executor was closed")

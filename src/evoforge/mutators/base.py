@@ -6,9 +6,12 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoforge.program import MutationInfo, Program
+
+if TYPE_CHECKING:
+    from evoforge.prompting import PromptVariant
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class MutationRequest:
     task: str = ""  # task description (problem README)
     language: str = "python"
     proposal_id: int = 0
+    # the instructions to give the LLM when the prompts evolve (evoforge.mutators.meta_prompt);
+    # None: the templates' built-in text
+    prompt_variant: PromptVariant | None = None
 
 
 @dataclass(frozen=True)

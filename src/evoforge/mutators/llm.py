@@ -156,7 +156,7 @@ class LLMMutator(Mutator):
         parent = request.parent.code
         try:
             if self.edit_mode == "diff":
-                child = apply_diff(parent, reply.text)
+                child = apply_diff(parent, reply.text, request.language)
             else:
                 child = apply_rewrite(parent, reply.text, request.language)
         except EditError as e:

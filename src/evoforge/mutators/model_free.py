@@ -18,7 +18,9 @@ Operators (1..``max_edits`` per child, chosen at random):
 - ``crossover`` (when the request has partners): take whole blocks, same-named top-level
   definitions/assignments, or statements of same-named functions from a partner.
 
-Other languages get a regex perturbation of numeric literals inside the blocks. All randomness
+Other languages get a regex perturbation of numeric literals inside the blocks. A program of
+several files (``language`` "multi-file") has one of its files with blocks mutated per child, each
+by its own language's rules. All randomness
 comes from ``request.rng``: the same request with the same seed gives the same child.
 """
 
@@ -32,12 +34,13 @@ import re
 import textwrap
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evoforge.edit import block_contents, find_blocks, python_syntax_error, replace_block_contents
 from evoforge.errors import EditError
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import MutationInfo
+from evoforge.program_files import MULTI_FILE, language_of, pack, unpack
 
 _PYTHON = {"python", "py", "python3"}
 _TRIES_PER_EDIT = 8
@@ -313,6 +316,8 @@ class ModelFreeMutator(Mutator):
     def mutate_sync(self, request: MutationRequest) -> MutationOutcome:
         """The same as :meth:`mutate`, without the event loop."""
         code = request.parent.code
+        if request.language == MULTI_FILE:
+            return self._mutate_files(request)
         try:
             find_blocks(code)
         except EditError as e:
@@ -323,6 +328,30 @@ class ModelFreeMutator(Mutator):
                 return self._fail(f"the parent does not compile ({err}); nothing to mutate")
             return self._mutate_python(code, request)
         return self._mutate_text(code, request, check_python=False)
+
+    def _mutate_files(self, request: MutationRequest) -> MutationOutcome:
+        """A program of several files: one of its files with EVOLVE blocks, drawn at random
+        (the next on failure), is mutated as a program of its own language (Python by AST
+        edits, with crossover from the partners' same file); the others stay as they are."""
+        try:
+            files = unpack(request.parent.code)
+            partners = [(o, unpack(o.code)) for o in request.others]
+            order = [p for p, text in files.items() if find_blocks(text)]
+        except EditError as e:
+            return self._fail(f"cannot mutate: {e}")
+        request.rng.shuffle(order)
+        why: list[str] = []
+        for path in order:
+            sub = replace(
+                request, language=language_of(path),
+                parent=replace(request.parent, code=files[path]),
+                others=tuple(replace(o, code=f[path]) for o, f in partners if path in f))
+            out = self.mutate_sync(sub)
+            if out.code is not None:
+                info = replace(out.info, note=f"{path}: {out.info.note}")
+                return MutationOutcome(pack({**files, path: out.code}), info)
+            why.append(f"{path}: {out.info.note}")
+        return self._fail("; ".join(why) or "no file has EVOLVE blocks; nothing to mutate")
 
     @staticmethod
     def _fail(note: str) -> MutationOutcome:

@@ -52,7 +52,8 @@ layout stay):
 - at most ``max_params`` literals per session (a seeded random subset of a larger set).
 
 Other languages: decimal floats (with a point or an exponent) outside comment lines, by a regex;
-ints are not tuned, and values stay non-negative as their sign is not known.
+ints are not tuned, and values stay non-negative as their sign is not known. In a program of
+several files each block is read by the rules of its own file's language.
 
 Resume: the sampler state is not persisted. A session in progress is dropped; its trials still
 pending are evaluated on resume as ordinary programs (their results go to no sampler), and a new
@@ -85,6 +86,7 @@ from evoforge.edit import block_contents, find_blocks, python_syntax_error
 from evoforge.errors import ConfigError, EditError
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import MutationInfo, Program, Status
+from evoforge.program_files import MULTI_FILE, language_of, unpack
 
 __all__ = ["TRIAL_LINEAGE", "Literal", "TuningMutator", "check_installed", "find_literals",
            "render"]
@@ -180,14 +182,32 @@ def find_literals(code: str, language: str = "python") -> list[Literal]:
     python = language.lower() in _PYTHON
     try:
         spans = _block_spans(code)
+        # a program of several files: each block by its own file's language
+        langs = ([language_of(p) for p, text in unpack(code).items() for _ in find_blocks(text)]
+                 if language == MULTI_FILE else [language] * len(spans))
     except EditError:
         return []
-    for offset, first_line, content in spans:
-        if python:
+    for (offset, first_line, content), lang in zip(spans, langs, strict=True):
+        if python or lang in _PYTHON:
             out += _python_literals(content, offset, first_line)
         else:
             out += _text_literals(content, offset, first_line)
     return out
+
+
+def _broken(code: str, language: str) -> bool:
+    """Whether ``code`` (or, in a program of several files, one of its Python files) does not
+    parse as Python."""
+    if language.lower() in _PYTHON:
+        return python_syntax_error(code) is not None
+    if language != MULTI_FILE:
+        return False
+    try:
+        files = unpack(code)
+    except EditError:
+        return True
+    return any(language_of(p) in _PYTHON and python_syntax_error(t) is not None
+               for p, t in files.items())
 
 
 def _parents(tree: ast.AST) -> dict[int, ast.AST]:
@@ -722,8 +742,7 @@ class TuningMutator(Mutator):
                 s.since += 1
             else:
                 return None
-            broken = request.language.lower() in _PYTHON and python_syntax_error(code) is not None
-            if broken:  # never expected: the literal texts are ours
+            if _broken(code, request.language):  # never expected: the literal texts are ours
                 s.study.tell(trial, s.bad_value())
                 s.told += 1
                 return None

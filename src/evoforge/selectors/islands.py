@@ -30,6 +30,13 @@ search improves its best rarely: at 0.2 toy runs explored almost always and lost
 ``adaptive=False`` keeps the configured ratios (and uniform islands); ``exploitation_ratio=1``
 turns exploration off.
 
+**Warm-up** (``warmup``, off by default). For the first ``warmup`` results the island is drawn
+uniformly and an exploiting pick takes any of the island's best ``warmup_width`` programs: a
+broad start that keeps several early lineages alive. It pays on deceptive problems, where a
+better optimum is reached only from settings not yet refined towards the nearest peak, and costs
+on problems that reward refinement (see docs/benchmarks.md); a budget-independent default
+could not win both, so it is a setting.
+
 **Outstanding children** (the proposal window). ``select`` counts the parents it hands out; a
 child's result (any status) releases one count of its parent. When exploiting, each child of a
 candidate still outstanding counts as ``outstanding_penalty`` ranks down, so a full window is not
@@ -230,7 +237,11 @@ class IslandSelector(Selector):
         adaptation_window: int = 20,
         island_size: int = 64,
         outstanding_penalty: float = 0.25,
+        warmup: int = 0,
+        warmup_width: int = 8,
     ) -> None:
+        self.warmup = warmup
+        self.warmup_width = warmup_width
         self.minimize = minimize
         self._initial = None
         self.num_islands = num_islands
@@ -326,6 +337,8 @@ class IslandSelector(Selector):
             adaptation_window=cfg.adaptation_window,
             island_size=cfg.island_size,
             outstanding_penalty=cfg.outstanding_penalty,
+            warmup=cfg.warmup,
+            warmup_width=cfg.warmup_width,
         )
 
     # ------------------------------------------------------------------ features
@@ -578,9 +591,10 @@ class IslandSelector(Selector):
                 "cannot select a parent: the population is empty. The initial program must be "
                 "evaluated first (status ok with a score) and added with add() before select().")
         n = self.num_islands
+        warm = self._clock < self.warmup
         if n == 1:
             island = 0
-        elif rng.random() < self.exploration(None):
+        elif warm or rng.random() < self.exploration(None):
             island = rng.randrange(n)
         else:
             island = self._best_island
@@ -594,6 +608,9 @@ class IslandSelector(Selector):
                 if i >= isl.cell_pos[isl.cell_of[isl.ranked[0][2]]]:
                     i += 1
                 parent = isl.cells[cells[i]]
+        elif warm:
+            ranked = isl.ranked[: self.warmup_width]
+            parent = self._programs[ranked[rng.randrange(len(ranked))][2]]
         else:
             parent = self._exploit(isl)
         context = self._context(isl, parent, rng)
