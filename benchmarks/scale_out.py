@@ -88,6 +88,9 @@ def run_once(problem: Path, root: Path, address: str, programs: int, slots: int,
     times.sort()
     start = min(max(slots, 1), len(times) - 2)
     rate = (len(times) - 1 - start) / (times[-1] - times[start])
+    gaps = [b - a for a, b in zip(times[start:], times[start + 1:], strict=False)]
+    print(f"  run: {len(times)} results, longest gap between results {max(gaps):.2f} s, "
+          f"whole run {times[-1] - times[0]:.1f} s", flush=True)
     return rate, len(times)
 
 
@@ -139,7 +142,7 @@ def main() -> None:
             programs = args.programs_per_slot * n * args.cpus
             slots = n * args.cpus  # what the executor finds: each node holds cpus requests
             rate, done = run_once(problem, root, cluster.address, programs, slots, args.latency)
-            base = base if base is not None else rate
+            base = base if base is not None else rate / n  # per node, at the first count
             eff = rate / (n * base)
             ideal = slots / args.eval
             rows.append((n, slots, done, rate, eff, ideal))
