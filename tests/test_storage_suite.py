@@ -181,8 +181,7 @@ def test_resolve_storage_url(tmp_path: Path) -> None:
     assert resolve_storage_url("sqlite:////abs/x.db", run) == "sqlite:////abs/x.db"
     rel = resolve_storage_url(None, Path("relative/run"))
     assert rel.startswith("sqlite:////") and rel.endswith("/relative/run/evoforge.db")
-    with pytest.raises(StorageError, match=r"PostgreSQL support is not available yet.*sqlite:///"):
-        resolve_storage_url("postgresql://user@host/db", run)
+    assert resolve_storage_url("postgresql://user@host/db", run) == "postgresql://user@host/db"
     with pytest.raises(StorageError, match=r"unsupported storage URL scheme 'mysql'.*sqlite:///"):
         resolve_storage_url("mysql://host/db", run)
     with pytest.raises(StorageError, match="sqlite:///"):
@@ -201,5 +200,5 @@ def test_open_storage(tmp_path: Path) -> None:
         assert r.get(0) == pending(0)
         with pytest.raises(StorageError, match="read-only"):
             r.set_meta("a", 1)
-    with pytest.raises(StorageError, match="PostgreSQL"):
+    with pytest.raises(StorageError, match="names no run: add #run=NAME"):
         open_storage("postgresql://localhost/evo")

@@ -27,13 +27,21 @@ from evoforge.run import (
     Run,
     _atomic_write,
     check_problem_unchanged,
+    is_storage_reference,
+    locate_run,
     require_run_dir,
     run_storage_url,
 )
 from evoforge.selectors.base import Selector
 from evoforge.stop import AnyOf, Stop
 from evoforge.stop import from_config as stop_from_config
-from evoforge.storages import open_storage, resolve_storage_url, sqlite_path
+from evoforge.storages import (
+    is_postgres_url,
+    open_storage,
+    redact,
+    resolve_storage_url,
+    storage_exists,
+)
 from evoforge.storages.base import Storage
 
 log = logging.getLogger("evoforge")
@@ -207,9 +215,21 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
         raise ConfigError(f"{run_dir} already holds a run; continue it with `{command()} resume "
                           f"{run_dir}` or choose another --out directory")
     url = resolve_storage_url(config.storage.url, run_dir)
-    if storage is None and Path(sqlite_path(url)).exists():
+    if storage is None and is_postgres_url(url):
+        if "#run=" not in url:  # a name of its own, recorded in config.yaml for resume
+            from evoforge.storages.postgres import unique_run_url
+
+            url = unique_run_url(url, run_dir.absolute().name)
+        config = config.model_copy(update={"storage": config.storage.model_copy(
+            update={"url": url})})
+    if storage is None and storage_exists(url):
+        if is_postgres_url(url):
+            raise ConfigError(f"storage.url {redact(url)!r} names a run that already exists in "
+                              "that database; one run per name: choose another #run=NAME (or "
+                              "leave it out for a new one)")
         raise ConfigError(f"storage.url {config.storage.url!r} names an existing database "
-                          f"({sqlite_path(url)}); one run per database: choose a new path")
+                          f"({url.removeprefix('sqlite:///')}); one run per database: choose a "
+                          "new path")
     run_dir.mkdir(parents=True, exist_ok=True)
     import yaml
 
@@ -217,7 +237,7 @@ def start_run(problem: Problem, config: Config, run_dir: Path, *,
     _atomic_write(run_dir / "config.yaml",
                   yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     if storage is None:
-        storage = open_storage(url)
+        storage = open_storage(url, reconnect_timeout=config.storage.reconnect_timeout)
     elif storage.stats()["next_id"] != 0:
         raise ConfigError("the storage passed to evolve() already holds programs; one run per "
                           "storage: pass a new one, or continue it with resume(storage=...)")
@@ -246,16 +266,24 @@ def open_existing(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...]
                   storage: Storage | None = None) -> tuple[Config, Any]:
     """Open a run's storage (or use ``storage``) and rebuild its config (with optional
     overrides). Reads only the run directory: inspecting a run never depends on its problem
-    directory."""
-    run_dir = Path(run_dir)
+    directory. ``run_dir`` may also be a ``postgresql://...#run=NAME`` reference (a string):
+    no run directory is needed then."""
+    label = redact(str(run_dir)) if is_storage_reference(run_dir) else str(Path(run_dir))
     if storage is None:
-        storage = open_storage(require_run_dir(run_dir), readonly=readonly)
+        url = locate_run(run_dir)
+        if not readonly and is_postgres_url(url) and not storage_exists(url):
+            raise StorageError(f"{label}: its run {redact(url)} is not in that database (was it "
+                               "deleted, or is storage.url in its config.yaml wrong?); nothing "
+                               "to continue")
+        storage = open_storage(url, readonly=readonly)
     raw = storage.get_meta("config")
     if raw is None:
         storage.close()
-        raise StorageError(f"{run_dir}: the run has no stored config (was it started by evoforge?)")
-    config = build_config(Layer(raw, f"{run_dir} (stored config)"), *override_layers(overrides),
-                          *_flag_layers(flags), source=f"{run_dir} (stored config)")
+        raise StorageError(f"{label}: the run has no stored config (was it started by evoforge?)")
+    config = build_config(Layer(raw, f"{label} (stored config)"), *override_layers(overrides),
+                          *_flag_layers(flags), source=f"{label} (stored config)")
+    if hasattr(storage, "reconnect_timeout"):  # PostgreSQL: this session's setting
+        storage.reconnect_timeout = config.storage.reconnect_timeout
     return config, storage
 
 

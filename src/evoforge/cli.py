@@ -139,6 +139,9 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
         if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
             inspect.append(steps.resume)
         out.print(_lit("inspect: " + "   |   ".join(inspect)))
+        url = run.config.storage.url or ""
+        if "#run=" in url:  # PostgreSQL: inspect it from any machine, no run directory needed
+            out.print(_lit(f"from any machine: {ev} status {shlex.quote(_label(url))}"))
         for line in steps.advice:
             out.print(_lit(line))
     if outcome.reason == "interrupted":
@@ -245,10 +248,25 @@ def resume(
            show_budget=True)
 
 
-def _load_all(run_dir: Path) -> tuple[Any, list[Any], dict[str, Any] | None]:
+def _run_ref(arg: str) -> str | Path:
+    """A run directory, or a ``postgresql://...#run=NAME`` reference (kept as text)."""
+    from evoforge.run import is_storage_reference
+
+    return arg if is_storage_reference(arg) else Path(arg)
+
+
+def _label(arg: str) -> str:
+    """How a run argument is shown: a storage URL without its password."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages import redact
+
+    return redact(arg) if is_storage_reference(arg) else arg
+
+
+def _load_all(run_dir: str) -> tuple[Any, list[Any], dict[str, Any] | None]:
     from evoforge import api
 
-    with api.inspect_run(run_dir) as (cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         return cfg, list(storage.programs()), storage.get_meta("integrity")
 
 
@@ -264,7 +282,8 @@ def _tree(code: str) -> dict[str, str]:
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     top: Annotated[int, typer.Option(help="How many top programs to list.")] = 10,
     reasons: Annotated[int, typer.Option(
         help="How many failure-reason patterns to list.", min=0)] = 10,
@@ -276,11 +295,16 @@ def status(
     from evoforge.program import Status
     from evoforge.report import group_reasons, shell_word, shorten
 
+    if _list_database_runs(run_dir):
+        return
     cfg, programs, integrity = _load_all(run_dir)
     sign = -1 if cfg.minimize else 1
     counts = Counter(p.status.value for p in programs)
-    out.print(f"[bold]{_m(run_dir)}[/bold]: {len(programs)} programs, objective "
-              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}")
+    out.print(f"[bold]{_m(_label(run_dir))}[/bold]: {len(programs)} programs, objective "
+              f"{_m(cfg.objective.direction)} {_m(cfg.objective.score_metric)}"
+              + ("; Pareto over " + ", ".join(
+                  f"{_m(o.name)} ({o.direction[:3]})" for o in cfg.objective.metrics)
+                 if cfg.multi_objective else ""))
     out.print("  " + "  ".join(f"{s.value}={counts.get(s.value, 0)}" for s in Status))
     if integrity:
         out.print(_lit(f"  score integrity: {integrity.get('summary', '?')}"))
@@ -288,6 +312,9 @@ def status(
             out.print(_lit(f"  earlier session(s) of this run: {earlier}"))
     done = [p for p in programs if p.status is not Status.PENDING]
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
+    pareto, _ = _load_pareto(run_dir)
+    if pareto and cfg.multi_objective:  # not a front left from before --set objective.metrics=[]
+        _print_pareto(pareto, programs, top, run_dir)
     if oks:
         hist = Table(title="best score over time", show_edge=False)
         hist.add_column("after programs", justify="right")
@@ -331,7 +358,7 @@ def status(
     failed = [(p.status.value, p.reason, p.id) for p in done if p.status is not Status.OK]
     if failed:
         groups = group_reasons(failed)
-        ev, rd = command(), shell_word(run_dir)
+        ev, rd = command(), shell_word(_label(run_dir))
         out.print(f"failure reasons by pattern ({len(failed)} programs, {len(groups)} "
                   f"pattern{'s' * (len(groups) != 1)}; the first example of each in full):")
         width = max(out.width - 18, 100)
@@ -366,6 +393,100 @@ def status(
             f"{node} {n}" for node, n in sorted(nodes.items()))))
 
 
+def _list_database_runs(arg: str) -> bool:
+    """``status postgresql://.../DB`` (no ``#run=``): list the runs stored there."""
+    from evoforge.run import is_storage_reference
+    from evoforge.storages.postgres import PostgresURL, list_runs
+
+    if not is_storage_reference(arg) or PostgresURL.parse(arg).run is not None:
+        return False
+    target = PostgresURL.parse(arg)
+    runs = list_runs(arg)
+    out.print(_lit(f"{target.url()}: {len(runs)} run(s)"))
+    if runs:
+        t = Table(show_edge=False)
+        for col in ("run", "started", "programs", "pending", "best", "problem"):
+            t.add_column(col)
+        for r in runs:
+            t.add_row(_lit(r["name"]), time.strftime("%Y-%m-%d %H:%M",
+                                                     time.localtime(r["created_at"])),
+                      str(r["done"]), str(r["pending"]),
+                      "-" if r["best"] is None else f"{r['best']:.10g}", _lit(r["problem"] or "-"))
+        out.print(t)
+        out.print(_lit(f"one run: {command()} status "
+                       f"{shlex.quote(target.url(run=runs[-1]['name']))}"))
+    return True
+
+
+def _load_pareto(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """A multi-objective run's front and hypervolume curve (run meta ``pareto``, None for a
+    scalar run), and the suffix of its program files."""
+    from evoforge import api
+    from evoforge.selectors.pareto import META_KEY
+
+    with api.inspect_run(run_dir) as (_cfg, storage):
+        meta = storage.get_meta(META_KEY)
+        files = storage.get_meta("problem_files") or ["program.py"]
+    return (meta if isinstance(meta, dict) else None), Path(str(files[0])).suffix or ".txt"
+
+
+def _front_table(pareto: dict[str, Any], programs: list[Any], limit: int | None) -> Table:
+    """The front's programs, each objective a column, sorted by the first objective."""
+    objs = pareto.get("objectives") or []
+    by_id = {p.id: p for p in programs}
+    front = [by_id[i] for i in pareto.get("front") or [] if i in by_id]
+    first = objs[0]["name"] if objs else None
+    sign = 1 if not objs or objs[0].get("direction") == "minimize" else -1
+    front.sort(key=lambda p: sign * float(p.metrics.get(first, 0.0)))
+    shown = front if limit is None else front[:limit]
+    t = Table(title=f"Pareto front: {len(front)} programs"
+              + (f" (first {len(shown)})" if len(shown) < len(front) else ""), show_edge=False)
+    t.add_column("id", justify="right")
+    for o in objs:
+        arrow = "min" if o.get("direction") == "minimize" else "max"
+        t.add_column(_lit(f"{o.get('name')} ({arrow})"), justify="right")
+    t.add_column("score", justify="right")
+    t.add_column("gen", justify="right")
+    for p in shown:
+        vals = [p.metrics.get(o.get("name")) for o in objs]
+        t.add_row(str(p.id), *(_lit("-" if v is None else f"{v:.6g}") for v in vals),
+                  "-" if p.score is None else f"{p.score:.6g}", str(p.generation))
+    return t
+
+
+def _print_pareto(pareto: dict[str, Any], programs: list[Any], top: int, run_dir: Path) -> None:
+    """``status`` for a multi-objective run: the front and the hypervolume curve."""
+    from evoforge.report import curve_checkpoints, shell_word, sparkline
+
+    limit = max(top, 20)
+    out.print(_front_table(pareto, programs, limit))
+    n_front = len(pareto.get("front") or [])
+    if n_front > limit:
+        out.print(_lit(f"  ... all {n_front}: {command()} best {shell_word(run_dir)} --pareto"))
+    curve = [(int(n), float(v)) for n, v in pareto.get("hypervolume") or []]
+    ref = pareto.get("reference_point")
+    where = "" if ref is None else (f" (reference point {tuple(ref)}, from "
+                                    f"{pareto.get('reference_from', '?')})")
+    sched = pareto.get("schedule")
+    if sched:
+        at = sched.get("switched_at")
+        out.print(_lit(f"schedule: {sched.get('first')} alone for the first "
+                       f"{sched.get('switch_after')} programs, then the front ("
+                       + (f"switched after {at} programs)" if at else "not switched yet)")))
+    if not curve:
+        out.print(_lit(f"hypervolume{where}: none yet (no feasible program)"))
+        return
+    out.print(_lit(f"hypervolume{where}: {curve[0][1]:.6g} -> {curve[-1][1]:.6g} "
+                   f"(after {curve[0][0]} and {curve[-1][0]} programs)"))
+    out.print(_lit(f"  {sparkline(curve)}"))
+    t = Table(title="hypervolume over time", show_edge=False)
+    t.add_column("after programs", justify="right")
+    t.add_column("hypervolume", justify="right")
+    for n, v in curve_checkpoints(curve):
+        t.add_row(str(n), f"{v:.6g}")
+    out.print(t)
+
+
 def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     """The bandit's arm choices: pulls, children better than their parent, cost (None when
     no program records an arm)."""
@@ -392,14 +513,14 @@ def _arm_table(programs: list[Any], minimize: bool) -> Table | None:
     return t
 
 
-def _print_variants(run_dir: Path, programs: list[Any]) -> None:
+def _print_variants(run_dir: str, programs: list[Any]) -> None:
     """The prompt variants (prompt.evolve) with their fitness, fittest living first; their
     text is an LLM's: shown literally, shortened."""
     from evoforge import api
     from evoforge.mutators.meta_prompt import variant_summary
     from evoforge.report import one_line, shell_word, shorten
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         try:
             found = variant_summary(storage)
         except EvoforgeError as e:  # the rest of the status is still worth showing
@@ -425,28 +546,36 @@ def _print_variants(run_dir: Path, programs: list[Any]) -> None:
                 None)
     if made is not None:
         out.print(_lit(f"the fittest, {fittest.id}, in full: {command()} show "
-                       f"{shell_word(run_dir)} {made} --prompt"))
+                       f"{shell_word(_label(run_dir))} {made} --prompt"))
     if state.get("last_rejection"):
         out.print(_lit(f"last rewrite rejected: {state['last_rejection']}"))
 
 
 @app.command()
 def best(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     write: Annotated[Path | None, typer.Option(
         "--write", "-w", help="Write the code here (a directory for a program of several "
-        "files).")] = None,
+        "files, and with --pareto).")] = None,
+    pareto: Annotated[bool, typer.Option(
+        "--pareto", help="A multi-objective run: list the Pareto front's programs (with "
+        "--write DIR, write each one's code there).")] = False,
 ) -> None:
-    """Print the best program (or write it to a file, or its files into a directory)."""
+    """Print the best program (or write it to a file, or its files into a directory);
+    --pareto: the front of a multi-objective run."""
     from evoforge import api
     from evoforge.program import Status
 
-    with api.inspect_run(run_dir) as (cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (cfg, storage):
         programs = list(storage.programs())
         multi = bool(storage.get_meta("multi_file"))
+    if pareto:
+        _best_pareto(run_dir, cfg, programs, write, multi)
+        return
     oks = [p for p in programs if p.status is Status.OK and p.score is not None]
     if not oks:
-        raise EvoforgeError(f"{run_dir} has no program that evaluated ok yet")
+        raise EvoforgeError(f"{_label(run_dir)} has no program that evaluated ok yet")
     pick = (min if cfg.minimize else max)(oks, key=lambda p: p.score)
     err.print(f"best: program #{pick.id}, score {pick.score:.10g}, generation {pick.generation}")
     if write and multi:
@@ -478,9 +607,47 @@ def best(
         sys.stdout.flush()
 
 
+def _best_pareto(run_dir: Path, cfg: Any, programs: list[Any], write: Path | None,
+                 multi: bool) -> None:
+    import json
+
+    meta, suffix = _load_pareto(run_dir)
+    if meta is None or not cfg.multi_objective:
+        raise EvoforgeError(f"{run_dir} is a single-objective run (no objective.metrics): it has "
+                            f"no Pareto front; `{command()} best {run_dir}` shows its best program")
+    by_id = {p.id: p for p in programs}
+    front = [by_id[i] for i in meta.get("front") or [] if i in by_id]
+    out.print(_front_table(meta, programs, None))
+    if write is None:
+        out.print(_lit(f"write their code: {command()} best {run_dir} --pareto --write DIR"))
+        return
+    try:
+        write.mkdir(parents=True, exist_ok=True)
+        index = []
+        for p in front:
+            path = write / (f"program_{p.id}" if multi else f"program_{p.id}{suffix}")
+            if multi:  # a program of several files: its tree in a directory of its own
+                from evoforge.program_files import write_tree
+
+                write_tree(path, _tree(p.code))
+            else:
+                path.write_bytes(p.code.encode("utf-8"))  # the stored code, byte for byte
+            index.append({"id": p.id, "file": path.name, "metrics": p.metrics,
+                          "score": p.score})
+        (write / "front.json").write_text(json.dumps(
+            {"objectives": meta.get("objectives"), "programs": index}, indent=2,
+            allow_nan=False))
+    except OSError as e:
+        raise EvoforgeError(f"--write {write}: cannot write the front's programs "
+                            f"({e.strerror or e}); choose a writable directory") from e
+    err.print(_lit(f"{len(front)} programs written to {write}/ (program_ID{suffix}, and "
+                   "front.json with their metrics)"))
+
+
 @app.command()
 def show(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[str, typer.Argument(
+        help="A run directory, or postgresql://USER@HOST:PORT/DB#run=NAME.")],
     program_id: Annotated[int, typer.Argument(help="Program id (see `evoforge status`).")],
     prompt: Annotated[bool, typer.Option(
         "--prompt", help="Print the prompt (system and user) the LLM was sent for it.")] = False,
@@ -491,7 +658,7 @@ def show(
     from evoforge import api
     from evoforge.program import Status
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         multi = bool(storage.get_meta("multi_file"))
         p = storage.get(program_id)
         exchange = storage.exchange(program_id)
@@ -543,7 +710,7 @@ def show(
         # no child was made: a diff would show the parent deleted; show what the LLM said
         if exchange is not None:
             _print_exchange(exchange, prompt=False, reply=True)
-            out.print(_lit(f"the prompt: {ev} show {run_dir} {p.id} --prompt"))
+            out.print(_lit(f"the prompt: {ev} show {shlex.quote(_label(run_dir))} {p.id} --prompt"))
         return
     if parent is not None:
         if multi:  # one diff per changed file
@@ -569,7 +736,8 @@ def show(
         out.print("[bold]-- code --[/bold]")
         out.print(Syntax(visible(p.code), "python", line_numbers=True, theme="ansi_dark"))
     if exchange is not None:
-        out.print(_lit(f"the LLM exchange: {ev} show {run_dir} {p.id} --prompt | --reply"))
+        out.print(_lit(f"the LLM exchange: {ev} show {shlex.quote(_label(run_dir))} {p.id} "
+                       "--prompt | --reply"))
 
 
 def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> None:

@@ -8,6 +8,7 @@ Every key is documented in ``docs/config.md``.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,9 +39,90 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class MetricObjective(_Strict):
+    """One objective of a multi-objective run: an evaluator metric and its direction."""
+
+    name: str
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class MetricConstraint(_Strict):
+    """A bound on an evaluator metric; a program outside it is infeasible."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MetricConstraint:
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint {self.name!r} needs min or max (or both), e.g. "
+                             f"{{name: {self.name}, max: 0.01}}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint {self.name!r}: min must not exceed max")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """EAGAN's two stages: optimise ``first`` alone, then the Pareto front."""
+
+    first: str
+    switch_after: int | None = Field(None, ge=0)  # programs (the initial one included)
+    switch_share: float | None = Field(None, gt=0, lt=1)  # ... or this share of max_programs
+
+    @model_validator(mode="after")
+    def _one(self) -> ScheduleConfig:
+        if (self.switch_after is None) == (self.switch_share is None):
+            raise ValueError("give exactly one of switch_after (programs) or switch_share "
+                             "(a share of max_programs), e.g. {first: accuracy, switch_after: 200}")
+        return self
+
+
 class ObjectiveConfig(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     score_metric: str = "combined_score"
+    # several objectives: Pareto search (evoforge.selectors.pareto; docs/multi-objective.md)
+    metrics: list[MetricObjective] = Field(default_factory=list)
+    constraints: list[MetricConstraint] = Field(default_factory=list)
+    schedule: ScheduleConfig | None = None
+    reference_point: dict[str, float] | None = None  # hypervolume; default: from the initial
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _names_to_metrics(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @model_validator(mode="after")
+    def _pareto(self) -> ObjectiveConfig:
+        names = [m.name for m in self.metrics]
+        if not self.metrics:
+            used = [k for k in ("constraints", "schedule", "reference_point")
+                    if getattr(self, k)]
+            if used:
+                raise ValueError(f"objective.{used[0]} needs objective.metrics (at least two), "
+                                 "e.g. metrics: [{name: accuracy, direction: maximize}, "
+                                 "{name: latency_ms, direction: minimize}]")
+            return self
+        if len(names) < 2:
+            raise ValueError(f"objective.metrics lists one metric ({names[0]!r}): Pareto search "
+                             "needs at least two; for one, set objective.score_metric and "
+                             "objective.direction instead")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"objective.metrics names {dup[0]!r} twice")
+        if self.schedule is not None and self.schedule.first not in names:
+            raise ValueError(f"objective.schedule.first is {self.schedule.first!r}, not one of "
+                             f"objective.metrics ({', '.join(names)})")
+        if self.reference_point is not None and not all(
+                math.isfinite(v) for v in self.reference_point.values()):
+            raise ValueError("objective.reference_point values must be finite numbers")
+        if self.reference_point is not None and set(self.reference_point) != set(names):
+            raise ValueError(f"objective.reference_point must give a value for each of "
+                             f"objective.metrics ({', '.join(names)}) and no other; got "
+                             f"{', '.join(self.reference_point) or 'none'}")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -268,6 +350,26 @@ class ExecutorConfig(_Strict):
 
 class StorageConfig(_Strict):
     url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
+    # PostgreSQL: how long an operation retries after a lost connection before the run stops
+    reconnect_timeout: float = Field(30.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        from evoforge.errors import StorageError
+        from evoforge.storages.postgres import PostgresURL, is_postgres_url
+
+        if v is None or not is_postgres_url(v):
+            return v
+        try:
+            target = PostgresURL.parse(v)
+        except StorageError as e:
+            raise ValueError(str(e)) from None
+        if target.has_password:
+            raise ValueError("a run's storage.url must not hold a password (the URL is stored "
+                             "in the run's config.yaml): remove it and set PGPASSWORD, or add a "
+                             "line to ~/.pgpass (HOST:PORT:DB:USER:PASSWORD, mode 0600)")
+        return v
 
 
 class Config(_Strict):
@@ -295,6 +397,11 @@ class Config(_Strict):
     @property
     def minimize(self) -> bool:
         return self.objective.direction == "minimize"
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether ``objective.metrics`` turns on Pareto search."""
+        return bool(self.objective.metrics)
 
     def staleness(self, uses_llm: bool) -> int:
         """The enforced staleness bound (see PipelineConfig.staleness)."""
@@ -400,7 +507,12 @@ def _describe(err: ValidationError, source: str, layers: list[Layer] | None = No
                     hint = f" (did you mean {close[0]!r}?)"
             line = f"  - unknown key {dotted!r}{hint}; valid keys here: {', '.join(known)}"
         else:
-            line = f"  - {dotted}: {e['msg']} (got {e.get('input')!r})"
+            got = e.get("input")
+            if loc[:2] == ("storage", "url") and isinstance(got, str):  # never show a password
+                from evoforge.storages.postgres import redact
+
+                got = redact(got)
+            line = f"  - {dotted}: {e['msg']} (got {got!r})"
         lines.append((line, where))
     several = len(named) > 1  # then each line names its own source
     return "\n".join([f"invalid configuration ({'; '.join(named) or source}):",
@@ -464,7 +576,17 @@ def parse_override(item: str) -> dict[str, Any]:
 
 def override_layers(items: list[str] | tuple[str, ...]) -> list[Layer]:
     """``--set`` items as layers, each named after its item."""
-    return [Layer(parse_override(item), f"--set {item}") for item in items]
+    return [Layer(parse_override(item), f"--set {_redacted(item)}") for item in items]
+
+
+def _redacted(item: str) -> str:
+    """A ``--set`` item as it may be shown: a storage URL without its password."""
+    if not item.strip().startswith("storage.url="):
+        return item
+    from evoforge.storages.postgres import redact
+
+    key, _, value = item.partition("=")
+    return f"{key}={redact(value)}"
 
 
 def build_config(*layers: dict[str, Any] | Layer, overrides: list[str] | tuple[str, ...] = (),

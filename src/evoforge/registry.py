@@ -34,17 +34,37 @@ def _greedy(cfg: Config) -> Selector:
     return GreedySelector.from_config(cfg.selector, minimize=cfg.minimize)
 
 
+def _pareto(cfg: Config) -> Selector:
+    if not cfg.multi_objective:
+        raise ConfigError("selector.name 'pareto' needs objective.metrics (two or more), e.g. "
+                          "--set 'objective.metrics=[{name: accuracy, direction: maximize}, "
+                          "{name: latency_ms, direction: minimize}]'")
+    from evoforge.selectors.pareto import ParetoSelector
+
+    return ParetoSelector.from_config(cfg)
+
+
 SELECTORS: dict[str, Callable[[Config], Selector]] = {
     "islands": _islands,
     "random_sampling": _random_sampling,
     "best_of_n": _random_sampling,
     "greedy": _greedy,
+    "pareto": _pareto,
 }
 
 
 def make_selector(cfg: Config) -> Selector:
+    """The configured selector; ``objective.metrics`` means ``pareto`` (with the default
+    ``selector.name``, ``islands``; any other name with objective.metrics is an error)."""
+    name = cfg.selector.name
+    if cfg.multi_objective and name not in ("islands", "pareto"):
+        raise ConfigError(f"objective.metrics turns on Pareto search, but selector.name is "
+                          f"{name!r}, which ranks by one score: remove selector.name (or set "
+                          "it to pareto), or remove objective.metrics")
+    if cfg.multi_objective:
+        name = "pareto"
     try:
-        factory = SELECTORS[cfg.selector.name]
+        factory = SELECTORS[name]
     except KeyError:
         raise ConfigError(f"unknown selector.name {cfg.selector.name!r}; valid names: "
                           f"{', '.join(SELECTORS)}") from None

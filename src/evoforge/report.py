@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NextSteps", "ReasonGroup", "budget_lines", "budget_reached", "duration",
-           "group_reasons", "new_run_command", "next_steps", "one_line", "pattern", "shell_word",
-           "shorten"]
+__all__ = ["NextSteps", "ReasonGroup", "budget_lines", "budget_reached", "curve_checkpoints",
+           "duration", "group_reasons", "new_run_command", "next_steps", "one_line", "pattern",
+           "shell_word", "shorten", "sparkline"]
 
 ELLIPSIS = "…"
 
@@ -316,3 +316,53 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
                       f"new run: `{new_run_command(ev, problem_path, run_dir, builtin)}`")
         return NextSteps(None, advice)
     return NextSteps(resume, [])
+
+
+# ------------------------------------------------------------------------- curves
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _value_at(points: list[tuple[int, float]], n: float) -> float | None:
+    """The value of a step curve ``(x, value)`` (x ascending) at ``n``: the last point at or
+    before it (None before the first)."""
+    out = None
+    for x, v in points:
+        if x > n:
+            break
+        out = v
+    return out
+
+
+def sparkline(points: list[tuple[int, float]], width: int = 40) -> str:
+    """A step curve ``(programs, value)`` as one line of block characters: ``width`` samples
+    evenly spaced from its first to its last x (a time axis, not one bar per change), the
+    lowest value ``▁``, the highest ``█``; a flat curve is all ``▄``; no points: ``""``."""
+    if not points:
+        return ""
+    first, last = points[0][0], points[-1][0]
+    width = max(1, width if last > first else 1)
+    xs = [first + (last - first) * k / max(width - 1, 1) for k in range(width)]
+    vals = [_value_at(points, x) for x in xs]
+    nums = [v for v in vals if v is not None]
+    lo, hi = min(nums), max(nums)
+    if not hi > lo:
+        return _BARS[3] * len(nums)
+    top = len(_BARS) - 1
+    return "".join(_BARS[min(top, int((v - lo) / (hi - lo) * top + 0.5))] for v in nums)
+
+
+def curve_checkpoints(points: list[tuple[int, float]], rows: int = 6) -> list[tuple[int, float]]:
+    """At most ``rows`` points of a step curve for a table: its first and last points and,
+    between them, its value at evenly spaced x."""
+    if len(points) <= rows:
+        return list(points)
+    first, last = points[0][0], points[-1][0]
+    out = [points[0]]
+    for k in range(1, rows - 1):
+        x = round(first + (last - first) * k / (rows - 1))
+        v = _value_at(points, x)
+        if v is not None and x > out[-1][0]:
+            out.append((x, v))
+    out.append(points[-1])
+    return out

@@ -102,6 +102,7 @@ class Run:
             self._account(p)
             self.selector.add(p)
             self._maybe_best(p, write=False)
+        self._save_selector_meta()
         if self._best is not None:
             self._write_best(self._best)
 
@@ -185,6 +186,7 @@ class Run:
         self._account(done)
         self.tally.done_this_session += 1
         self.selector.add(done)
+        self._save_selector_meta()
         self._maybe_best(done, write=True)
         return done
 
@@ -229,6 +231,13 @@ class Run:
         pid = self._next_id
         self._next_id += 1
         return pid
+
+    def _save_selector_meta(self) -> None:
+        """Keep what the selector publishes (a Pareto front and its hypervolume) in the run's
+        metadata; replay rebuilds it, so a crash between a result and this loses nothing."""
+        state = self.selector.run_meta()
+        if state is not None:
+            self.storage.set_meta(*state)
 
     def _account(self, p: Program) -> None:
         t = self.tally
@@ -327,8 +336,10 @@ def _recorded_storage_url(run_dir: Path) -> str | None:
 
 def run_storage_url(run_dir: Path) -> str | None:
     """Where the run in ``run_dir`` is stored: its ``evoforge.db``, or the storage its
-    ``config.yaml`` names (a custom ``storage.url``), if that exists; else None."""
-    from evoforge.storages import resolve_storage_url, sqlite_path
+    ``config.yaml`` names (a custom ``storage.url``), if that exists; else None. A PostgreSQL
+    URL is returned as recorded (with its ``#run=NAME``): whether the run is in that database
+    is for opening it to tell."""
+    from evoforge.storages import is_postgres_url, resolve_storage_url, sqlite_path
 
     if (Path(run_dir) / DB_NAME).is_file():
         return resolve_storage_url(None, run_dir)
@@ -339,7 +350,30 @@ def run_storage_url(run_dir: Path) -> str | None:
         resolved = resolve_storage_url(url, run_dir)
     except StorageError:
         return None
+    if is_postgres_url(resolved):
+        return resolved if "#run=" in resolved else None
     return resolved if Path(sqlite_path(resolved)).is_file() else None
+
+
+def is_storage_reference(ref: str | Path) -> bool:
+    """Whether ``ref`` (a command-line argument) is a storage URL rather than a run directory."""
+    from evoforge.storages import is_postgres_url
+
+    return isinstance(ref, str) and is_postgres_url(ref)
+
+
+def locate_run(ref: str | Path) -> str:
+    """The storage URL of a run given as a run directory or as a
+    ``postgresql://...#run=NAME`` reference (which needs no run directory)."""
+    if is_storage_reference(ref):
+        from evoforge.storages import redact, resolve_storage_url
+
+        url = resolve_storage_url(str(ref), Path.cwd())
+        if "#run=" not in url:
+            raise StorageError(f"{redact(str(ref))} names a database, not a run: add #run=NAME "
+                               f"(`{command()} status {redact(str(ref))}` lists its runs)")
+        return url
+    return require_run_dir(Path(ref))
 
 
 def require_run_dir(run_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from evoforge.program import Program
 
@@ -36,6 +37,12 @@ class Selector(ABC):
     def features(self, program: Program) -> dict[str, float]:
         """Feature values this selector indexes the program by (stored with the program)."""
         return {}
+
+    def run_meta(self) -> tuple[str, Any] | None:
+        """``(key, JSON value)`` of selector state the run keeps in its metadata (for
+        ``evoforge status``), when it changed since the last call; None otherwise (the
+        default: nothing to keep). The run asks after every ``add`` and after a rebuild."""
+        return None
 
     @abstractmethod
     def add(self, program: Program) -> None:
