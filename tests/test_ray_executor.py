@@ -5,7 +5,9 @@ once for this module and killed (by process group) at its end. Evaluations are s
 nodes; the hostile suite's escape, secret, hang, fork bomb and forged-score cases go through
 the Ray executor's sandboxes; a node killed mid-evaluation costs a retry, not the result; a
 controller killed with SIGKILL leaves nothing running on the cluster and its run resumes to
-its budget; an unreachable cluster is a clean error from the installed CLI.
+its budget (stored in SQLite, and in PostgreSQL started by evoforge.testing.postgres; the resume
+goes through the head's Ray client address); an unreachable cluster is a clean error from the
+installed CLI.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs ray: pip install
 from evoforge.executors.ray import NODE_ARTIFACT, RayExecutor, evaluated_on  # noqa: E402
 from evoforge.program import EvalResult, Status  # noqa: E402
 from evoforge.sandbox import cgroup2_mount  # noqa: E402
-from evoforge.storages import SQLiteStorage  # noqa: E402
 from evoforge.testing.ray_cluster import LocalRayCluster  # noqa: E402
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -253,18 +254,48 @@ def test_a_killed_ray_worker_takes_its_sandboxes_with_it(cluster: LocalRayCluste
     assert not os.path.isdir(group), f"the lifeline {group} outlived its worker"
 
 
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback (evoforge.testing.postgres)."""
+    pytest.importorskip("psycopg", reason="PostgreSQL storage needs psycopg: "
+                        "pip install 'evoforge[postgres]'")
+    from evoforge.testing.postgres import LocalPostgres, PostgresUnavailable
+
+    try:
+        server = LocalPostgres(settings={"fsync": "off", "synchronous_commit": "off"})
+    except PostgresUnavailable as e:
+        pytest.skip(f"no PostgreSQL server binaries: {e}")
+    with server:
+        yield server.url
+
+
+def _stored(run_dir: Path) -> tuple[list[Any], dict[str, Any]]:
+    """The run's programs and stats, from whatever storage its config names."""
+    from evoforge.api import inspect_run
+
+    with inspect_run(run_dir) as (_, storage):
+        return list(storage.programs()), storage.stats()
+
+
 def _committed(run_dir: Path) -> int:
     try:
-        with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
-            return int(s.stats()["done"])
+        return int(_stored(run_dir)[1]["done"])
     except Exception:  # noqa: BLE001 - not created yet
         return 0
 
 
-def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_path: Path,
+                                               backend: str, request: pytest.FixtureRequest,
+                                               ) -> None:
+    """Ray, with SQLite and with PostgreSQL: the controller is SIGKILLed mid-run; Ray kills
+    its actors and their sandboxes; `evoforge resume` loses and duplicates nothing, evaluates
+    the pending programs again, once, and reaches the budget."""
     run_dir = tmp_path / "r"
     budget = 20
     ray_args = ["--set", "executor.name=ray", "--set", f"executor.address={cluster.address}"]
+    if backend == "postgresql":
+        ray_args += ["--set", f"storage.url={request.getfixturevalue('pg_url')}"]
     proc = subprocess.Popen([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir), "-q",
                              "--max-programs", str(budget), *ray_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -282,8 +313,7 @@ def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_pat
     # Ray kills the dead driver's actors; their lifelines kill their sandboxes
     assert [p for p in running if not wait_dead(p, 60)] == []
 
-    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
-        before = list(s.programs())
+    before, _ = _stored(run_dir)
     committed = {p.id: p for p in before if p.status is not Status.PENDING}
     pending = {p.id for p in before if p.status is Status.PENDING}
     # resumed through the head's Ray client (ray://), the form for a controller outside the
@@ -292,9 +322,8 @@ def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_pat
                           f"executor.address={cluster.client_address}"], capture_output=True,
                          text=True, timeout=180)
     assert res.returncode == 0, res.stderr
-    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
-        after = list(s.programs())
-        stats = s.stats()
+    after, stats = _stored(run_dir)
+    assert (backend == "sqlite") == (run_dir / "evoforge.db").exists()
     assert stats["done"] == budget and stats["pending"] == 0
     by_id = {p.id: p for p in after}
     assert len(by_id) == len(after) == budget
