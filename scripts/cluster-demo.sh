@@ -17,6 +17,7 @@ PY=${PYTHON:-.venv/bin/python}
 PROBLEM=${1:-circle_packing_26}
 BUDGET=${2:-60}
 WORK=$(mktemp -d /tmp/cdemo-XXXXXX)  # short: Ray's unix sockets live under it
+chmod 711 "$WORK"  # PostgreSQL's unprivileged server user enters it to reach its own dir
 RAY_PID=""
 PG_STARTED=""
 

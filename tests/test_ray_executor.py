@@ -292,7 +292,7 @@ def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_pat
     its actors and their sandboxes; `evoforge resume` loses and duplicates nothing, evaluates
     the pending programs again, once, and reaches the budget."""
     run_dir = tmp_path / "r"
-    budget = 20
+    budget = 14
     ray_args = ["--set", "executor.name=ray", "--set", f"executor.address={cluster.address}"]
     if backend == "postgresql":
         ray_args += ["--set", f"storage.url={request.getfixturevalue('pg_url')}"]

@@ -117,6 +117,10 @@ async def _drive(run: Run, config: Config, problem: Problem,
     if executor is None:
         executor = _executor(problem, config, run.run_dir)
         if config.executor.name == "ray":  # the in-flight window follows the cluster's slots
+            from evoforge.executors.ray import RayExecutor
+
+            assert isinstance(executor, RayExecutor)
+            await executor.start()  # its actors up: they say which sandbox the nodes have
             ev = run.config.evaluation.model_copy(update={"workers": executor.slots})
             run.config = run.config.model_copy(update={"evaluation": ev})
     sandbox = getattr(executor, "sandbox", None)

@@ -217,7 +217,11 @@ def run(
     err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
     err.print(_lit(f"  {api.describe_mutator(cfg)}"))
     err.print(_lit(f"  score integrity: {api.describe_integrity(prob, cfg)}"))
-    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
+    if cfg.executor.name == "ray":
+        err.print(_lit(f"  evaluations on the Ray cluster at {cfg.executor.address}: as many "
+                       "at once as its nodes hold"))
+    else:
+        err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet,
            show_budget=True)
