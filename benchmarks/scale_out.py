@@ -82,6 +82,7 @@ def run_once(problem: Path, root: Path, address: str, programs: int, slots: int,
         times.append(time.monotonic())
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    cpu0 = time.process_time()  # the controller's CPU (all its threads, Ray's driver too)
     outcome = api.evolve(problem, run_dir=run_dir, config=cfg, mutator=mutator(latency),
                          on_event=on_event)
     assert outcome.ok, outcome.message
@@ -89,8 +90,10 @@ def run_once(problem: Path, root: Path, address: str, programs: int, slots: int,
     start = min(max(slots, 1), len(times) - 2)
     rate = (len(times) - 1 - start) / (times[-1] - times[start])
     gaps = [b - a for a, b in zip(times[start:], times[start + 1:], strict=False)]
+    cpu = time.process_time() - cpu0
     print(f"  run: {len(times)} results, longest gap between results {max(gaps):.2f} s, "
-          f"whole run {times[-1] - times[0]:.1f} s", flush=True)
+          f"whole run {times[-1] - times[0]:.1f} s, controller CPU "
+          f"{1000 * cpu / len(times):.1f} ms per result", flush=True)
     return rate, len(times)
 
 
