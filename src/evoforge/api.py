@@ -409,6 +409,10 @@ def describe_mutator(config: Config) -> str:
     if kind == "bandit":
         arms = [f"{m} x {'/'.join(config.mutator.bandit_edit_modes)}" for m in models.split(", ")
                 if m] + (["model-free"] if config.mutator.bandit_model_free or not models else [])
+        from evoforge.registry import bandit_tuning_enabled
+
+        if bandit_tuning_enabled(config):
+            arms.append("constant tuning")
         return "bandit over " + ", ".join(arms)
     return f"LLM mutator: {models} at {config.llm.base_url or 'https://api.openai.com/v1'}"
 

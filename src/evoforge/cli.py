@@ -422,13 +422,13 @@ def _list_database_runs(arg: str) -> bool:
     return True
 
 
-def _load_pareto(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+def _load_pareto(run_dir: str) -> tuple[dict[str, Any] | None, str]:
     """A multi-objective run's front and hypervolume curve (run meta ``pareto``, None for a
     scalar run), and the suffix of its program files."""
     from evoforge import api
     from evoforge.selectors.pareto import META_KEY
 
-    with api.inspect_run(run_dir) as (_cfg, storage):
+    with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         meta = storage.get_meta(META_KEY)
         files = storage.get_meta("problem_files") or ["program.py"]
     return (meta if isinstance(meta, dict) else None), Path(str(files[0])).suffix or ".txt"
@@ -458,7 +458,7 @@ def _front_table(pareto: dict[str, Any], programs: list[Any], limit: int | None)
     return t
 
 
-def _print_pareto(pareto: dict[str, Any], programs: list[Any], top: int, run_dir: Path) -> None:
+def _print_pareto(pareto: dict[str, Any], programs: list[Any], top: int, run_dir: str) -> None:
     """``status`` for a multi-objective run: the front and the hypervolume curve."""
     from evoforge.report import curve_checkpoints, shell_word, sparkline
 
@@ -466,7 +466,7 @@ def _print_pareto(pareto: dict[str, Any], programs: list[Any], top: int, run_dir
     out.print(_front_table(pareto, programs, limit))
     n_front = len(pareto.get("front") or [])
     if n_front > limit:
-        out.print(_lit(f"  ... all {n_front}: {command()} best {shell_word(run_dir)} --pareto"))
+        out.print(_lit(f"  ... all {n_front}: {command()} best {shell_word(_label(run_dir))} --pareto"))
     curve = [(int(n), float(v)) for n, v in pareto.get("hypervolume") or []]
     ref = pareto.get("reference_point")
     where = "" if ref is None else (f" (reference point {tuple(ref)}, from "
@@ -611,19 +611,23 @@ def best(
         sys.stdout.flush()
 
 
-def _best_pareto(run_dir: Path, cfg: Any, programs: list[Any], write: Path | None,
+def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None,
                  multi: bool) -> None:
     import json
 
+    from evoforge.report import shell_word
+
     meta, suffix = _load_pareto(run_dir)
+    shown = shell_word(_label(run_dir))
     if meta is None or not cfg.multi_objective:
-        raise EvoforgeError(f"{run_dir} is a single-objective run (no objective.metrics): it has "
-                            f"no Pareto front; `{command()} best {run_dir}` shows its best program")
+        raise EvoforgeError(f"{_label(run_dir)} is a single-objective run (no objective.metrics): "
+                            f"it has no Pareto front; `{command()} best {shown}` shows its best "
+                            "program")
     by_id = {p.id: p for p in programs}
     front = [by_id[i] for i in meta.get("front") or [] if i in by_id]
     out.print(_front_table(meta, programs, None))
     if write is None:
-        out.print(_lit(f"write their code: {command()} best {run_dir} --pareto --write DIR"))
+        out.print(_lit(f"write their code: {command()} best {shown} --pareto --write DIR"))
         return
     try:
         write.mkdir(parents=True, exist_ok=True)
@@ -774,6 +778,22 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
             out.print("[bold]-- meta reply --[/bold]")
             out.print(_lit(text) if text is not None else "(no reply)")
         out.print(_lit(f"meta outcome: {meta.get('outcome', '')}"))
+
+
+@app.command()
+def dashboard(
+    runs: Annotated[list[str], typer.Argument(
+        help="Run directories or postgresql://USER@HOST:PORT/DB#run=NAME references.")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback "
+                                      "needs a token.")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(help="Require this token (generated when "
+                                              "--host is not loopback).")] = None,
+) -> None:
+    """Serve a live, read-only web view of runs (needs: pip install 'evoforge[dashboard]')."""
+    from evoforge.dashboard.server import serve
+
+    serve(runs, host=host, port=port, token=token, echo=lambda line: err.print(_lit(line)))
 
 
 @app.command()

@@ -270,6 +270,9 @@ class MutatorConfig(_Strict):
         default_factory=lambda: list[EditMode](["diff", "rewrite"]), min_length=1)
     bandit_model_free: bool = True
     bandit_discount: float = Field(0.99, gt=0, le=1)
+    # bandit: constant tuning is an arm (its settings from `tuning`; `tuning.share` is unused);
+    # auto: when optuna and cmaes are installed
+    bandit_tuning: bool | Literal["auto"] = "auto"
     tuning: TuningConfig = Field(default_factory=TuningConfig)
 
 
