@@ -217,7 +217,11 @@ def run(
     err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
     err.print(_lit(f"  {api.describe_mutator(cfg)}"))
     err.print(_lit(f"  score integrity: {api.describe_integrity(prob, cfg)}"))
-    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
+    if cfg.executor.name == "ray":
+        err.print(_lit(f"  evaluations on the Ray cluster at {cfg.executor.address}: as many "
+                       "at once as its nodes hold"))
+    else:
+        err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet,
            show_budget=True)
@@ -385,6 +389,12 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+    from evoforge.executors.ray import evaluated_on
+
+    nodes = evaluated_on(done)
+    if nodes:  # executor.name=ray: which node evaluated what
+        out.print(_lit("evaluated per Ray node: " + ", ".join(
+            f"{node} {n}" for node, n in sorted(nodes.items()))))
 
 
 def _list_database_runs(arg: str) -> bool:
