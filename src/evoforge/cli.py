@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -627,19 +628,38 @@ def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None
             if multi:  # a program of several files: its tree in a directory of its own
                 from evoforge.program_files import write_tree
 
+                if path.is_symlink():
+                    raise EvoforgeError(f"--write {write}: {path.name} is a symbolic link; "
+                                        "it is not followed: remove it or choose another "
+                                        "directory")
                 write_tree(path, _tree(p.code))
             else:
-                path.write_bytes(p.code.encode("utf-8"))  # the stored code, byte for byte
+                _write_nofollow(path, p.code, write)  # the stored code, byte for byte
             index.append({"id": p.id, "file": path.name, "metrics": p.metrics,
                           "score": p.score})
-        (write / "front.json").write_text(json.dumps(
+        _write_nofollow(write / "front.json", json.dumps(
             {"objectives": meta.get("objectives"), "programs": index}, indent=2,
-            allow_nan=False))
+            allow_nan=False), write)
     except OSError as e:
         raise EvoforgeError(f"--write {write}: cannot write the front's programs "
                             f"({e.strerror or e}); choose a writable directory") from e
     err.print(_lit(f"{len(front)} programs written to {write}/ (program_ID{suffix}, and "
                    "front.json with their metrics)"))
+
+
+def _write_nofollow(path: Path, text: str, write: Path) -> None:
+    """Write ``text`` (UTF-8, byte for byte) to ``path`` inside the directory ``write``,
+    never through a symbolic link planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise EvoforgeError(f"--write {write}: {path.name} is a symbolic link; it is not "
+                                "followed: remove it or choose another directory") from e
+        raise
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 @app.command()

@@ -1,0 +1,60 @@
+"""Attacks on today's features through their real entry points: the installed CLI, evoforge.api,
+real runs. Programs of several files, PostgreSQL references, prompt variants, Pareto objectives.
+
+Each test is one attack that broke before its fix (or that a reviewer asked to keep checked);
+the expected behaviour is a clear error or escaped output, and nothing written outside the
+target directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evoforge.api import evolve, inspect_run
+from evoforge.config import build_config
+from evoforge.problem import Problem
+from evoforge.selectors.pareto import META_KEY
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "evoforge", *args], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
+
+
+# ---------------------------------------------------------------- best --pareto --write DIR
+
+
+@pytest.fixture(scope="module")
+def pareto_run(tmp_path_factory) -> tuple[Path, list[int]]:
+    """A short multi-objective run of the built-in zdt1_front problem."""
+    zdt = Problem.load("zdt1_front")
+    run_dir = tmp_path_factory.mktemp("zdt") / "run"
+    cfg = build_config(zdt.config, {"max_programs": 8, "max_time": None, "seed": 3,
+                                    "evaluation": {"workers": 1}})
+    evolve(zdt, run_dir=run_dir, config=cfg)
+    with inspect_run(run_dir) as (_cfg, storage):
+        front = list(storage.get_meta(META_KEY)["front"])
+    assert front
+    return run_dir, front
+
+
+@pytest.mark.parametrize("name", ["program", "front.json"])
+def test_pareto_write_follows_no_symlink_planted_in_the_directory(pareto_run, tmp_path,
+                                                                  name) -> None:
+    """A symlink planted in DIR where `best --pareto --write DIR` writes (program_ID.py or
+    front.json) pointing outside DIR: the file outside is never written."""
+    run_dir, front = pareto_run
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("precious\n")
+    link = out / (f"program_{front[0]}.py" if name == "program" else name)
+    link.symlink_to(victim)
+    r = _cli("best", str(run_dir), "--pareto", "--write", str(out))
+    assert victim.read_text() == "precious\n"
+    assert r.returncode == 1 and "symbolic link" in r.stderr and "Traceback" not in r.stderr
+    assert link.is_symlink()
