@@ -58,3 +58,27 @@ def test_pareto_write_follows_no_symlink_planted_in_the_directory(pareto_run, tm
     assert victim.read_text() == "precious\n"
     assert r.returncode == 1 and "symbolic link" in r.stderr and "Traceback" not in r.stderr
     assert link.is_symlink()
+
+
+# ---------------------------------------------------------------- PostgreSQL URL passwords
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://alice:pa/ss-SECRET@127.0.0.1:1/db#run=a",
+    "postgresql://alice:p#ss-SECRET@127.0.0.1:1/db",
+    "postgresql://alice:p?ss-SECRET@127.0.0.1:1/db#run=a",
+    "postgresql://alice:SECRET@[::1/db#run=a",
+])
+def test_a_password_with_reserved_characters_never_shows(url) -> None:
+    """A password holding '/', '?' or '#' (not percent-encoded) makes the URL malformed: the
+    error says so, and shows no part of the password (status, and a config --set)."""
+    from evoforge.errors import StorageError
+    from evoforge.storages.postgres import PostgresURL, redact
+
+    assert "SECRET" not in redact(url) and "ss" not in redact(url).split("@")[0]
+    with pytest.raises(StorageError) as e:
+        PostgresURL.parse(url)
+    assert "SECRET" not in str(e.value) and "ss" not in str(e.value).split("@")[0]
+    r = _cli("status", url)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "SECRET" not in r.stdout + r.stderr, r.stderr

@@ -156,8 +156,13 @@ class PostgresURL:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as e:
-            raise StorageError(f"malformed PostgreSQL URL {redact(url)!r} ({e}); "
-                               "use postgresql://USER@HOST:PORT/DB#run=NAME") from e
+            why = str(e)
+            rest = url.partition("://")[2]
+            if "@" in rest and "@" not in re.split(r"[/?#]", rest, maxsplit=1)[0]:
+                why = ("its user:password part holds '/', '?', '#' or '[': percent-encode them, "
+                       "e.g. '/' as %2F")  # the parser's message would quote the password
+            raise StorageError(f"malformed PostgreSQL URL {redact(url)!r} ({why}); "
+                               "use postgresql://USER@HOST:PORT/DB#run=NAME") from None
         run = None
         if parts.fragment:
             key, _, value = parts.fragment.partition("=")
@@ -212,10 +217,18 @@ class PostgresURL:
 
 def redact(url: str) -> str:
     """``url`` with any password removed (user info and ``password=`` query parameter)."""
+    scheme, sep, rest = url.partition("://")
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"://[^@/]*@", "://***@", url)
+        parts = None
+    if sep and "@" in rest and (parts is None or "@" not in parts.netloc):
+        # the user info holds '/', '?', '#' or '[' (a password not percent-encoded): hide
+        # everything up to the last '@'
+        user = re.split(r"[:/?#\[]", rest, maxsplit=1)[0]
+        return f"{scheme}://{user}:***@{rest.rpartition('@')[2]}"
+    if parts is None:
+        return re.sub(r"://[^@]*@", "://***@", url)
     netloc = parts.netloc
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
