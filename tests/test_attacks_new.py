@@ -82,3 +82,33 @@ def test_a_password_with_reserved_characters_never_shows(url) -> None:
     r = _cli("status", url)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "SECRET" not in r.stdout + r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- writing a tree into DIR
+
+
+def test_write_tree_never_writes_through_a_hard_link_or_into_a_fifo(tmp_path) -> None:
+    """`best --write DIR` / `show` trees: a hard link planted in DIR to a file outside is not
+    written through (the outside file keeps its text), and a FIFO planted in DIR is an error,
+    not a write that blocks forever (run in a child with a timeout)."""
+    from evoforge.errors import ProgramFilesError
+    from evoforge.program_files import write_tree
+
+    d, victim = tmp_path / "d", tmp_path / "victim.txt"
+    d.mkdir()
+    victim.write_text("precious\n")
+    os.link(victim, d / "main.py")
+    with pytest.raises(ProgramFilesError, match="hard link"):
+        write_tree(d, {"main.py": "pwned\n"})
+    assert victim.read_text() == "precious\n"
+    os.mkfifo(d / "pipe.py")
+    code = ("import sys\nfrom evoforge.program_files import write_tree\n"
+            "try:\n    write_tree(sys.argv[1], {'pipe.py': 'x'})\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.startswith("ProgramFilesError") and "pipe.py" in r.stdout, r
+    # an ordinary existing file is still overwritten, byte for byte
+    (d / "ok.py").write_text("old text that is longer\n")
+    write_tree(d, {"ok.py": "new\r\n"})
+    assert (d / "ok.py").read_bytes() == b"new\r\n"
