@@ -84,6 +84,26 @@ def test_a_password_with_reserved_characters_never_shows(url) -> None:
     assert "SECRET" not in r.stdout + r.stderr, r.stderr
 
 
+
+@pytest.mark.parametrize("url", [
+    "postgresql://alice:SE%ZZCRET@127.0.0.1:1/db#run=a",
+    "postgresql://alice@127.0.0.1:1/db?password=SECRET%ZZ#run=a",
+])
+def test_libpq_errors_quoting_the_password_are_redacted(url, tmp_path) -> None:
+    """libpq quotes a badly percent-encoded password in its error ('invalid percent-encoded
+    token: "..."'): neither `status URL` nor `run --set storage.url=URL` shows it."""
+    r = _cli("status", url)
+    assert r.returncode != 0 and "percent-encoded" in r.stderr, r.stderr
+    assert "SECRET" not in r.stdout + r.stderr and "CRET" not in r.stderr, r.stderr
+    prob = tmp_path / "prob"
+    prob.mkdir()
+    (prob / "initial_program.py").write_text("x = 1\n")
+    (prob / "evaluator.py").write_text("def evaluate(p):\n    return {'combined_score': 1.0}\n")
+    r = _cli("run", str(prob), "-o", str(tmp_path / "run"), "-q", "--max-programs", "1",
+             "--set", f"storage.url={url}")
+    assert r.returncode != 0 and "SECRET" not in r.stdout + r.stderr, r.stderr
+
+
 # ---------------------------------------------------------------- writing a tree into DIR
 
 
