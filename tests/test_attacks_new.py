@@ -132,3 +132,28 @@ def test_write_tree_never_writes_through_a_hard_link_or_into_a_fifo(tmp_path) ->
     (d / "ok.py").write_text("old text that is longer\n")
     write_tree(d, {"ok.py": "new\r\n"})
     assert (d / "ok.py").read_bytes() == b"new\r\n"
+
+
+def test_a_forged_pareto_front_is_a_clear_message_not_an_internal_error(pareto_run,
+                                                                        tmp_path) -> None:
+    """Stored run meta 'pareto' forged with text where numbers belong: `status` says the front
+    is unreadable and shows the rest; `best --pareto` is a clean error."""
+    import shutil
+
+    from evoforge.storages.sqlite import SQLiteStorage
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(pareto_run[0], run_dir)
+    with SQLiteStorage(run_dir / "evoforge.db") as s:
+        meta = s.get_meta(META_KEY)
+        s.set_meta(META_KEY, {**meta, "hypervolume": [[1, "x"]],
+                              "objectives": [{"name": "f1", "direction": "minimize"}, {}]})
+    r = _cli("status", str(run_dir))
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+    assert "stored front (meta key 'pareto') is unreadable" in r.stdout
+    assert "best score over time" in r.stdout
+    with SQLiteStorage(run_dir / "evoforge.db") as s:
+        s.set_meta(META_KEY, {**meta, "front": meta["front"], "objectives": [{"name": ["x"]}]})
+    r = _cli("best", str(run_dir), "--pareto")
+    assert r.returncode == 1 and "internal error" not in r.stderr, r.stderr
+    assert "is unreadable" in r.stderr

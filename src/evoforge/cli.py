@@ -315,7 +315,10 @@ def status(
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     pareto, _ = _load_pareto(run_dir)
     if pareto and cfg.multi_objective:  # not a front left from before --set objective.metrics=[]
-        _print_pareto(pareto, programs, top, run_dir)
+        try:
+            _print_pareto(pareto, programs, top, run_dir)
+        except _UNREADABLE as e:  # the rest of the status is still worth showing
+            out.print(_lit(_unreadable_front(e)))
     if oks:
         hist = Table(title="best score over time", show_edge=False)
         hist.add_column("after programs", justify="right")
@@ -423,6 +426,16 @@ def _load_pareto(run_dir: str) -> tuple[dict[str, Any] | None, str]:
         meta = storage.get_meta(META_KEY)
         files = storage.get_meta("problem_files") or ["program.py"]
     return (meta if isinstance(meta, dict) else None), Path(str(files[0])).suffix or ".txt"
+
+
+_UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+def _unreadable_front(e: Exception) -> str:
+    from evoforge.selectors.pareto import META_KEY
+
+    return (f"Pareto front: the run's stored front (meta key {META_KEY!r}) is unreadable "
+            f"({type(e).__name__}: {e}); `{command()} resume` recomputes it from the programs")
 
 
 def _front_table(pareto: dict[str, Any], programs: list[Any], limit: int | None) -> Table:
@@ -616,7 +629,10 @@ def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None
                             "program")
     by_id = {p.id: p for p in programs}
     front = [by_id[i] for i in meta.get("front") or [] if i in by_id]
-    out.print(_front_table(meta, programs, None))
+    try:
+        out.print(_front_table(meta, programs, None))
+    except _UNREADABLE as e:
+        raise EvoforgeError(_unreadable_front(e)) from e
     if write is None:
         out.print(_lit(f"write their code: {command()} best {shown} --pareto --write DIR"))
         return
