@@ -239,3 +239,18 @@ def test_a_variant_that_orders_edits_outside_the_blocks_changes_no_fixed_text(tm
     r = _cli("show", str(tmp_path / "r"), str(evil[0].id), "--prompt")
     assert r.returncode == 0 and "[bold]Rewrite" in r.stdout
     assert "\u2028" not in r.stdout and "\\u2028" in r.stdout
+
+
+def test_an_sslpassword_in_a_storage_url_is_a_secret_too(tmp_path) -> None:
+    """libpq's sslpassword (the client key's passphrase) is hidden like a password, and a
+    run's storage.url holding one is refused before config.yaml is written."""
+    from evoforge.errors import ConfigError
+    from evoforge.storages.postgres import redact
+
+    url = "postgresql://alice@127.0.0.1:1/db?sslmode=require&sslpassword=SECRET#run=a"
+    assert "SECRET" not in redact(url) and "sslmode=require" in redact(url)
+    with pytest.raises(ConfigError) as e:
+        build_config({"storage": {"url": url}})
+    assert "must not hold a password" in str(e.value) and "SECRET" not in str(e.value)
+    r = _cli("status", url)
+    assert r.returncode != 0 and "SECRET" not in r.stdout + r.stderr, r.stderr

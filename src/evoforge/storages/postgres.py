@@ -55,6 +55,7 @@ _PAGE = 1000
 _CONNECT_TIMEOUT = 10
 _LOCK_WAIT = 3.0  # seconds a new writer waits for a killed one's session to end
 _SCHEMES = ("postgresql://", "postgres://")
+_SECRET_KEYS = ("password", "sslpassword")  # libpq parameters that hold a secret
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _INSTALL = "PostgreSQL storage needs psycopg: pip install 'evoforge[postgres]'"
 T = TypeVar("T")
@@ -192,7 +193,7 @@ class PostgresURL:
     @property
     def has_password(self) -> bool:
         query = dict(parse_qsl(self.parts.query))
-        return self.parts.password is not None or "password" in query
+        return self.parts.password is not None or any(k in query for k in _SECRET_KEYS)
 
     @property
     def secrets(self) -> list[str]:
@@ -200,9 +201,9 @@ class PostgresURL:
         in error text)."""
         found = {self.parts.password or ""}
         found |= {v for k, v in parse_qsl(self.parts.query, keep_blank_values=True)
-                  if k == "password"}
+                  if k in _SECRET_KEYS}
         found |= {v for q in self.parts.query.split("&") for k, _, v in [q.partition("=")]
-                  if k == "password"}
+                  if k in _SECRET_KEYS}
         found |= {unquote(x) for x in found}
         return sorted((x for x in found if x), key=len, reverse=True)
 
@@ -228,7 +229,7 @@ class PostgresURL:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password removed (user info and ``password=`` query parameter)."""
+    """``url`` with any password removed (user info, ``password=`` and ``sslpassword=``)."""
     scheme, sep, rest = url.partition("://")
     try:
         parts = urlsplit(url)
@@ -245,7 +246,7 @@ def redact(url: str) -> str:
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _SECRET_KEYS])
     return parts._replace(netloc=netloc, query=query).geturl()
 
 
