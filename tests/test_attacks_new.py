@@ -254,3 +254,29 @@ def test_an_sslpassword_in_a_storage_url_is_a_secret_too(tmp_path) -> None:
     assert "must not hold a password" in str(e.value) and "SECRET" not in str(e.value)
     r = _cli("status", url)
     assert r.returncode != 0 and "SECRET" not in r.stdout + r.stderr, r.stderr
+
+
+def test_a_long_hostile_line_before_an_edit_does_not_stall_the_run() -> None:
+    """A reply with a 200,000-character line of ':' (or '-' then backticks) before its
+    SEARCH/REPLACE: the file-name matcher was quadratic in the line (about 20 minutes of a
+    blocked event loop); now the edit is applied at once. Run in a child process whose
+    timeout only guards against the hang (a correct run takes milliseconds)."""
+    code = (
+        "from evoforge.edit import apply_diff, apply_rewrite\n"
+        "from evoforge.program_files import MULTI_FILE, pack, unpack\n"
+        "files = {'a.c': '// EVOLVE-BLOCK-START\\nint x = 1;\\n// EVOLVE-BLOCK-END\\n',\n"
+        "         'b.c': 'int y;\\n'}\n"
+        "for junk in ('a' + ':' * 200000 + ' !', '-' * 100000 + '`' * 100000 + ' x'):\n"
+        "    reply = junk + '\\n<<<<<<< SEARCH\\nint x = 1;\\n=======\\nint x = 2;\\n'\n"
+        "    reply += '>>>>>>> REPLACE\\n'\n"
+        "    child = unpack(apply_diff(pack(files), reply, MULTI_FILE))\n"
+        "    assert 'int x = 2;' in child['a.c'], child\n"
+        "    rewrite = junk + '\\n```c\\nint z;\\n```\\n'\n"
+        "    rewrite += 'File: a.c\\n```c\\n// EVOLVE-BLOCK-START\\nint x = 3;\\n'\n"
+        "    rewrite += '// EVOLVE-BLOCK-END\\n```\\n'\n"
+        "    child = unpack(apply_rewrite(pack(files), rewrite, MULTI_FILE))\n"
+        "    assert 'int x = 3;' in child['a.c'], child\n"
+        "print('done')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr
