@@ -280,3 +280,18 @@ def test_a_long_hostile_line_before_an_edit_does_not_stall_the_run() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr
+
+
+def test_a_meta_reply_of_many_unclosed_tags_is_rejected_at_once() -> None:
+    """A meta call's reply of 1,000,000 characters of unclosed '<system>' tags: the lazy part
+    pattern was quadratic (about 15 minutes of a blocked event loop); now it is rejected at
+    once as having no part. The child's timeout only guards against the hang."""
+    code = ("from evoforge.mutators.meta_prompt import MetaReplyError, parse_meta_reply\n"
+            "for junk in ('<system>' * 125000, '<system>a</system>' + '<guidance>' * 100000):\n"
+            "    try:\n        parse_meta_reply(junk, max_chars=2000)\n"
+            "    except MetaReplyError as e:\n        print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["the reply has no <system>...</system> part",
+                                     "the reply has no <guidance>...</guidance> part"]
