@@ -257,16 +257,18 @@ def test_an_sslpassword_in_a_storage_url_is_a_secret_too(tmp_path) -> None:
 
 
 def test_a_long_hostile_line_before_an_edit_does_not_stall_the_run() -> None:
-    """A reply with a 200,000-character line of ':' (or '-' then backticks) before its
-    SEARCH/REPLACE: the file-name matcher was quadratic in the line (about 20 minutes of a
-    blocked event loop); now the edit is applied at once. Run in a child process whose
+    """A reply with a 200,000-character line of ':' (or '-' then backticks, or a fence
+    opening of 'a's ending in a backtick) before its SEARCH/REPLACE or fenced files: the
+    file-name and fence matchers were quadratic in the line (minutes to hours of a blocked
+    event loop); now the edit is applied at once. Run in a child process whose
     timeout only guards against the hang (a correct run takes milliseconds)."""
     code = (
         "from evoforge.edit import apply_diff, apply_rewrite\n"
         "from evoforge.program_files import MULTI_FILE, pack, unpack\n"
         "files = {'a.c': '// EVOLVE-BLOCK-START\\nint x = 1;\\n// EVOLVE-BLOCK-END\\n',\n"
         "         'b.c': 'int y;\\n'}\n"
-        "for junk in ('a' + ':' * 200000 + ' !', '-' * 100000 + '`' * 100000 + ' x'):\n"
+        "for junk in ('a' + ':' * 200000 + ' !', '-' * 100000 + '`' * 100000 + ' x',\n"
+        "             '```' + 'a' * 200000 + '`'):\n"
         "    reply = junk + '\\n<<<<<<< SEARCH\\nint x = 1;\\n=======\\nint x = 2;\\n'\n"
         "    reply += '>>>>>>> REPLACE\\n'\n"
         "    child = unpack(apply_diff(pack(files), reply, MULTI_FILE))\n"

@@ -376,7 +376,8 @@ def _apply_pairs(code: str, pairs: list[tuple[int, tuple[str, str]]]) -> str:
 
 # --------------------------------------------------------------------------- rewrites
 
-_FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+#.-]*)[^`]*$")
+# possessive (no backtracking): the overlapping classes were quadratic in a hostile line
+_FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*+([\w+#.-]*+)[^`]*+$")
 
 _ALIASES = {"python": {"python", "py", "python3", "py3"}}
 
