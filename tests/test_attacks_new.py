@@ -297,3 +297,44 @@ def test_a_meta_reply_of_many_unclosed_tags_is_rejected_at_once() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["the reply has no <system>...</system> part",
                                      "the reply has no <guidance>...</guidance> part"]
+
+
+# ---------------------------------------------------------------- PostgreSQL run references
+
+
+@pytest.fixture(scope="module")
+def pg():
+    from evoforge.testing.postgres import LocalPostgres, PostgresUnavailable
+
+    try:
+        server = LocalPostgres(settings={"fsync": "off", "synchronous_commit": "off"})
+    except PostgresUnavailable as e:
+        pytest.skip(f"no PostgreSQL server binaries: {e}")
+    with server:
+        yield server
+
+
+def test_run_references_reach_only_their_own_run(pg) -> None:
+    """Two runs in one database with the same program ids: `show`/`best` of one never print the
+    other's code; run names carrying SQL, a second fragment or markup are refused before any
+    query, and the runs are intact afterwards."""
+    from evoforge.program import Program, Status
+    from evoforge.storages.postgres import PostgresStorage
+
+    codes = {"alpha.1": "print('ALPHA-CODE')\n", "beta-2": "print('BETA-CODE')\n"}
+    for name, code in codes.items():
+        with PostgresStorage(f"{pg.url}#run={name}") as s:
+            s.set_meta("config", build_config({}).model_dump(mode="json"))
+            s.add_program(Program(id=0, code=code))
+            s.record_result(Program(id=0, code=code, status=Status.OK, score=1.0, done_seq=1))
+    r = _cli("show", f"{pg.url}#run=beta-2", "0")
+    assert r.returncode == 0 and "BETA-CODE" in r.stdout and "ALPHA" not in r.stdout, r.stderr
+    r = _cli("best", f"{pg.url}#run=alpha.1")
+    assert r.returncode == 0 and r.stdout == codes["alpha.1"], r.stderr
+    for bad in ["alpha.1'; DROP TABLE evoforge_programs; --", "alpha.1#run=beta-2",
+                "alpha.1%27%20OR%201=1", "[link=http://e]x", "x\x1b]8;;http://e\x07"]:
+        r = _cli("status", f"{pg.url}#run={bad}")
+        assert r.returncode != 0 and "bad run name" in r.stderr, r.stderr
+        assert "\x1b" not in r.stderr and "ALPHA" not in r.stdout + r.stderr
+    r = _cli("status", pg.url)  # the database's runs: both still there
+    assert r.returncode == 0 and "alpha.1" in r.stdout and "beta-2" in r.stdout, r.stderr
