@@ -480,7 +480,8 @@ def test_a_stagnating_run_asks_for_a_rewrite(tmp_path):
 def test_a_bandit_with_a_model_free_arm_draws_variants_only_for_llm_proposals(tmp_path):
     with OpenAITestServer(Script()) as srv:
         cfg = _config(srv, max_programs=16, mutator={"name": "bandit",
-                                                     "bandit_edit_modes": ["diff"]})
+                                                     "bandit_edit_modes": ["diff"],
+                                                     "bandit_tuning": False})
         assert _evolve(tmp_path / "r", cfg).ok
         asked = sum(1 for r in srv.records if not r.body["messages"][0]["content"]
                     .startswith(META_SYSTEM))

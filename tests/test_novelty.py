@@ -136,3 +136,58 @@ def test_novelty_enabled_in_the_config_filters_a_whole_run(tmp_path):
     rejected = [p for p in progs if p.reason.startswith("too similar to #")]
     assert rejected and all(p.status is Status.INVALID for p in rejected)
     assert any(p.status is Status.OK and p.id > 0 for p in progs)  # novel ones went through
+
+
+def test_a_tuning_trial_passes_unfiltered():
+    def fn(req: MutationRequest) -> MutationOutcome:
+        return MutationOutcome(SAME, MutationInfo(mutator="tune", edit_kind="tune"))
+
+    f = NoveltyFilter(FunctionMutator(fn), threshold=0.5, retries=1)
+    out = asyncio.run(f.mutate(_request()))
+    assert out.code == SAME and (f.reasked, f.rejected) == (0, 0)
+
+
+def test_a_learning_mutator_inside_the_filter_resumes_as_without_it(tmp_path):
+    """observe and restore reach the wrapped mutator: a bandit inside the filter rebuilds its
+    counts from every stored program on resume, not only from this session's."""
+    import re
+    from pathlib import Path
+
+    from evoforge import api
+    from evoforge.mutators.bandit import BanditMutator
+    from evoforge.storages import SQLiteStorage
+    from evoforge.testing import FunctionExecutor
+
+    def value(code: str) -> float:
+        m = re.search(r"^VALUE = (\S+)$", code, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def arm(p_good: float) -> FunctionMutator:
+        def fn(req: MutationRequest) -> MutationOutcome:
+            step = 1.0 if req.rng.random() < p_good else -1.0
+            code = re.sub(r"\nVALUE = \S+$", "", req.parent.code.rstrip("\n"), flags=re.M)
+            return MutationOutcome(code + f"\nVALUE = {value(req.parent.code) + step!r}\n",
+                                   MutationInfo(mutator="llm", cost=0.01, attempts=1))
+        return FunctionMutator(fn)
+
+    def filtered() -> tuple[NoveltyFilter, BanditMutator]:
+        bandit = BanditMutator({"good": arm(0.7), "bad": arm(0.1)})
+        return NoveltyFilter(bandit, threshold=1.0, retries=0, window=8), bandit
+
+    quad = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
+    cfg = build_config({"max_programs": 30, "seed": 5, "selector": {"num_islands": 1},
+                        "evaluation": {"workers": 1, "reverify": 0}})
+    first, live = filtered()
+    assert api.evolve(quad, run_dir=tmp_path / "r", config=cfg, mutator=first,
+                      executor=FunctionExecutor(value)).ok
+    again, resumed = filtered()
+    assert api.resume(tmp_path / "r", flags={"max_programs": 45}, mutator=again,
+                      executor=FunctionExecutor(value)).ok
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = list(s.programs())
+    stored = {a: sum(p.mutation.arm == a for p in progs) for a in ("good", "bad")}
+    assert sum(stored.values()) == 44  # a rejected child counts against its arm too
+    assert any(p.reason.startswith("too similar") for p in progs)
+    assert {a: s.pulls for a, s in resumed.stats.items()} == stored  # 29 of them restored
+    assert {a: s.pulls for a, s in live.stats.items()} != stored
+    assert [i for i, _ in again.recent] == [p.id for p in progs if p.status is Status.OK][-8:]

@@ -174,3 +174,29 @@ def test_from_config() -> None:
     msgs = pb.build(request())
     assert msgs[0]["content"].rstrip().endswith("EXTRA RULE")
     assert "`err`: lower is better" in msgs[1]["content"]
+
+
+def test_a_multi_objective_prompt_names_every_objective_and_constraint():
+    """Issue 14: with objective.metrics the LLM is told what the Pareto search compares,
+    instead of only the scalar score metric; a scalar run's prompt does not change."""
+    import random
+
+    from evoforge.config import build_config
+    from evoforge.mutators.base import MutationRequest
+    from evoforge.program import Program, Status
+    from evoforge.prompting import PromptBuilder
+
+    parent = Program(id=3, code="x = 1\n", status=Status.OK, score=1.0,
+                     metrics={"accuracy": 0.9, "latency_ms": 12.0, "error": 0.02})
+    request = MutationRequest(parent=parent, rng=random.Random(0), task="t", language="python")
+    cfg = build_config({"objective": {
+        "metrics": [{"name": "accuracy"}, {"name": "latency_ms", "direction": "minimize"}],
+        "constraints": [{"name": "error", "max": 0.05}]}})
+    user = PromptBuilder.from_config(cfg).build(request)[1]["content"]
+    assert "- `accuracy`: higher is better" in user
+    assert "- `latency_ms`: lower is better" in user
+    assert "constraint: `error` at most 0.05" in user
+    assert "Programs are ranked by the metric" not in user
+    scalar = PromptBuilder.from_config(build_config({})).build(request)[1]["content"]
+    assert "Programs are ranked by the metric `combined_score`: higher is better" in scalar
+    assert "Pareto" not in scalar

@@ -675,10 +675,20 @@ def test_ties_go_to_the_newest_program() -> None:
         assert sel.island_top(0)[0].id == i
         assert sel.select(rng).parent.id == i  # drift: the newest equal program is mutated
         assert list(sel.cells(0).values())[0].id == i  # one cell: its elite is the newest
-    g = GreedySelector()
-    for p in (prog(0, 1.0), prog(1, 1.0)):
-        g.add(p)
-    assert g.best().id == 0  # type: ignore[union-attr]  # the baseline is unchanged
+
+
+def test_greedy_ties_go_to_the_newest_program() -> None:
+    g = GreedySelector(num_context=2)
+    g.add(prog(0, 1.0))
+    for i in range(1, 6):
+        g.add(prog(i, 1.0, parent=i - 1))  # a plateau: the newest equal program is the parent
+        assert g.best().id == i  # type: ignore[union-attr]
+        s = g.select(random.Random(i))
+        assert s.parent.id == i and [c.id for c in s.context] == [i - 1, i - 2][: min(i, 2)]
+    g.add(prog(6, 0.5))  # worse: neither parent nor ahead of the equals in the context
+    assert g.select(random.Random(0)).parent.id == 5
+    g.add(prog(7, 2.0))
+    assert [p.id for p in (g.best(), *g.select(random.Random(0)).context)] == [7, 5, 4]
 
 
 # ---------------------------------------------------------------- adaptive exploration
@@ -799,6 +809,68 @@ def test_outstanding_children_spread_the_window_and_results_release_them() -> No
     assert sel.outstanding(1) == n1 - 1
     sel.add(prog(11, 9.0, parent=2))  # a new best: no children out, chosen at once
     assert sel.select(rng).parent.id == 11
+
+
+def test_a_child_made_from_another_program_releases_the_one_selected() -> None:
+    """A tuning trial of the run's best names the best as its parent, not the program the
+    selector handed out: its result releases the handed-out program's count."""
+    from evoforge.program import MutationInfo
+
+    sel = IslandSelector(num_islands=1, exploitation_ratio=1.0, exploration_ratio=0.0)
+    sel.add(prog(0, 0.0))
+    sel.add(prog(1, 3.0, parent=0))
+    assert sel.select(random.Random(0)).parent.id == 1
+    assert (sel.outstanding(0), sel.outstanding(1)) == (0, 1)
+    trial = Program(id=2, code="y", status=Status.OK, score=1.0, parent_ids=(0,),
+                    mutation=MutationInfo(mutator="tune", selected=1))
+    sel.add(trial)
+    assert (sel.outstanding(0), sel.outstanding(1)) == (0, 0)
+
+
+def test_in_a_run_children_of_other_parents_leave_no_count_outstanding(tmp_path) -> None:
+    """End to end: a mutator that names another parent (the best, as a tuning trial does)
+    for every other proposal; once every result is in, nothing is outstanding."""
+    import re
+    from pathlib import Path
+
+    from evoforge import api
+    from evoforge.config import build_config
+    from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
+    from evoforge.program import MutationInfo
+    from evoforge.storages import SQLiteStorage
+    from evoforge.testing import FunctionExecutor
+
+    def value(code: str) -> float:
+        m = re.search(r"^VALUE = (\S+)$", code, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    class OfTheBest(Mutator):
+        best: Program | None = None
+
+        def observe(self, program: Program) -> None:
+            if program.status is Status.OK and (self.best is None or (
+                    program.score or 0) > (self.best.score or 0)):
+                self.best = program
+
+        async def mutate(self, req: MutationRequest) -> MutationOutcome:
+            other = req.proposal_id % 2 == 0 and self.best is not None
+            base = self.best if other and self.best is not None else req.parent
+            code = re.sub(r"\nVALUE = \S+$", "", base.code.rstrip("\n"), flags=re.M)
+            step = req.rng.uniform(-1, 1)
+            return MutationOutcome(code + f"\nVALUE = {value(base.code) + step!r}\n",
+                                   MutationInfo(mutator="tune"), parent=base if other else None)
+
+    sel = IslandSelector(num_islands=1, outstanding_penalty=0.5)
+    cfg = build_config({"max_programs": 60, "seed": 1, "selector": {"num_islands": 1},
+                        "evaluation": {"workers": 2, "reverify": 0}})
+    quad = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
+    assert api.evolve(quad, run_dir=tmp_path / "r", config=cfg, mutator=OfTheBest(),
+                      executor=FunctionExecutor(value), selector=sel).ok
+    with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
+        progs = list(s.programs())
+    named = [p for p in progs if p.mutation.selected is not None]
+    assert named and all(p.mutation.selected != p.parent_ids[0] for p in named)
+    assert not [p.id for p in progs if sel.outstanding(p.id)]
 
 
 def test_initial_window_does_not_all_go_to_the_initial_program() -> None:

@@ -335,12 +335,58 @@ def test_config_turns_it_on_and_off() -> None:
         build_config({"mutator": {"tuning": {"sampler": "grid"}}})
 
 
+def test_with_a_bandit_tuning_is_an_arm_not_a_wrapper() -> None:
+    from evoforge.mutators.bandit import BanditMutator
+
+    def mutator(**over):
+        return make_mutator(build_config({"mutator": {"name": "bandit", **over}}))
+
+    arm = mutator(tuning={"sampler": "tpe", "spread": 0.5})  # bandit_tuning: auto
+    assert isinstance(arm, BanditMutator) and isinstance(arm.tuning, TuningMutator)
+    assert arm.tuning.inner is None and (arm.tuning.sampler, arm.tuning.spread) == ("tpe", 0.5)
+    assert "tune" in arm.stats and "tune" not in arm.arms
+    assert mutator(bandit_tuning=False).tuning is None
+    # the wrapper only where the bandit has no tuning arm
+    wrapped = mutator(bandit_tuning=False, tuning={"enabled": True, "share": 0.3})
+    assert isinstance(wrapped, TuningMutator) and isinstance(wrapped.inner, BanditMutator)
+    both = mutator(bandit_tuning=True, tuning={"enabled": True})
+    assert isinstance(both, BanditMutator) and both.tuning is not None
+    # model-free runs keep the wrapper: bandit_tuning is the bandit's
+    free = make_mutator(build_config({"mutator": {"name": "model_free", "bandit_tuning": True,
+                                                  "tuning": {"enabled": True}}}))
+    assert isinstance(free, TuningMutator) and isinstance(free.inner, ModelFreeMutator)
+
+
+def test_standalone_it_makes_only_trials() -> None:
+    """Without an inner mutator (a bandit's arm) every proposal is a trial of the best, or,
+    when none can be made, no child with the reason."""
+    m = TuningMutator(None)
+    base = Program(id=0, code=PROGRAM, status=Status.OK, score=objective(PROGRAM))
+    m.observe(base)
+    req = MutationRequest(parent=base, rng=random.Random(0), proposal_id=1)
+    out = m.trial(req)
+    assert out is not None and out.info.edit_kind == "tune" and out.parent is base
+    nothing = Program(id=0, code="x = 0\n", status=Status.OK, score=0.0)
+    empty = TuningMutator(None)
+    empty.observe(nothing)
+    asked = MutationRequest(parent=nothing, rng=random.Random(0), proposal_id=1)
+    assert empty.trial(asked) is None
+    import asyncio
+
+    out = asyncio.run(empty.mutate(asked))
+    assert out.code is None and "no trial can be made" in out.info.note
+
+
 def test_a_missing_optuna_says_how_to_install_it(monkeypatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "optuna" else real(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'optuna>=4,<5'"):
         TuningMutator(ModelFreeMutator())
+    with pytest.raises(ConfigError, match=r"pip install 'optuna>=4,<5'"):  # a bandit's arm
+        make_mutator(build_config({"mutator": {"name": "bandit", "bandit_tuning": True}}))
+    auto = make_mutator(build_config({"mutator": {"name": "bandit"}}))
+    assert auto.tuning is None  # type: ignore[attr-defined]  # auto: off without optuna
     TuningMutator(ModelFreeMutator(), share=0)  # off: nothing needed
 
 

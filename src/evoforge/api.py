@@ -47,13 +47,22 @@ from evoforge.storages.base import Storage
 log = logging.getLogger("evoforge")
 
 
-def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> LocalExecutor:
+def _executor(problem: Problem, config: Config, run_dir: Path | None = None) -> Executor:
+    hide = [run_dir] if run_dir is not None else []
+    if config.executor.name == "ray":  # evaluations on a Ray cluster (evoforge.executors.ray)
+        from evoforge.executors.ray import RayExecutor
+
+        return RayExecutor.from_config(problem.path, config.executor, config.evaluation,
+                                       score_metric=config.objective.score_metric,
+                                       program_name=problem.program_name,
+                                       evaluator=problem.evaluator.name,
+                                       minimize=config.minimize, hide=hide).connect()
     return LocalExecutor.from_config(problem.path, config.evaluation,
                                      score_metric=config.objective.score_metric,
                                      program_name=problem.program_name,
                                      evaluator=problem.evaluator.name,
                                      minimize=config.minimize,  # cascade thresholds' direction
-                                     hide=[run_dir] if run_dir is not None else [])
+                                     hide=hide)
 
 
 def prepare(problem: str | Path | Problem, *, run_dir: str | Path,
@@ -105,7 +114,15 @@ async def _drive(run: Run, config: Config, problem: Problem,
         mutator = with_prompt_evolution(mutator, run.storage, config)
     if run.tally.done and type(mutator).restore is not Mutator.restore:  # resumed: re-learn
         mutator.restore(p for p in run.storage.programs() if p.status is not Status.PENDING)
-    executor = executor if executor is not None else _executor(problem, config, run.run_dir)
+    if executor is None:
+        executor = _executor(problem, config, run.run_dir)
+        if config.executor.name == "ray":  # the in-flight window follows the cluster's slots
+            from evoforge.executors.ray import RayExecutor
+
+            assert isinstance(executor, RayExecutor)
+            await executor.start()  # its actors up: they say which sandbox the nodes have
+            ev = run.config.evaluation.model_copy(update={"workers": executor.slots})
+            run.config = run.config.model_copy(update={"evaluation": ev})
     sandbox = getattr(executor, "sandbox", None)
     run.integrity = integrity(getattr(executor, "form", "custom"),
                               getattr(sandbox, "name", "custom"))
@@ -392,6 +409,10 @@ def describe_mutator(config: Config) -> str:
     if kind == "bandit":
         arms = [f"{m} x {'/'.join(config.mutator.bandit_edit_modes)}" for m in models.split(", ")
                 if m] + (["model-free"] if config.mutator.bandit_model_free or not models else [])
+        from evoforge.registry import bandit_tuning_enabled
+
+        if bandit_tuning_enabled(config):
+            arms.append("constant tuning")
         return "bandit over " + ", ".join(arms)
     return f"LLM mutator: {models} at {config.llm.base_url or 'https://api.openai.com/v1'}"
 

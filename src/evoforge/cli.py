@@ -218,7 +218,11 @@ def run(
     err.print(f"evoforge: evolving [bold]{_m(prob.name)}[/bold] into {_m(run_dir)}")
     err.print(_lit(f"  {api.describe_mutator(cfg)}"))
     err.print(_lit(f"  score integrity: {api.describe_integrity(prob, cfg)}"))
-    err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
+    if cfg.executor.name == "ray":
+        err.print(_lit(f"  evaluations on the Ray cluster at {cfg.executor.address}: as many "
+                       "at once as its nodes hold"))
+    else:
+        err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet,
            show_budget=True)
@@ -389,6 +393,12 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+    from evoforge.executors.ray import evaluated_on
+
+    nodes = evaluated_on(done)
+    if nodes:  # executor.name=ray: which node evaluated what
+        out.print(_lit("evaluated per Ray node: " + ", ".join(
+            f"{node} {n}" for node, n in sorted(nodes.items()))))
 
 
 def _list_database_runs(arg: str) -> bool:
@@ -804,6 +814,22 @@ def _print_exchange(exchange: dict[str, Any], *, prompt: bool, reply: bool) -> N
             out.print("[bold]-- meta reply --[/bold]")
             out.print(_lit(text) if text is not None else "(no reply)")
         out.print(_lit(f"meta outcome: {meta.get('outcome', '')}"))
+
+
+@app.command()
+def dashboard(
+    runs: Annotated[list[str], typer.Argument(
+        help="Run directories or postgresql://USER@HOST:PORT/DB#run=NAME references.")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback "
+                                      "needs a token.")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(help="Require this token (generated when "
+                                              "--host is not loopback).")] = None,
+) -> None:
+    """Serve a live, read-only web view of runs (needs: pip install 'evoforge[dashboard]')."""
+    from evoforge.dashboard.server import serve
+
+    serve(runs, host=host, port=port, token=token, echo=lambda line: err.print(_lit(line)))
 
 
 @app.command()

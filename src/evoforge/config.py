@@ -270,6 +270,9 @@ class MutatorConfig(_Strict):
         default_factory=lambda: list[EditMode](["diff", "rewrite"]), min_length=1)
     bandit_model_free: bool = True
     bandit_discount: float = Field(0.99, gt=0, le=1)
+    # bandit: constant tuning is an arm (its settings from `tuning`; `tuning.share` is unused);
+    # auto: when optuna and cmaes are installed
+    bandit_tuning: bool | Literal["auto"] = "auto"
     tuning: TuningConfig = Field(default_factory=TuningConfig)
 
 
@@ -321,6 +324,33 @@ class NoveltyConfig(_Strict):
     embedding_model: str | None = None  # /v1/embeddings at llm.base_url; else a local measure
 
 
+class ExecutorConfig(_Strict):
+    """Where evaluations run: ``local`` processes, or the nodes of a Ray cluster."""
+
+    name: Literal["local", "ray"] = "local"
+    # ray: "auto" (a cluster started by `ray start` on this machine), "ray://HOST:10001"
+    # (Ray client), or "HOST:PORT" (the head's GCS address)
+    address: str = "auto"
+    # ray: what one evaluation asks of a node (Ray's own resource names and units)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory: int | None = Field(None, ge=1)  # bytes reserved per evaluation (Ray's `memory`)
+    resources: dict[str, float] = Field(default_factory=dict)  # custom resources, e.g. {gpu_a100: 1}
+    slots: int | None = Field(None, ge=1)  # default: what the cluster's nodes can hold at once
+    retries: int = Field(1, ge=0)  # more tries of an evaluation whose node or worker died
+    connect_timeout: float = Field(30.0, gt=0)  # seconds to reach the cluster at start
+    # seconds an evaluation may wait for a live slot once nodes died (then: crashed)
+    slot_wait: float = Field(300.0, gt=0)
+
+    @field_validator("resources")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: a for k, a in v.items() if not a > 0}
+        if bad:
+            raise ValueError(f"resource amounts must be positive, got {bad}")
+        return v
+
+
 class StorageConfig(_Strict):
     url: str | None = None  # default: sqlite:///RUN_DIR/evoforge.db
     # PostgreSQL: how long an operation retries after a lost connection before the run stops
@@ -360,6 +390,7 @@ class Config(_Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("max_time", mode="before")
     @classmethod

@@ -73,6 +73,9 @@ class MutationInfo:
     staleness: int | None = None  # results committed between the proposal and its child
     arm: str | None = None  # the bandit's arm that made it (mutator.name: bandit)
     prompt_variant: str | None = None  # the prompt variant its LLM call used (prompt.evolve)
+    # the parent the selector picked for its proposal, when the child names another (a tuning
+    # trial of the run's best, MutationOutcome.parent): the selector's outstanding count is its
+    selected: int | None = None
 
     def __post_init__(self) -> None:
         _scrub_fields(self, "mutator", "model", "edit_kind", "note", "arm", "prompt_variant")

@@ -8,6 +8,8 @@ so a misspelt variable is an error, not an empty string. Variables available to 
 - ``task`` (str), ``language`` (str), ``edit_mode`` ("diff" | "rewrite"), ``score_metric`` (str),
   ``minimize`` (bool), ``better`` ("higher" | "lower"), ``system_message`` (str | None),
   ``include_code_of_context`` (bool);
+- ``objectives`` (list of (name, "higher" | "lower")) and ``constraints`` (list of (name, min,
+  max), bounds formatted or None): a multi-objective run's (``objective.metrics``), else empty;
 - ``has_markers`` (bool): the parent has EVOLVE blocks (without them the whole program may change);
 - ``variant`` (a :class:`PromptVariant` or None): the prompt variant drawn for this request when
   the prompts evolve (``prompt.evolve``, see evoforge.mutators.meta_prompt); ``system.j2`` then
@@ -25,6 +27,7 @@ else the score metric, else "n/a"), ``metrics`` (list of (name, formatted value)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +131,8 @@ class PromptBuilder:
         include_code_of_context: bool = True,
         score_metric: str = "combined_score",
         minimize: bool = False,
+        objectives: Sequence[tuple[str, str]] = (),
+        constraints: Sequence[tuple[str, float | None, float | None]] = (),
     ) -> None:
         if edit_mode not in EDIT_MODES:
             raise ConfigError(f"unknown edit mode {edit_mode!r}; valid: {', '.join(EDIT_MODES)}")
@@ -138,6 +143,10 @@ class PromptBuilder:
         self.include_code_of_context = include_code_of_context
         self.score_metric = score_metric
         self.minimize = minimize
+        #: several objectives (name, "higher"|"lower") and constraints (name, min, max): the
+        #: prompt says the search is for a Pareto front (evoforge.selectors.pareto)
+        self.objectives = [(str(n), str(b)) for n, b in objectives]
+        self.constraints = [(str(n), lo, hi) for n, lo, hi in constraints]
         loaders: list[jinja2.BaseLoader] = []
         if self.template_dir is not None:
             if not self.template_dir.is_dir():
@@ -171,6 +180,9 @@ class PromptBuilder:
             include_code_of_context=p.include_code_of_context,
             score_metric=cfg.objective.score_metric,
             minimize=cfg.minimize,
+            objectives=[(m.name, "lower" if m.direction == "minimize" else "higher")
+                        for m in cfg.objective.metrics],
+            constraints=[(c.name, c.min, c.max) for c in cfg.objective.constraints],
         )
 
     # ---------------------------------------------------------------- rendering
@@ -211,6 +223,10 @@ class PromptBuilder:
             "language": request.language,
             "edit_mode": mode,
             "score_metric": self.score_metric,
+            "objectives": self.objectives,
+            "constraints": [(n, format_number(lo) if lo is not None else None,
+                             format_number(hi) if hi is not None else None)
+                            for n, lo, hi in self.constraints],
             "minimize": self.minimize,
             "better": "lower" if self.minimize else "higher",
             "system_message": self.system_message.strip() if self.system_message else None,

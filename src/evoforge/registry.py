@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from evoforge.config import Config
 from evoforge.errors import ConfigError
 from evoforge.mutators.base import Mutator
 from evoforge.selectors.base import Selector
+
+if TYPE_CHECKING:
+    from evoforge.mutators.tuning import TuningMutator
 
 log = logging.getLogger("evoforge")
 
@@ -87,7 +91,8 @@ def mutator_kind(cfg: Config) -> str:
 
 def make_mutator(cfg: Config) -> Mutator:
     """The configured mutator, wrapped by the novelty filter when ``novelty.enabled``, and
-    that by constant tuning when ``mutator.tuning`` is on (its trials are not filtered)."""
+    that by constant tuning when ``mutator.tuning`` is on (its trials are not filtered). A
+    bandit has constant tuning as an arm instead when ``mutator.bandit_tuning`` is on."""
     inner = _make_mutator(cfg)
     if cfg.novelty.enabled:
         from evoforge.mutators.novelty import NoveltyFilter, OpenAIEmbedder
@@ -98,6 +103,10 @@ def make_mutator(cfg: Config) -> Mutator:
                               embedder=embedder)
     if not tuning_enabled(cfg):
         return inner
+    return _tuning(cfg, inner)
+
+
+def _tuning(cfg: Config, inner: Mutator | None) -> TuningMutator:
     from evoforge.mutators.tuning import TuningMutator
 
     t = cfg.mutator.tuning
@@ -109,20 +118,40 @@ def make_mutator(cfg: Config) -> Mutator:
 def tuning_enabled(cfg: Config) -> bool:
     """Whether constant tuning wraps the mutator: ``mutator.tuning.enabled``, where ``auto``
     means on for the model-free mutator (if optuna is installed and the run records a trial's
-    true parent, see evoforge.mutators.tuning.TRIAL_LINEAGE), off for the LLM and the bandit."""
+    true parent, see evoforge.mutators.tuning.TRIAL_LINEAGE), off for the LLM and the bandit.
+    Never for a bandit with a tuning arm (:func:`bandit_tuning_enabled`): the arm replaces it."""
     t = cfg.mutator.tuning
-    if t.share <= 0 or t.enabled is False:
+    if t.share <= 0 or t.enabled is False or bandit_tuning_enabled(cfg):
         return False
     if t.enabled is True:
         return True
+    if mutator_kind(cfg) != "model_free":
+        return False
+    return _tuning_available(t.sampler, warn=True)
+
+
+def bandit_tuning_enabled(cfg: Config) -> bool:
+    """Whether the bandit (``mutator.name: bandit``) has constant tuning as an arm:
+    ``mutator.bandit_tuning``, where ``auto`` means on if optuna (and cmaes for the CMA-ES
+    sampler) is installed and the run records a trial's true parent."""
+    on = cfg.mutator.bandit_tuning
+    if on is False or mutator_kind(cfg) != "bandit":
+        return False
+    if on is True:
+        return True  # the arm's construction says what to install if something is missing
+    return _tuning_available(cfg.mutator.tuning.sampler, warn=False)
+
+
+def _tuning_available(sampler: str, *, warn: bool) -> bool:
     from evoforge.mutators import tuning
 
-    if mutator_kind(cfg) != "model_free" or not tuning.TRIAL_LINEAGE:
+    if not tuning.TRIAL_LINEAGE:
         return False
     try:
-        tuning.check_installed(t.sampler)
+        tuning.check_installed(sampler)
     except ConfigError as e:
-        log.warning("%s", e)
+        if warn:
+            log.warning("%s", e)
         return False
     return True
 
@@ -132,8 +161,10 @@ def _make_mutator(cfg: Config) -> Mutator:
     if kind == "bandit":
         from evoforge.mutators.bandit import BanditMutator, arms_from_config
 
+        tuning = _tuning(cfg, None) if bandit_tuning_enabled(cfg) else None
         return BanditMutator(arms_from_config(cfg), minimize=cfg.minimize,
-                             discount=cfg.mutator.bandit_discount)
+                             discount=cfg.mutator.bandit_discount,
+                             tuning=tuning)
     if kind == "model_free":
         from evoforge.mutators.model_free import ModelFreeMutator
 

@@ -174,14 +174,21 @@ class Lifeline:
             return None
         r, w = os.pipe()
         null = os.open(os.devnull, os.O_RDWR)
-        try:  # posix_spawn: no Popen object to reap; it outlives us on purpose
-            os.posix_spawn(
-                "/bin/sh", ["/bin/sh", "-c", _GUARD, "guard", path, cgroup2_mount() or "/nonexistent"],
+        try:  # the guardian is a grandchild, orphaned at once: not this process's child,
+            # so whoever kills this process's children when it dies (Ray does, for a worker)
+            # does not kill the guardian first; the short-lived parent is reaped here (its
+            # stdin, the pipe, goes to the guardian through fd 3: a background job's own
+            # stdin is /dev/null)
+            pid = os.posix_spawn(
+                "/bin/sh", ["/bin/sh", "-c", 'exec 3<&0; /bin/sh -c "$0" "$@" <&3 3<&- &',
+                            _GUARD, "guard", path, cgroup2_mount() or "/nonexistent"],
                 {"PATH": "/usr/bin:/bin"},
                 file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, null, 1),
                               (os.POSIX_SPAWN_DUP2, null, 2)],
                 setsid=True,
             )
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         except OSError:
             os.close(w)
             with contextlib.suppress(OSError):

@@ -6,6 +6,12 @@ Similarity is the cosine of two code vectors: embeddings from an OpenAI-compatib
 of the code's token bigrams, comments and layout ignored), which needs nothing. A child whose
 closest neighbour is at or above ``novelty.threshold`` is asked again (``novelty.retries`` times,
 each attempt's tokens and cost counted) and then stored ``invalid`` with the neighbour named.
+A constant-tuning trial (``mutation.edit_kind == "tune"``, e.g. from a bandit's tuning arm) passes
+unfiltered: it differs from its base only in literal values by design.
+
+The filter is transparent to what it wraps: results (``observe``), resume (``restore``) and
+closing (``aclose``) reach ``inner``, so a learning mutator inside it learns and resumes as
+without it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import math
 import random
 import tokenize
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +126,14 @@ class NoveltyFilter(Mutator):
             self.recent.append((program.id, program.code))
         self.inner.observe(program)
 
+    def restore(self, programs: Iterable[Program]) -> None:
+        """On resume: the recent window is refilled from the stored programs, and ``inner``
+        (a bandit, ...) relearns from them."""
+        done = list(programs)
+        if self.recent.maxlen:
+            self.recent.extend((p.id, p.code) for p in done if p.status is Status.OK)
+        self.inner.restore(done)
+
     async def _vectors_of(self, codes: Sequence[str]) -> tuple[list[Vector], str]:
         kind = "local"
         if self.embedder is not None:
@@ -162,7 +176,7 @@ class NoveltyFilter(Mutator):
         for attempt in range(self.retries + 1):
             out = await self.inner.mutate(req)
             info = out.info
-            if out.code is None:
+            if out.code is None or info.edit_kind == "tune":  # a tuning trial: not filtered
                 return replace(out, info=_add(info, spent)) if attempt else out
             sim, who, kind = await self.closest(out.code, request.parent)
             if sim < self.threshold:
@@ -176,8 +190,11 @@ class NoveltyFilter(Mutator):
         self.rejected += 1
         why = (f"too similar to #{who}: similarity {sim:.4f} >= novelty.threshold "
                f"{self.threshold:g} ({kind}), after {self.retries + 1} attempt(s)")
+        # the arm (a bandit inside) and the prompt variant are kept: they made the duplicate
         rejected = replace(_add(MutationInfo(mutator=info.mutator, model=info.model,
-                                             edit_kind=info.edit_kind), spent), note=why)
+                                             edit_kind=info.edit_kind, arm=info.arm,
+                                             prompt_variant=info.prompt_variant), spent),
+                           note=why)
         return MutationOutcome(code=None, info=rejected, exchange=out.exchange)
 
     async def aclose(self) -> None:

@@ -1,12 +1,15 @@
 """TuningMutator: constant tuning. The numeric literals of a good program's EVOLVE blocks are a
 vector; a black-box optimiser (Optuna's CMA-ES or TPE sampler, ask/tell) improves them.
 
-It wraps any mutator (``inner``: model-free, LLM, bandit, ...). A share of the proposals
+It wraps any mutator (``inner``: model-free, LLM, ...). A share of the proposals
 (``share``, drawn from each request's seeded RNG) becomes a *tuning trial*; the rest go to
-``inner``. A trial is a program with its literals set to the point the sampler asked for, an
-ordinary child: evaluated by the run's executor in the sandbox and stored with
-``mutation.edit_kind == "tune"`` (``mutation.mutator == "tune"``), its note naming the session,
-the tuned program and the literals it changed. Its result reaches the sampler through
+``inner``. Without ``inner`` it is the tuning arm of a bandit (evoforge.mutators.bandit): the
+bandit decides which proposals are trials and asks :meth:`TuningMutator.trial`, which may
+decline (None: no trial can be made now), the proposal then going to another arm. A trial is
+a program with its literals set to the point the sampler asked for, an ordinary child:
+evaluated by the run's executor in the sandbox and stored with ``mutation.edit_kind == "tune"``
+(``mutation.mutator == "tune"``), its note naming the session, the tuned program and the
+literals it changed. Its result reaches the sampler through
 :meth:`TuningMutator.observe` (matched by program id, which is the proposal id): the score, or,
 for a failed, timed-out or invalid trial, a value worse than any the session has seen (samplers
 compare ranks). Several trials may be outstanding at once: CMA-ES and TPE (with a constant liar)
@@ -57,7 +60,9 @@ several files each block is read by the rules of its own file's language.
 
 Resume: the sampler state is not persisted. A session in progress is dropped; its trials still
 pending are evaluated on resume as ordinary programs (their results go to no sampler), and a new
-session starts on the run's best (:meth:`TuningMutator.restore`, which ``inner`` gets too).
+session starts on the run's best (:meth:`TuningMutator.restore`, which ``inner`` gets too; as a
+bandit's arm, the bandit's restore replays the stored programs through ``observe``, to the
+same effect).
 
 Cost: optuna is imported at the first session (about 0.5 s), with one BLAS thread if numpy is
 not loaded yet; a CMA-ES trial over 52 literals takes about 3 ms of the controller's CPU.
@@ -543,7 +548,7 @@ class TuningMutator(Mutator):
     ``spread``: half-width of each literal's range relative to its scale. ``minimize``: the
     run's direction (a lower score is better)."""
 
-    def __init__(self, inner: Mutator, *, share: float = 0.8, sampler: str = "cmaes",
+    def __init__(self, inner: Mutator | None, *, share: float = 0.8, sampler: str = "cmaes",
                  trials_per_session: int | None = None, patience: int | None = None,
                  spread: float = 0.2, max_params: int = 100, minimize: bool = False) -> None:
         if not 0 <= share <= 1:
@@ -553,12 +558,12 @@ class TuningMutator(Mutator):
                               f"{', '.join(SAMPLERS)}")
         if not (spread > 0 and math.isfinite(spread)) or max_params < 1:
             raise ConfigError("mutator.tuning.spread must be > 0 and max_params >= 1")
-        if share > 0:
+        if share > 0 or inner is None:
             check_installed(sampler)
         self.inner = inner
-        self.name = inner.name
-        self.uses_llm = inner.uses_llm
-        self.share = float(share)
+        self.name = inner.name if inner is not None else "tune"
+        self.uses_llm = inner.uses_llm if inner is not None else False
+        self.share = float(share) if inner is not None else 1.0
         self.sampler = sampler
         self.trials_per_session = trials_per_session
         self.patience = patience
@@ -591,7 +596,8 @@ class TuningMutator(Mutator):
             session.pending.discard(program.id)
             with _quiet(self._optuna):
                 session.tell(trial, values, program)
-        self.inner.observe(program)
+        if self.inner is not None:
+            self.inner.observe(program)
 
     def restore(self, programs: Iterable[Program]) -> None:
         """On resume: the run's best becomes the next session's base; ``inner`` relearns too.
@@ -601,16 +607,27 @@ class TuningMutator(Mutator):
             if p.status is Status.OK and p.score is not None and (
                     self.best is None or self._better(p.score, self.best.score)):  # type: ignore[arg-type]
                 self.best = p
-        self.inner.restore(done)
+        if self.inner is not None:
+            self.inner.restore(done)
 
     # ----------------------------------------------------------------- proposals
 
     async def mutate(self, request: MutationRequest) -> MutationOutcome:
+        if self.inner is None:  # standalone: every proposal is a trial if one can be made
+            return self.trial(request) or MutationOutcome(None, MutationInfo(
+                mutator="tune", edit_kind="tune", note="tune: no trial can be made now (no "
+                "program with tunable literals, or a session's results are still out)"))
         if self.share > 0 and (self.share >= 1 or request.rng.random() < self.share):
             outcome = self._trial(request)
             if outcome is not None:
                 return outcome
         return await self.inner.mutate(request)
+
+    def trial(self, request: MutationRequest) -> MutationOutcome | None:
+        """A tuning trial for this proposal, or None when none can be made now (nothing to
+        tune, or a finished session's last results are still out): for a caller that decides
+        itself which proposals are trials (a bandit's tuning arm)."""
+        return self._trial(request)
 
     def _base_for(self, request: MutationRequest) -> Program | None:
         """The best program observed (or restored), or the request's parent if it is better."""
@@ -765,4 +782,5 @@ class TuningMutator(Mutator):
         return MutationOutcome(code, info)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()

@@ -68,7 +68,8 @@ class RandomSamplingSelector(Selector):
 class GreedySelector(Selector):
     """Hill climbing: the parent is always the current best; context is the next best few.
 
-    Registry name ``greedy``. Ties in fitness go to the program added first.
+    Registry name ``greedy``. Ties in fitness go to the program added last (the newest), so a
+    plateau is crossed by drift, as in the islands.
     """
 
     __eq__ = object.__eq__
@@ -82,7 +83,8 @@ class GreedySelector(Selector):
         self._initial = None
         self.num_context = num_context
         self._programs: dict[int, Program] = {}
-        self._top: list[tuple[float, int, int]] = []  # (-fitness, add order, id), best first
+        # (-fitness, -add order, id), best first: of equals, the newest
+        self._top: list[tuple[float, int, int]] = []
 
     @classmethod
     def from_config(cls, cfg: SelectorConfig, *, minimize: bool = False) -> GreedySelector:
@@ -95,7 +97,7 @@ class GreedySelector(Selector):
     def add(self, program: Program) -> None:
         if program.status != Status.OK or program.score is None or program.id in self._programs:
             return
-        key = (-self.fitness(program), len(self._programs), program.id)
+        key = (-self.fitness(program), -len(self._programs), program.id)
         self._programs[program.id] = program
         if self._initial is None:
             self._initial = program

@@ -38,7 +38,9 @@ on problems that reward refinement (see docs/benchmarks.md); a budget-independen
 could not win both, so it is a setting.
 
 **Outstanding children** (the proposal window). ``select`` counts the parents it hands out; a
-child's result (any status) releases one count of its parent. When exploiting, each child of a
+child's result (any status) releases one count of its parent, or of the program handed out for
+its proposal when the child names another parent (``mutation.selected``: a tuning trial of the
+run's best). When exploiting, each child of a
 candidate still outstanding counts as ``outstanding_penalty`` ranks down, so a full window is not
 all spent on one program before anything has come back, and a result that arrives is used at
 once (a new best has no outstanding children: it is the favoured parent). These counts are
@@ -381,7 +383,9 @@ class IslandSelector(Selector):
             return  # pending, or already added (idempotent)
         self._seen.add(program.id)
         self._clock += 1
-        if program.parent_ids:
+        if program.mutation.selected is not None:  # made from another than the one picked
+            self._release(program.mutation.selected)
+        elif program.parent_ids:
             self._release(program.parent_ids[0])
         ok = program.status is Status.OK and program.score is not None
         if program.parent_ids and self._initial is not None:
