@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -318,7 +319,10 @@ def status(
     oks = [p for p in done if p.status is Status.OK and p.score is not None]
     pareto, _ = _load_pareto(run_dir)
     if pareto and cfg.multi_objective:  # not a front left from before --set objective.metrics=[]
-        _print_pareto(pareto, programs, top, run_dir)
+        try:
+            _print_pareto(pareto, programs, top, run_dir)
+        except _UNREADABLE as e:  # the rest of the status is still worth showing
+            out.print(_lit(_unreadable_front(e)))
     if oks:
         hist = Table(title="best score over time", show_edge=False)
         hist.add_column("after programs", justify="right")
@@ -432,6 +436,16 @@ def _load_pareto(run_dir: str) -> tuple[dict[str, Any] | None, str]:
         meta = storage.get_meta(META_KEY)
         files = storage.get_meta("problem_files") or ["program.py"]
     return (meta if isinstance(meta, dict) else None), Path(str(files[0])).suffix or ".txt"
+
+
+_UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+def _unreadable_front(e: Exception) -> str:
+    from evoforge.selectors.pareto import META_KEY
+
+    return (f"Pareto front: the run's stored front (meta key {META_KEY!r}) is unreadable "
+            f"({type(e).__name__}: {e}); `{command()} resume` recomputes it from the programs")
 
 
 def _front_table(pareto: dict[str, Any], programs: list[Any], limit: int | None) -> Table:
@@ -625,7 +639,10 @@ def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None
                             "program")
     by_id = {p.id: p for p in programs}
     front = [by_id[i] for i in meta.get("front") or [] if i in by_id]
-    out.print(_front_table(meta, programs, None))
+    try:
+        out.print(_front_table(meta, programs, None))
+    except _UNREADABLE as e:
+        raise EvoforgeError(_unreadable_front(e)) from e
     if write is None:
         out.print(_lit(f"write their code: {command()} best {shown} --pareto --write DIR"))
         return
@@ -637,19 +654,38 @@ def _best_pareto(run_dir: str, cfg: Any, programs: list[Any], write: Path | None
             if multi:  # a program of several files: its tree in a directory of its own
                 from evoforge.program_files import write_tree
 
+                if path.is_symlink():
+                    raise EvoforgeError(f"--write {write}: {path.name} is a symbolic link; "
+                                        "it is not followed: remove it or choose another "
+                                        "directory")
                 write_tree(path, _tree(p.code))
             else:
-                path.write_bytes(p.code.encode("utf-8"))  # the stored code, byte for byte
+                _write_nofollow(path, p.code, write)  # the stored code, byte for byte
             index.append({"id": p.id, "file": path.name, "metrics": p.metrics,
                           "score": p.score})
-        (write / "front.json").write_text(json.dumps(
+        _write_nofollow(write / "front.json", json.dumps(
             {"objectives": meta.get("objectives"), "programs": index}, indent=2,
-            allow_nan=False))
+            allow_nan=False), write)
     except OSError as e:
         raise EvoforgeError(f"--write {write}: cannot write the front's programs "
                             f"({e.strerror or e}); choose a writable directory") from e
     err.print(_lit(f"{len(front)} programs written to {write}/ (program_ID{suffix}, and "
                    "front.json with their metrics)"))
+
+
+def _write_nofollow(path: Path, text: str, write: Path) -> None:
+    """Write ``text`` (UTF-8, byte for byte) to ``path`` inside the directory ``write``,
+    never through a symbolic link planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise EvoforgeError(f"--write {write}: {path.name} is a symbolic link; it is not "
+                                "followed: remove it or choose another directory") from e
+        raise
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 @app.command()

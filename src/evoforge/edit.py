@@ -376,7 +376,8 @@ def _apply_pairs(code: str, pairs: list[tuple[int, tuple[str, str]]]) -> str:
 
 # --------------------------------------------------------------------------- rewrites
 
-_FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+#.-]*)[^`]*$")
+# possessive (no backtracking): the overlapping classes were quadratic in a hostile line
+_FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})\s*+([\w+#.-]*+)[^`]*+$")
 
 _ALIASES = {"python": {"python", "py", "python3", "py3"}}
 
@@ -473,15 +474,20 @@ def _rewrite_with(code: str, new: str) -> str:
 # ``File: path`` line. Only files with EVOLVE blocks may change, and only inside their blocks.
 # Every file's problem is collected, so the reason the LLM sees next time names each one.
 
-_NAME_LINE = re.compile(r"^[\s#*>\-]*(?:(file|path)\s*:\s*)?[`'\"*]*([^\s`'\"*]+?)[`'\"*:]*\s*$",
+# matched against the line without its trailing quotes, colons and blanks (stripped first: a
+# lazy name followed by them took time quadratic in a hostile line's length)
+_NAME_LINE = re.compile(r"^[\s#*>\-]*(?:(file|path)\s*:\s*)?[`'\"*]*([^\s`'\"*]+)$",
                         re.IGNORECASE)
+_MAX_NAME_LINE = 1200  # a path is at most 1024 bytes; a longer line names no file
 
 
 def _named_file(line: str, known: Collection[str], explicit_only: bool = False
                 ) -> str | None:
     """The path a line names (``File: x``, ``x``, ```x```, ``### x``): any path after
     ``File:``, else only a path of ``known``; None when the line names none."""
-    m = _NAME_LINE.match(line)
+    if len(line) > _MAX_NAME_LINE:
+        return None
+    m = _NAME_LINE.match(line.rstrip().rstrip("`'\"*:"))
     if not m:
         return None
     name = m.group(2)

@@ -265,12 +265,21 @@ def write_tree(root: str | Path, files: dict[str, str]) -> list[str]:
                     raise ProgramFilesError(f"{cur}: exists and is not a directory (a symbolic "
                                             "link is not followed)") from None
         target = os.path.join(cur, parts[-1])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        # no O_TRUNC before the checks; O_NONBLOCK: a FIFO planted there fails, never blocks
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             fd = os.open(target, flags, 0o644)
         except OSError as e:
             raise ProgramFilesError(f"{target}: cannot write it ({e.strerror or e})") from e
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ProgramFilesError(f"{target}: exists and is not a regular file; it is "
+                                        "not written")
+            if st.st_nlink > 1:  # a hard link to a file elsewhere: writing would change it
+                raise ProgramFilesError(f"{target}: exists with other hard links; it is not "
+                                        "written through them: remove it first")
+            os.ftruncate(fd, 0)
             f.write(files[rel])
         written.append(target)
     return written

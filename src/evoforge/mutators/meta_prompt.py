@@ -66,7 +66,9 @@ STATE_KEY = "prompt_variants"
 TEXT_KEY = "prompt_variant:{}"
 STATE_VERSION = 1
 TASK_CHARS = 4000  # of the task description shown in a meta call
-_PART = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL | re.IGNORECASE)
+# the opening and closing tag of each part, searched for separately: one lazy pattern from the
+# opening to the closing tag took time quadratic in a reply of many unclosed openings
+_PART = {name: (re.compile(rf"<{name}>", re.IGNORECASE), re.compile(rf"</{name}>", re.IGNORECASE))
          for name in ("system", "guidance")}
 _MARKERS = (("EVOLVE-BLOCK", "an EVOLVE-BLOCK marker"), ("<<<<<<<", "a SEARCH/REPLACE marker"),
             (">>>>>>>", "a SEARCH/REPLACE marker"))
@@ -91,11 +93,12 @@ def parse_meta_reply(text: str, *, max_chars: int,
     if not text or not text.strip():
         raise MetaReplyError("the reply is empty")
     parts: list[str] = []
-    for name, pattern in _PART.items():
-        m = pattern.search(text)
-        if m is None:
+    for name, (opening, closing) in _PART.items():
+        start = opening.search(text)
+        end = None if start is None else closing.search(text, start.end())
+        if start is None or end is None:
             raise MetaReplyError(f"the reply has no <{name}>...</{name}> part")
-        part = m.group(1).strip()
+        part = text[start.end():end.start()].strip()
         if not part:
             raise MetaReplyError(f"the <{name}> part is empty")
         if len(part) > max_chars:

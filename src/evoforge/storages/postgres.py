@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 from evoforge.errors import StorageError
 from evoforge.program import MutationInfo, Program, Status
@@ -55,6 +55,7 @@ _PAGE = 1000
 _CONNECT_TIMEOUT = 10
 _LOCK_WAIT = 3.0  # seconds a new writer waits for a killed one's session to end
 _SCHEMES = ("postgresql://", "postgres://")
+_SECRET_KEYS = ("password", "sslpassword")  # libpq parameters that hold a secret
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _INSTALL = "PostgreSQL storage needs psycopg: pip install 'evoforge[postgres]'"
 T = TypeVar("T")
@@ -156,8 +157,13 @@ class PostgresURL:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as e:
-            raise StorageError(f"malformed PostgreSQL URL {redact(url)!r} ({e}); "
-                               "use postgresql://USER@HOST:PORT/DB#run=NAME") from e
+            why = str(e)
+            rest = url.partition("://")[2]
+            if "@" in rest and "@" not in re.split(r"[/?#]", rest, maxsplit=1)[0]:
+                why = ("its user:password part holds '/', '?', '#' or '[': percent-encode them, "
+                       "e.g. '/' as %2F")  # the parser's message would quote the password
+            raise StorageError(f"malformed PostgreSQL URL {redact(url)!r} ({why}); "
+                               "use postgresql://USER@HOST:PORT/DB#run=NAME") from None
         run = None
         if parts.fragment:
             key, _, value = parts.fragment.partition("=")
@@ -187,7 +193,19 @@ class PostgresURL:
     @property
     def has_password(self) -> bool:
         query = dict(parse_qsl(self.parts.query))
-        return self.parts.password is not None or "password" in query
+        return self.parts.password is not None or any(k in query for k in _SECRET_KEYS)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The URL's passwords as written and percent-decoded, longest first (to hide them
+        in error text)."""
+        found = {self.parts.password or ""}
+        found |= {v for k, v in parse_qsl(self.parts.query, keep_blank_values=True)
+                  if k in _SECRET_KEYS}
+        found |= {v for q in self.parts.query.split("&") for k, _, v in [q.partition("=")]
+                  if k in _SECRET_KEYS}
+        found |= {unquote(x) for x in found}
+        return sorted((x for x in found if x), key=len, reverse=True)
 
     @property
     def conninfo(self) -> str:
@@ -211,16 +229,24 @@ class PostgresURL:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password removed (user info and ``password=`` query parameter)."""
+    """``url`` with any password removed (user info, ``password=`` and ``sslpassword=``)."""
+    scheme, sep, rest = url.partition("://")
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"://[^@/]*@", "://***@", url)
+        parts = None
+    if sep and "@" in rest and (parts is None or "@" not in parts.netloc):
+        # the user info holds '/', '?', '#' or '[' (a password not percent-encoded): hide
+        # everything up to the last '@'
+        user = re.split(r"[:/?#\[]", rest, maxsplit=1)[0]
+        return f"{scheme}://{user}:***@{rest.rpartition('@')[2]}"
+    if parts is None:
+        return re.sub(r"://[^@]*@", "://***@", url)
     netloc = parts.netloc
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in _SECRET_KEYS])
     return parts._replace(netloc=netloc, query=query).geturl()
 
 
@@ -321,7 +347,7 @@ class PostgresStorage(Storage):
                 self._check_version(int(version))
         except psycopg.Error as e:
             raise StorageError(f"cannot open run {self.run!r} in {self.target.db_url}: "
-                               f"{_first_line(e)}") from e
+                               f"{_first_line(e, self.target)}") from e
 
     def _take_writer_lock(self, conn: psycopg.Connection[Any], *, wait: float) -> None:
         """One writer per run, across machines: a session advisory lock on the run's name,
@@ -412,17 +438,18 @@ class PostgresStorage(Storage):
                             f"cannot {what}: lost the connection to PostgreSQL at "
                             f"{self.target.where} and could not get it back within "
                             f"{self.reconnect_timeout:g} s (storage.reconnect_timeout): "
-                            f"{_first_line(e)}; everything committed is kept: once the server "
-                            "is back, continue with `evoforge resume RUN_DIR`") from e
+                            f"{_first_line(e, self.target)}; everything committed is kept: "
+                            "once the server is back, continue with `evoforge resume RUN_DIR`") from e
                     if not retried:
                         log.warning("lost the connection to PostgreSQL at %s (%s); reconnecting "
-                                    "for up to %g s", self.target.where, _first_line(e),
-                                    self.reconnect_timeout)
+                                    "for up to %g s", self.target.where,
+                                    _first_line(e, self.target), self.reconnect_timeout)
                     retried = True
                     time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
                     pause = min(pause * 2, 1.0)
                 except psycopg.Error as e:
-                    raise StorageError(f"cannot {what} in {self}: {_first_line(e)}") from e
+                    raise StorageError(
+                        f"cannot {what} in {self}: {_first_line(e, self.target)}") from e
 
     def _row_to_program(self, row: tuple[Any, ...]) -> Program:
         (pid, done_seq, status, code, parent_ids, island, generation, reason, score, metrics,
@@ -727,9 +754,14 @@ def _app_name() -> str:
     return f"evoforge {socket.gethostname()} pid {os.getpid()}"[:63]
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, target: PostgresURL | None = None) -> str:
+    """The first line of a driver error, without ``target``'s password (libpq quotes parts of
+    the connection string in some errors, e.g. a bad percent-encoding)."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    line = text.splitlines()[0] if text else type(e).__name__
+    for secret in (target.secrets if target is not None else ()):
+        line = line.replace(secret, "***")
+    return line
 
 
 def connect(target: PostgresURL, *, readonly: bool = True,
@@ -740,7 +772,7 @@ def connect(target: PostgresURL, *, readonly: bool = True,
         return psycopg.connect(target.conninfo,  # type: ignore[no-any-return]
                                **_connect_kwargs(readonly, writer=writer))
     except psycopg.Error as e:
-        why = _first_line(e)
+        why = _first_line(e, target)
         hint = "is the server running and reachable from here? fix storage.url"
         if "password" in why or "authentication" in why:
             hint = ("give the password in PGPASSWORD or ~/.pgpass (never in the URL of a run), "
@@ -779,7 +811,7 @@ def list_runs(url: str) -> list[dict[str, Any]]:
             return list_runs_on(conn)
         except _psycopg().Error as e:
             raise StorageError(f"cannot list the runs in {target.db_url}: "
-                               f"{_first_line(e)}") from e
+                               f"{_first_line(e, target)}") from e
 
 
 def run_exists(url: str) -> bool:
