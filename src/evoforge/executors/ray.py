@@ -289,19 +289,31 @@ class RayExecutor(Executor):
                "on the others) or set executor.address to the head's GCS address HOST:PORT, "
                "ray://HOST:10001 for a Ray client, or auto for a cluster started on this machine")
         if not ray.is_initialized():
-            try:
-                if self.address != "auto":
-                    _probe(self.address, self.connect_timeout)
-                extra = {} if self.address.startswith("ray://") else {  # not for a client
-                    "configure_logging": False, "include_dashboard": False}
-                ray.init(address=self.address, log_to_driver=False, namespace="evoforge",
-                         **extra)
-            except ConfigError:
-                raise
-            except Exception as e:  # ray raises ConnectionError, RuntimeError, ValueError ...
-                why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"cannot reach the Ray cluster at executor.address="
-                                  f"{self.address!r}: {why[:300]}; {fix}") from e
+            # An address that answers but fails to set up (a Ray client server still cleaning
+            # up after a killed driver says "Initialization failure from server") is tried
+            # again until connect_timeout; an address nothing listens on fails at once (probe).
+            deadline = time.monotonic() + self.connect_timeout
+            while True:
+                try:
+                    if self.address != "auto":
+                        _probe(self.address, self.connect_timeout)
+                    extra = {} if self.address.startswith("ray://") else {  # not for a client
+                        "configure_logging": False, "include_dashboard": False}
+                    ray.init(address=self.address, log_to_driver=False, namespace="evoforge",
+                             **extra)
+                    break
+                except ConfigError:
+                    raise
+                except Exception as e:  # ray raises ConnectionError, RuntimeError, ValueError
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    if time.monotonic() + 1.0 < deadline:
+                        log.info("Ray at %s not ready (%s); trying again", self.address, e)
+                        time.sleep(1.0)
+                        continue
+                    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise ConfigError(f"cannot reach the Ray cluster at executor.address="
+                                      f"{self.address!r}: {why[:300]}; {fix}") from e
             self._owns_ray = True
         capacity, offers = self._capacity()
         slots = self._want_slots or capacity
