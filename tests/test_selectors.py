@@ -11,16 +11,17 @@ import pytest
 
 from evoforge.config import FeatureConfig, SelectorConfig
 from evoforge.errors import ConfigError, EvoforgeError
-from evoforge.program import Program, Status
+from evoforge.program import MutationInfo, Program, Status
 from evoforge.selectors.baseline import GreedySelector, RandomSamplingSelector
 from evoforge.selectors.islands import IslandSelector
 
 
 def prog(pid: int, score: float | None, *, island: int = 0, length: int = 100,
          status: Status = Status.OK, metrics: dict[str, float] | None = None,
-         parent: int | None = None) -> Program:
+         parent: int | None = None, explored: bool | None = None) -> Program:
     return Program(id=pid, code="x" * length, island=island, status=status, score=score,
-                   metrics=metrics or {}, parent_ids=() if parent is None else (parent,))
+                   metrics=metrics or {}, parent_ids=() if parent is None else (parent,),
+                   mutation=MutationInfo(explored=explored))
 
 
 def brute_cells(sel: IslandSelector, island: int, name: str, bins: int) -> dict[tuple[int], int]:
@@ -704,8 +705,8 @@ def _parent_is_best_share(sel: IslandSelector, n: int = 2000, seed: int = 5) -> 
 
 
 def test_improvement_streak_exploits_and_stagnation_explores() -> None:
-    def fresh() -> IslandSelector:
-        sel = IslandSelector(outstanding_penalty=0.0, island_size=200)
+    def fresh() -> IslandSelector:  # the success-rate rule alone (credit: its own test)
+        sel = IslandSelector(outstanding_penalty=0.0, island_size=200, credit=False)
         sel.add(prog(0, 0.0))
         r = random.Random(1)
         for i in range(1, 80):  # a varied population, no trials yet
@@ -943,7 +944,7 @@ def test_replay_of_adds_rebuilds_the_population_of_a_live_run() -> None:
         ok = r.random() > 0.15
         p = prog(i, s.parent.score + r.gauss(-0.2, 1) if ok else None,  # type: ignore[operator]
                  island=s.island, parent=s.parent.id, length=r.randrange(50, 5000),
-                 status=Status.OK if ok else Status.FAILED)
+                 status=Status.OK if ok else Status.FAILED, explored=s.explored)
         live.add(p)
         committed.append(p)
     replayed = IslandSelector(num_islands=3, migration_interval=25, island_size=40)
@@ -993,7 +994,7 @@ def test_warmup_spreads_parents_over_islands_and_their_tops_then_ends() -> None:
     the adaptive rule decides."""
     def build(warmup: int) -> IslandSelector:
         sel = IslandSelector(warmup=warmup, warmup_width=3, outstanding_penalty=0.0,
-                             crossover_rate=0.0)
+                             crossover_rate=0.0, credit=False)
         sel.add(prog(0, 0.0))
         for i in range(1, 13):  # improving children, every one a success: exploit hard
             sel.add(prog(i, float(i), island=i % 4, parent=0))
@@ -1019,3 +1020,40 @@ def test_warmup_spreads_parents_over_islands_and_their_tops_then_ends() -> None:
     ended = build(warmup=13)  # 13 results added: the warmup is over
     picks = [ended.select(r) for _ in range(2000)]
     assert sum(p.parent.id == 12 for p in picks) / len(picks) > 0.6
+
+
+def test_credit_moves_exploration_to_the_branch_whose_children_improve() -> None:
+    """selector.credit: each child's result is a trial of the branch that picked its parent
+    (MutationInfo.explored); a Thompson draw between the branches' success rates decides the
+    next pick, so exploration grows where explored picks improve and shrinks where exploited
+    ones do; replaying the committed programs rebuilds the same choices."""
+    def run(explore_pays: bool) -> tuple[float, IslandSelector, list[Program]]:
+        sel = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0)
+        rng, r = random.Random(11), random.Random(12)
+        committed = [prog(0, 0.0)]
+        sel.add(committed[0])
+        best = 0.0
+        for i in range(1, 400):
+            s = sel.select(rng)
+            assert s.explored is not None
+            wins = s.explored == explore_pays and r.random() < 0.5
+            best += 1.0 if wins else 0.0
+            p = prog(i, best if wins else best - 5.0, parent=s.parent.id, explored=s.explored,
+                     length=r.randrange(50, 5000))
+            sel.add(p)
+            committed.append(p)
+        picks = [sel.select(rng) for _ in range(2000)]
+        return sum(bool(p.explored) for p in picks) / len(picks), sel, committed
+
+    exploring, live, committed = run(explore_pays=True)
+    exploiting, _, _ = run(explore_pays=False)
+    assert exploring > 0.8, exploring
+    assert exploiting < 0.15, exploiting
+
+    replayed = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0)
+    for p in committed:
+        replayed.add(p)
+    r1, r2 = random.Random(8), random.Random(8)
+    for _ in range(50):
+        a, b = live.select(r1), replayed.select(r2)
+        assert (a.parent.id, a.explored) == (b.parent.id, b.explored)

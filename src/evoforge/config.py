@@ -230,6 +230,7 @@ class SelectorConfig(_Strict):
     outstanding_penalty: float = Field(0.25, ge=0)
     warmup: int = Field(0, ge=0)
     warmup_width: int = Field(8, ge=1)
+    credit: bool = True
 
     @field_validator("features", mode="before")
     @classmethod

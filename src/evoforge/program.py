@@ -76,6 +76,9 @@ class MutationInfo:
     # the parent the selector picked for its proposal, when the child names another (a tuning
     # trial of the run's best, MutationOutcome.parent): the selector's outstanding count is its
     selected: int | None = None
+    # the selector's branch that picked the parent (Selection.explored): True explored, False
+    # exploited (the islands' credit assignment reads it back; None: not told)
+    explored: bool | None = None
 
     def __post_init__(self) -> None:
         _scrub_fields(self, "mutator", "model", "edit_kind", "note", "arm", "prompt_variant")

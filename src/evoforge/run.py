@@ -143,7 +143,8 @@ class Run:
                    else (sel.parent.id, *(o.id for o in sel.others)))
         info = replace(outcome.info, view=proposal.view,
                        staleness=self.tally.done - proposal.view,
-                       selected=sel.parent.id if base.id != sel.parent.id else None)
+                       selected=sel.parent.id if base.id != sel.parent.id else None,
+                       explored=sel.explored if base.id == sel.parent.id else None)
         p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents,
                     island=base.island if outcome.parent is not None else sel.island,
                     generation=base.generation + 1, mutation=info,

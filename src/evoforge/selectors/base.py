@@ -18,6 +18,9 @@ class Selection:
     others: tuple[Program, ...] = ()  # extra parents (crossover partners)
     context: tuple[Program, ...] = ()  # programs shown to the LLM as inspiration
     island: int = 0  # island the child will belong to
+    # the selector's branch that picked the parent (True: explored, False: exploited; None:
+    # not told); stored with the child (MutationInfo.explored) so credit survives resume
+    explored: bool | None = None
 
 
 @dataclass

@@ -30,6 +30,17 @@ search improves its best rarely: at 0.2 toy runs explored almost always and lost
 ``adaptive=False`` keeps the configured ratios (and uniform islands); ``exploitation_ratio=1``
 turns exploration off.
 
+**Credit assignment** (``credit``, on by default). Whether a pick explores is then decided by
+which branch has been paying: every child records the branch that picked its parent
+(``Selection.explored`` -> ``MutationInfo.explored``), its result is a trial of that branch (a
+success if it beats its island's best), and each pick draws from the two branches' Beta
+posteriors over their discounted success rates (memory about ``5 * adaptation_window``
+trials; Thompson sampling) and explores if the explored branch's draw is higher, and in 5% of
+picks regardless. A problem that rewards refinement soon exploits almost always; one where only
+non-best parents still lead anywhere (a deceptive problem) shifts to exploring. The island
+choice keeps the success-rate rule. The counts come from the committed programs, so a replay
+rebuilds them. ``credit=False`` leaves the choice to the success-rate rule above.
+
 **Warm-up** (``warmup``, off by default). For the first ``warmup`` results the island is drawn
 uniformly and an exploiting pick takes any of the island's best ``warmup_width`` programs: a
 broad start that keeps several early lineages alive. It pays on deceptive problems, where a
@@ -241,7 +252,13 @@ class IslandSelector(Selector):
         outstanding_penalty: float = 0.25,
         warmup: int = 0,
         warmup_width: int = 8,
+        credit: bool = True,
     ) -> None:
+        self.credit = credit
+        # credit: discounted successes / trials of children of exploited [0] and explored [1]
+        # picks (from MutationInfo.explored, so replaying committed programs rebuilds them)
+        self._arm_succ = [0.0, 0.0]
+        self._arm_trials = [0.0, 0.0]
         self.warmup = warmup
         self.warmup_width = warmup_width
         self.minimize = minimize
@@ -341,6 +358,7 @@ class IslandSelector(Selector):
             outstanding_penalty=cfg.outstanding_penalty,
             warmup=cfg.warmup,
             warmup_width=cfg.warmup_width,
+            credit=cfg.credit,
         )
 
     # ------------------------------------------------------------------ features
@@ -383,11 +401,13 @@ class IslandSelector(Selector):
             return  # pending, or already added (idempotent)
         self._seen.add(program.id)
         self._clock += 1
-        if program.mutation.selected is not None:  # made from another than the one picked
-            self._release(program.mutation.selected)
-        elif program.parent_ids:
-            self._release(program.parent_ids[0])
+        picked = (program.mutation.selected if program.mutation.selected is not None
+                  else program.parent_ids[0] if program.parent_ids else None)
+        if picked is not None:
+            self._release(picked)
         ok = program.status is Status.OK and program.score is not None
+        if self.credit and program.mutation.explored is not None and self._initial is not None:
+            self._credit(program, ok)
         if program.parent_ids and self._initial is not None:
             self._trial(program, ok)
         if not ok:
@@ -412,6 +432,30 @@ class IslandSelector(Selector):
             self._join(self._islands[program.island % self.num_islands], program)
         if self._count % self.migration_interval == 0:
             self._migrate()
+
+    def _credit(self, child: Program, ok: bool) -> None:
+        """Credit assignment: a child's result is a trial of the branch (explore or exploit)
+        that picked its parent; a success if it beats its island's best."""
+        explored = bool(child.mutation.explored)
+        isl = self._islands[child.island % self.num_islands]
+        win = ok and self.fitness(child) > -isl.ranked[0][0]
+        d = 1.0 - 1.0 / (5 * self.adaptation_window)
+        for arm in (0, 1):
+            self._arm_succ[arm] *= d
+            self._arm_trials[arm] *= d
+        self._arm_succ[explored] += 1.0 if win else 0.0
+        self._arm_trials[explored] += 1.0
+
+    def _explores(self, island: int, rng: random.Random) -> bool:
+        """Whether this pick explores: the adaptive rule, or with ``credit`` a Thompson draw
+        between the two branches' success rates (at least 5% of picks explore)."""
+        if not self.credit or not self.adaptive or self._base <= 0.0:
+            return rng.random() < self.exploration(island)
+        if self._base >= 1.0 or rng.random() < 0.05:  # exploitation_ratio 0: always explore
+            return True
+        s, t = self._arm_succ, self._arm_trials
+        draw = [rng.betavariate(s[a] + 1.0, t[a] - s[a] + 1.0) for a in (0, 1)]
+        return draw[1] > draw[0]
 
     def _trial(self, child: Program, ok: bool) -> None:
         """A child's result: one trial of its island and of the run (see the module doc)."""
@@ -603,7 +647,8 @@ class IslandSelector(Selector):
         else:
             island = self._best_island
         isl = self._islands[island]
-        if rng.random() < self.exploration(island):
+        explored = self._explores(island, rng)
+        if explored:
             cells = isl.cell_list
             if rng.random() < self._member_share or len(cells) < 2:
                 parent = isl.members[isl.pool[rng.randrange(len(isl.pool))]]
@@ -631,7 +676,8 @@ class IslandSelector(Selector):
             if q is None:
                 q = self._out[parent.id] = deque(maxlen=_OUTSTANDING_CAP)
             q.append(self._clock)
-        return Selection(parent=parent, others=others, context=context, island=island)
+        return Selection(parent=parent, others=others, context=context, island=island,
+                         explored=explored)
 
     def _exploit(self, isl: _Island) -> Program:
         """The island's best, each outstanding child counting ``outstanding_penalty`` ranks
