@@ -269,10 +269,11 @@ def _meta(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def zdt_run(tmp_path_factory) -> tuple[Path, dict]:
-    """A short model-free run of zdt1_front (the problem's own config: Pareto on f1, f2)."""
+    """A short model-free run of zdt1_front (the problem's own config: Pareto on f1, f2); one
+    evaluation slot, so the same seed gives the same programs (no timing in the result)."""
     run_dir = tmp_path_factory.mktemp("zdt") / "run"
     cfg = build_config(ZDT.config, {"max_programs": 90, "max_time": None, "seed": 3,
-                                    "evaluation": {"workers": 2}})
+                                    "evaluation": {"workers": 1}})
     evolve(ZDT, run_dir=run_dir, config=cfg)
     return run_dir, _meta(run_dir)
 

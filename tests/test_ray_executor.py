@@ -390,3 +390,5 @@ def test_unreachable_cluster_is_a_clean_cli_error(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     assert f"cannot reach the Ray cluster at executor.address='{address}'" in res.stderr
     assert "ray start --head" in res.stderr
+    # checked before the run exists: the same command works as printed once a cluster is up
+    assert not (tmp_path / "r").exists(), sorted(p.name for p in (tmp_path / "r").iterdir())

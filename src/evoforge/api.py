@@ -105,8 +105,10 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 async def _drive(run: Run, config: Config, problem: Problem,
                  on_event: Callable[[Program], None] | None,
-                 mutator: Mutator | None = None, executor: Executor | None = None) -> RunOutcome:
-    """Drive ``run`` to a stop with the given collaborators; the config builds the others."""
+                 mutator: Mutator | None = None, executor: Executor | None = None,
+                 built: Executor | None = None) -> RunOutcome:
+    """Drive ``run`` to a stop with the given collaborators; the config builds the others
+    (``built``: the config's executor, already built and connected)."""
     mutator = mutator if mutator is not None else make_mutator(config)
     if config.prompt.evolve.enabled:  # the LLM's instructions evolve too (in the run's storage)
         from evoforge.mutators.meta_prompt import with_prompt_evolution
@@ -115,7 +117,7 @@ async def _drive(run: Run, config: Config, problem: Problem,
     if run.tally.done and type(mutator).restore is not Mutator.restore:  # resumed: re-learn
         mutator.restore(p for p in run.storage.programs() if p.status is not Status.PENDING)
     if executor is None:
-        executor = _executor(problem, config, run.run_dir)
+        executor = built if built is not None else _executor(problem, config, run.run_dir)
         if config.executor.name == "ray":  # the in-flight window follows the cluster's slots
             from evoforge.executors.ray import RayExecutor
 
@@ -311,7 +313,11 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
     if mutator is None:  # a bad --replay or --record file fails here, before a run dir exists
         mutator = make_mutator(cfg)
     driving = False
+    built: Executor | None = None
     try:
+        if executor is None and cfg.executor.name == "ray":
+            # an unreachable cluster fails here too, before a run dir exists
+            built = _executor(prob, cfg, Path(run_dir).expanduser().absolute())
         with run_lock(Path(run_dir)):
             run = start_run(prob, cfg, Path(run_dir), selector=selector, stop=stop,
                             storage=storage)
@@ -319,12 +325,15 @@ def evolve(problem: str | Path | Problem, *, run_dir: str | Path,
                 if on_run:
                     on_run(run)
                 driving = True  # from here on, _drive closes the mutator
-                return asyncio.run(_drive(run, cfg, prob, on_event, mutator, executor))
+                return asyncio.run(_drive(run, cfg, prob, on_event, mutator, executor, built))
             finally:
                 run.storage.close()
     finally:
-        if own and not driving:
-            asyncio.run(mutator.aclose())
+        if not driving:
+            if own:
+                asyncio.run(mutator.aclose())
+            if built is not None:
+                asyncio.run(built.aclose())
 
 
 def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),

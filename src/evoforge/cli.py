@@ -826,7 +826,7 @@ def dashboard(
     token: Annotated[str | None, typer.Option(help="Require this token (generated when "
                                               "--host is not loopback).")] = None,
 ) -> None:
-    """Serve a live, read-only web view of runs (needs: pip install 'evoforge[dashboard]')."""
+    """Serve a live, read-only web view of runs (needs: pip install 'evoforge\\[dashboard]')."""
     from evoforge.dashboard.server import serve
 
     serve(runs, host=host, port=port, token=token, echo=lambda line: err.print(_lit(line)))

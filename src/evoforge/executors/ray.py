@@ -435,6 +435,11 @@ class RayExecutor(Executor):
             ref = actor.handle.evaluate.remote(code, program_id)
             try:
                 out = await asyncio.wait_for(_await(ref), 2 * self.timeout + 60.0)
+            except asyncio.CancelledError:  # its evaluation may still run: a fresh slot
+                self._kill(actor)
+                if not self._closed:
+                    self._spawn()
+                raise
             except TimeoutError:
                 self._kill(actor)
                 self._spawn()

@@ -39,7 +39,8 @@ trials; Thompson sampling) and explores if the explored branch's draw is higher,
 picks regardless. A problem that rewards refinement soon exploits almost always; one where only
 non-best parents still lead anywhere (a deceptive problem) shifts to exploring. The island
 choice keeps the success-rate rule. The counts come from the committed programs, so a replay
-rebuilds them. ``credit=False`` leaves the choice to the success-rate rule above.
+rebuilds them; warm-up picks earn no credit. ``credit=False`` (or ``adaptive=False``, which
+keeps the configured ratios) leaves the choice to the rule above.
 
 **Warm-up** (``warmup``, off by default). For the first ``warmup`` results the island is drawn
 uniformly and an exploiting pick takes any of the island's best ``warmup_width`` programs: a
@@ -677,7 +678,7 @@ class IslandSelector(Selector):
                 q = self._out[parent.id] = deque(maxlen=_OUTSTANDING_CAP)
             q.append(self._clock)
         return Selection(parent=parent, others=others, context=context, island=island,
-                         explored=explored)
+                         explored=None if warm else explored)  # warm-up picks earn no credit
 
     def _exploit(self, isl: _Island) -> Program:
         """The island's best, each outstanding child counting ``outstanding_penalty`` ranks
