@@ -523,3 +523,29 @@ def test_tuning_reads_each_block_by_its_files_language() -> None:
                                        for lit in lits]))
     assert child == {"a.py": files["a.py"].replace("40", "41").replace("0.25", "0.5"),
                      "k.c": files["k.c"].replace("0.25", "0.5"), "n.txt": files["n.txt"]}
+
+
+def test_the_best_tree_is_never_written_through_a_file_or_symlink_in_its_place(tmp_path):
+    """Review: ``best_program/`` is replaced by renames; a file or a symlink found at its place
+    (planted, or left by hand) is an error naming it, and what it points to is untouched."""
+    from evoforge.errors import StorageError
+    from evoforge.program_files import pack
+    from evoforge.run import _atomic_write_tree
+
+    code = pack({"a.py": "x = 1\n", "lib/b.c": "int b;\n"})
+    target = tmp_path / "best_program"
+    _atomic_write_tree(target, code)  # fresh, then replaced whole
+    _atomic_write_tree(target, pack({"a.py": "x = 2\n"}))
+    assert (target / "a.py").read_text() == "x = 2\n" and not (target / "lib").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("keep me")
+    link = tmp_path / "linked"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    plain = tmp_path / "plain"
+    plain.write_text("a file")
+    for bad in (link, plain):
+        with pytest.raises(StorageError, match="not a directory"):
+            _atomic_write_tree(bad, code)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep"]
+    assert plain.read_text() == "a file"

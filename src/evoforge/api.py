@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from evoforge.config import Config, Layer, build_config, override_layers
 from evoforge.errors import ConfigError, EvoforgeError, StorageError
@@ -121,7 +121,7 @@ async def _drive(run: Run, config: Config, problem: Problem,
         if config.executor.name == "ray":  # the in-flight window follows the cluster's slots
             from evoforge.executors.ray import RayExecutor
 
-            assert isinstance(executor, RayExecutor)
+            executor = cast(RayExecutor, executor)  # what _executor builds for this name
             await executor.start()  # its actors up: they say which sandbox the nodes have
             ev = run.config.evaluation.model_copy(update={"workers": executor.slots})
             run.config = run.config.model_copy(update={"evaluation": ev})

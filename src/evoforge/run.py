@@ -298,17 +298,22 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _atomic_write_tree(path: Path, code: str) -> None:
     """Write the packed tree ``code`` as the directory ``path``, replacing it whole: built
-    beside it, then swapped in by renames (a reader sees the old tree or the new one)."""
+    beside it, then swapped in by two renames (a reader sees the old tree, the new one, or for
+    the instant between the renames none; never a mix). Anything at ``path`` other than a
+    directory (a file, a symlink) is an error naming it, not replaced."""
     import shutil
 
     from evoforge.program_files import unpack, write_tree
 
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise StorageError(f"{path} exists and is not a directory; move it away so the best "
+                           "program's files can be written there")
     tmp = path.with_name(f".{path.name}.tmp")
     old = path.with_name(f".{path.name}.old")
     for d in (tmp, old):
         shutil.rmtree(d, ignore_errors=True)
     write_tree(tmp, unpack(code))
-    if path.is_dir() and not path.is_symlink():
+    if path.is_dir():
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)

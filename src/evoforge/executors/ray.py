@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evoforge.errors import ConfigError, ProblemError
+from evoforge.errors import ConfigError, EvoforgeError, ProblemError
 from evoforge.executors.base import Executor
 from evoforge.executors.local import _OWNER, _snapshot_ignore
 from evoforge.problem import evaluator_form
@@ -411,7 +411,9 @@ class RayExecutor(Executor):
     # -- evaluating ----------------------------------------------------------------------------
 
     async def _take(self) -> _Actor | None:
-        assert self._idle is not None
+        if self._idle is None:
+            raise EvoforgeError("the Ray executor was not started: call start() (or use it "
+                                "through evoforge.evolve) before evaluate()")
         try:
             return await asyncio.wait_for(self._idle.get(), self.slot_wait)
         except TimeoutError:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from evoforge.errors import ConfigError
+from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.mutators.base import MutationOutcome, MutationRequest, Mutator
 from evoforge.program import Program, Status
 
@@ -108,8 +108,7 @@ class BanditMutator(Mutator):
     async def mutate(self, request: MutationRequest) -> MutationOutcome:
         for arm in self.rank(random.Random(request.rng.random())):
             if arm == TUNE_ARM:
-                assert self.tuning is not None
-                trial = self.tuning.trial(request)
+                trial = self.tuning.trial(request) if self.tuning is not None else None
                 if trial is None:  # no trial can be made now: the next arm in the draw's order
                     self.declined += 1
                     continue
@@ -117,7 +116,8 @@ class BanditMutator(Mutator):
             else:
                 out = await self.arms[arm].mutate(request)
             return replace(out, info=replace(out.info, arm=arm))
-        raise AssertionError("unreachable: the configured arms never decline")
+        raise EvoforgeError("every bandit arm declined this proposal; configure at least one "
+                            "arm that always answers (an LLM model or mutator.bandit_model_free)")
 
     # ------------------------------------------------------------------ learning
     def observe(self, program: Program) -> None:
