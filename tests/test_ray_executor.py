@@ -318,9 +318,12 @@ def test_sigkill_of_the_controller_then_resume(cluster: LocalRayCluster, tmp_pat
     pending = {p.id for p in before if p.status is Status.PENDING}
     # resumed through the head's Ray client (ray://), the form for a controller outside the
     # cluster's network: the same nodes evaluate
+    # (the client server may refuse new clients until the dead one's reconnect grace period
+    # ends: the executor tries again within executor.connect_timeout)
     res = subprocess.run([*EVOFORGE, "resume", str(run_dir), "-q", "--set",
-                          f"executor.address={cluster.client_address}"], capture_output=True,
-                         text=True, timeout=180)
+                          f"executor.address={cluster.client_address}", "--set",
+                          "executor.connect_timeout=90"], capture_output=True,
+                         text=True, timeout=240)
     assert res.returncode == 0, res.stderr
     after, stats = _stored(run_dir)
     assert (backend == "sqlite") == (run_dir / "evoforge.db").exists()

@@ -339,7 +339,7 @@ class ExecutorConfig(_Strict):
     resources: dict[str, float] = Field(default_factory=dict)  # custom resources, e.g. {gpu_a100: 1}
     slots: int | None = Field(None, ge=1)  # default: what the cluster's nodes can hold at once
     retries: int = Field(1, ge=0)  # more tries of an evaluation whose node or worker died
-    connect_timeout: float = Field(30.0, gt=0)  # seconds to reach the cluster at start
+    connect_timeout: float = Field(60.0, gt=0)  # seconds to reach the cluster at start
     # seconds an evaluation may wait for a live slot once nodes died (then: crashed)
     slot_wait: float = Field(300.0, gt=0)
 

@@ -197,7 +197,7 @@ class RayExecutor(Executor):
         slots: int | None = None,
         retries: int = 1,
         timeout: float = 60.0,
-        connect_timeout: float = 30.0,
+        connect_timeout: float = 60.0,
         slot_wait: float = 300.0,
         hide: Sequence[Path] = (),
     ) -> None:
@@ -293,6 +293,7 @@ class RayExecutor(Executor):
             # up after a killed driver says "Initialization failure from server") is tried
             # again until connect_timeout; an address nothing listens on fails at once (probe).
             deadline = time.monotonic() + self.connect_timeout
+            tries = 0
             while True:
                 try:
                     if self.address != "auto":
@@ -308,7 +309,12 @@ class RayExecutor(Executor):
                     with contextlib.suppress(Exception):
                         ray.shutdown()
                     if time.monotonic() + 1.0 < deadline:
-                        log.info("Ray at %s not ready (%s); trying again", self.address, e)
+                        first = tries == 0
+                        tries += 1
+                        (log.warning if first else log.debug)(
+                            "the Ray cluster at %s answers but is not ready (%s); trying again "
+                            "for up to executor.connect_timeout=%g s", self.address,
+                            _first_line(e), self.connect_timeout)
                         time.sleep(1.0)
                         continue
                     why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
