@@ -773,12 +773,13 @@ def connect(target: PostgresURL, *, readonly: bool = True,
                                **_connect_kwargs(readonly, writer=writer))
     except psycopg.Error as e:
         why = _first_line(e, target)
-        hint = "is the server running and reachable from here? fix storage.url"
+        url = "the URL (storage.url, or the postgresql:// reference given)"
+        hint = f"is the server running and reachable from here? check {url}"
         if "password" in why or "authentication" in why:
             hint = ("give the password in PGPASSWORD or ~/.pgpass (never in the URL of a run), "
-                    "or fix the user in storage.url")
+                    f"or fix the user in {url}")
         elif "does not exist" in why:
-            hint = f"create it (createdb {target.database}) or fix storage.url"
+            hint = f"create it (createdb {target.database}) or fix {url}"
         raise StorageError(f"cannot connect to PostgreSQL at {target.where} (database "
                            f"{target.database!r}, {target.db_url}): {why}; {hint}") from e
 
