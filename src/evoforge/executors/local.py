@@ -173,11 +173,12 @@ class _Unit:
     procs: list[_Proc]
 
 
-def _sweep_dead_scratch(parent: Path) -> None:
-    """Remove ``evoforge-run-*`` dirs under ``parent`` whose owner died (its flock is free):
-    scratch left behind by a controller that was killed before it could clean up."""
+def _sweep_dead_scratch(parent: Path, pattern: str = "evoforge-run-*") -> None:
+    """Remove ``pattern`` dirs under ``parent`` whose owner died (its ``_OWNER`` flock is
+    free): scratch left behind by a controller (or a Ray actor) killed before it could clean
+    up."""
     try:
-        candidates = list(parent.glob("evoforge-run-*"))
+        candidates = list(parent.glob(pattern))
     except OSError:
         return
     for d in candidates:

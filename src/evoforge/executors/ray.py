@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from evoforge.errors import ConfigError, EvoforgeError, ProblemError
 from evoforge.executors.base import Executor
-from evoforge.executors.local import _OWNER, _snapshot_ignore
+from evoforge.executors.local import _OWNER, _snapshot_ignore, _sweep_dead_scratch
 from evoforge.problem import evaluator_form
 from evoforge.program import EvalResult, Status
 
@@ -98,24 +98,6 @@ def pack_problem(problem_dir: Path, hide: Sequence[Path] = ()) -> bytes:
     return buf.getvalue()
 
 
-def _sweep_dead_slots(parent: Path) -> None:
-    """Remove the dirs of actors on this node whose process died (killed with their
-    controller's job, or with their node): their owner lock is free."""
-    for d in parent.glob("evoforge-ray-*"):
-        try:
-            fd = os.open(d / _OWNER, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # held: its actor is alive
-        else:
-            shutil.rmtree(d, ignore_errors=True)
-        finally:
-            os.close(fd)
-
-
 class _Slot:
     """The actor body: one evaluation slot on a node, a one-slot LocalExecutor in a temp dir
     of its own holding the unpacked problem. Made a Ray actor by :meth:`RayExecutor.connect`."""
@@ -126,7 +108,8 @@ class _Slot:
         from evoforge.executors.local import LocalExecutor
 
         self.node_id = ray.get_runtime_context().get_node_id()
-        _sweep_dead_slots(Path(tempfile.gettempdir()))
+        # dirs of actors on this node whose process died (with their job, or their node)
+        _sweep_dead_scratch(Path(tempfile.gettempdir()), "evoforge-ray-*")
         self.dir = Path(tempfile.mkdtemp(prefix=f"evoforge-ray-{token}-"))
         os.chmod(self.dir, 0o755)  # the sandbox user reaches its scratch dir under it
         self._lock = os.open(self.dir / _OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
