@@ -42,11 +42,15 @@ problems, the best found by long searches for ``tardiness_rule``),
     gain   = (S - S0) / (S* - S0)   0 = no progress, 1 = the optimum
     regret = 1 - gain               the share of the initial gap left
 
-Per problem and budget the table shows each engine's mean best score, mean gain (per seed in
-brackets) and two ratios against evoforge's default: ``default/engine`` on gain and
-``engine/default`` on regret; above 1 the default did better, below 1 worse.
+Each run makes the largest budget's calls; a smaller budget reads the best of the run's first
+``budget`` children (nothing in a search depends on its budget, so that is the run a smaller
+budget would have made), which saves a run per budget. Runs go one per process
+(``--jobs``, default one per CPU). Per problem and budget the table shows each engine's mean best
+score, mean gain with its standard error (the spread across seeds is large: compare engines by
+it, not by the third decimal), the gain per seed, and two ratios against evoforge's default:
+``default/engine`` on gain and ``engine/default`` on regret; above 1 the default did better, below 1 worse.
 
-    .venv/bin/python benchmarks/discovery.py                    # 4 problems, budgets 200 600, 3 seeds
+    .venv/bin/python benchmarks/discovery.py                    # 4 problems, budgets 200 600, 10 seeds
     .venv/bin/python benchmarks/discovery.py --quick            # smoke test: budget 40, 1 seed
     .venv/bin/python benchmarks/discovery.py --problems deceptive_trap --budgets 600 --seeds 5
 """
@@ -84,7 +88,7 @@ WORKERS = 2
 
 @dataclass
 class Result:
-    best: float
+    best: dict[int, float]  # budget -> best score among the first `budget` children
     calls: int  # LLM requests the server answered (the hill climber: perturbations)
     children: int  # programs made after the initial one
     seconds: float
@@ -107,21 +111,24 @@ def score_in_process(evaluator: ModuleType, code: str, path: Path) -> float | No
         return None
 
 
-def hill_climber(problem: Path, budget: int, seed: int, scale: float, tmp: Path) -> Result:
+def hill_climber(problem: Path, budgets: list[int], seed: int, scale: float,
+                 tmp: Path) -> Result:
     t0 = time.monotonic()
     evaluator = load_evaluator(problem)
     op = perturbing(seed, scale)
     best = (problem / "initial_program.py").read_text()
     best_score = score_in_process(evaluator, best, tmp / "candidate.py")
     assert best_score is not None, f"{problem.name}: the initial program fails"
-    for _ in range(budget):
+    at: dict[int, float] = {}
+    for call in range(1, max(budgets) + 1):
         child = op.mutate(best)
-        if child is None:
-            continue
-        s = score_in_process(evaluator, child, tmp / "candidate.py")
-        if s is not None and s > best_score:
-            best, best_score = child, s
-    return Result(best_score, budget, budget, time.monotonic() - t0)
+        if child is not None:
+            s = score_in_process(evaluator, child, tmp / "candidate.py")
+            if s is not None and s > best_score:
+                best, best_score = child, s
+        if call in budgets:
+            at[call] = best_score
+    return Result(at, max(budgets), max(budgets), time.monotonic() - t0)
 
 
 def in_process_executor(problem: Path, tmp: Path) -> FunctionExecutor:
@@ -167,9 +174,13 @@ def nested(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def evoforge_run(problem: Path, selector: str, budget: int, seed: int, scale: float,
+def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, scale: float,
                  tmp: Path, executor: str = "inprocess") -> Result:
+    """One run of ``max(budgets)`` calls; the best at a smaller budget is the best of the
+    first ``budget`` children (ids 1..budget: a proposal is one call), which is what a run
+    stopped there would have made (nothing in the search depends on the budget)."""
     t0 = time.monotonic()
+    budget = max(budgets)
     selector, overrides = engine_spec(selector)
     prob = Problem.load(problem)
     with OpenAITestServer(perturbing(seed, scale)) as srv:
@@ -190,11 +201,34 @@ def evoforge_run(problem: Path, selector: str, budget: int, seed: int, scale: fl
     if not outcome.ok or outcome.best is None or outcome.best.score is None:
         raise RuntimeError(f"{problem.name} {selector} budget {budget} seed {seed}: "
                            f"{outcome.reason}: {outcome.message}")
+    from evoforge.program import Status
     from evoforge.storages import SQLiteStorage
 
+    init = float("-inf")
+    best = {b: init for b in budgets}
     with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
         children = s.stats()["next_id"] - 1
-    return Result(float(outcome.best.score), calls, children, time.monotonic() - t0)
+        for p in s.programs(status=Status.OK):
+            if p.score is None:
+                continue
+            for b in budgets:
+                if p.id <= b and p.score > best[b]:
+                    best[b] = float(p.score)
+    if best[budget] != float(outcome.best.score):
+        raise RuntimeError(f"{problem.name} {selector} seed {seed}: the stored programs' best "
+                           f"{best[budget]} is not the run's best {outcome.best.score}")
+    return Result(best, calls, children, time.monotonic() - t0)
+
+
+def one_job(job: tuple[str, str, int, list[int], float, str]) -> Result:
+    """One engine on one problem and seed, at every budget (a worker process's unit)."""
+    name, engine, seed, budgets, scale, executor = job
+    logging.getLogger("evoforge").setLevel(logging.ERROR)  # the plain-form integrity warning
+    os.environ.pop("EVOFORGE_BENCH_NO_KEY", None)
+    with tempfile.TemporaryDirectory(prefix="evoforge-discovery-") as tmpdir:
+        if engine == "hill_climber":
+            return hill_climber(HERE / name, budgets, seed, scale, Path(tmpdir))
+        return evoforge_run(HERE / name, engine, budgets, seed, scale, Path(tmpdir), executor)
 
 
 def meta(problem: Path) -> dict[str, Any]:
@@ -221,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", default=",".join(PROBLEMS),
                     help=f"comma-separated (default: all: {','.join(PROBLEMS)})")
     ap.add_argument("--budgets", default="200,600", help="LLM calls per run, comma-separated")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="runs at once, one per process (default: one per CPU)")
     ap.add_argument("--engines", default=",".join(ENGINES),
                     help=f"comma-separated subset of {','.join(ENGINES)}; a selector may take "
                     "settings: islands[num_islands=2;exploitation_ratio=0.7]")
@@ -249,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--engines must include {DEFAULT} (the ratios are against it)")
     if args.quick:
         budgets, seeds = [40], [0]
+    budgets = sorted(set(budgets))
     logging.getLogger("evoforge").setLevel(logging.ERROR)  # the plain-form integrity warning
     os.environ.pop("EVOFORGE_BENCH_NO_KEY", None)
 
@@ -256,28 +293,36 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"evoforge from {Path(evoforge.__file__).parent}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    jobs = [(name, engine, seed, budgets, args.scale, args.executor)
+            for name in problems for engine in engines for seed in seeds]
     results: dict[tuple[str, int, str], list[Result]] = {}
-    with tempfile.TemporaryDirectory(prefix="evoforge-discovery-") as tmpdir:
-        tmp = Path(tmpdir)
-        for name in problems:
-            problem = HERE / name
-            for budget in budgets:
-                for engine in engines:
-                    for seed in seeds:
-                        if engine == "hill_climber":
-                            r = hill_climber(problem, budget, seed, args.scale, tmp)
-                        else:
-                            r = evoforge_run(problem, engine, budget, seed, args.scale, tmp,
-                                             args.executor)
-                        results.setdefault((name, budget, engine), []).append(r)
-                        print(f"{name} budget {budget} {engine} seed {seed}: best {fmt(r.best)} "
-                              f"({r.calls} calls, {r.seconds:.1f} s)", file=sys.stderr, flush=True)
+    finished: dict[tuple[str, str, int], Result] = {}
+
+    def record(job: tuple[str, str, int, list[int], float, str], r: Result) -> None:
+        name, engine, seed = job[:3]
+        finished[(name, engine, seed)] = r
+        at = ", ".join(f"@{b}: {fmt(r.best[b])}" for b in budgets)
+        print(f"{name} {engine} seed {seed}: best {at} ({r.calls} calls, {r.seconds:.1f} s)",
+              file=sys.stderr, flush=True)
+
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for job, r in zip(jobs, pool.map(one_job, jobs), strict=True):
+                record(job, r)
+    else:
+        for job in jobs:
+            record(job, one_job(job))
+    for (name, engine, _), r in sorted(finished.items(), key=lambda kv: kv[0][2]):
+        for budget in budgets:
+            results.setdefault((name, budget, engine), []).append(r)
     total = time.monotonic() - started
     if args.json is not None:
         import json
 
-        rows = [{"problem": n, "budget": b, "engine": e, "seed": seeds[k], "best": r.best,
-                 "calls": r.calls, "children": r.children, "seconds": round(r.seconds, 3)}
+        rows = [{"problem": n, "budget": b, "engine": e, "seed": seeds[k], "best": r.best[b],
+                 "calls": b, "children": r.children, "seconds": round(r.seconds, 3)}
                 for (n, b, e), rs in results.items() for k, r in enumerate(rs)]
         args.json.write_text(json.dumps({"evoforge": str(Path(evoforge.__file__).parent),
                                          "scale": args.scale, "executor": args.executor,
@@ -288,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
           f"test server (scale {args.scale}), "
           f"llm.concurrency {CONCURRENCY}, {WORKERS} evaluation slots ({args.executor}), "
           "reverify 0, hedge off, "
-          f"seeds {seeds[0]}..{seeds[-1]}, budgets {', '.join(map(str, budgets))} calls.\n")
-    print("| problem | budget | engine | best score (mean) | gain (mean) | gain per seed "
-          "| default/engine (gain) | engine/default (regret) | calls | s/run |")
-    print("|---|---:|---|---:|---:|---|---:|---:|---:|---:|")
-    summary: list[tuple[str, int, str, float, float]] = []
+          f"seeds {seeds[0]}..{seeds[-1]}, budgets {', '.join(map(str, budgets))} calls "
+          f"(each run makes {max(budgets)} calls; a smaller budget reads the best of its first "
+          "children).\n")
+    print("| problem | budget | engine | best score (mean) | gain (mean ± s.e.) | gain per seed "
+          "| default/engine (gain) | engine/default (regret) | s/run |")
+    print("|---|---:|---|---:|---:|---|---:|---:|---:|")
+    summary: list[tuple[str, int, str, float, float, float]] = []
     for name in problems:
         problem = HERE / name
         evaluator = load_evaluator(problem)
@@ -305,17 +352,18 @@ def main(argv: list[str] | None = None) -> int:
             gains: dict[str, list[float]] = {}
             for engine in engines:
                 rs = results[(name, budget, engine)]
-                gains[engine] = [(r.best - s0) / (star - s0) for r in rs]
+                gains[engine] = [(r.best[budget] - s0) / (star - s0) for r in rs]
             dg = statistics.mean(gains[DEFAULT])
             for engine in engines:
                 rs = results[(name, budget, engine)]
                 g = statistics.mean(gains[engine])
+                se = (statistics.stdev(gains[engine]) / len(rs) ** 0.5) if len(rs) > 1 else 0.0
                 per = " ".join(f"{x:.3f}" for x in gains[engine])
-                print(f"| {name} | {budget} | {engine} | {fmt(statistics.mean(r.best for r in rs))} "
-                      f"| {g:.3f} | {per} | {ratio(dg, g)} | {ratio(1 - g, 1 - dg)} "
-                      f"| {statistics.mean(r.calls for r in rs):.0f} "
+                print(f"| {name} | {budget} | {engine} "
+                      f"| {fmt(statistics.mean(r.best[budget] for r in rs))} "
+                      f"| {g:.3f} ± {se:.3f} | {per} | {ratio(dg, g)} | {ratio(1 - g, 1 - dg)} "
                       f"| {statistics.mean(r.seconds for r in rs):.1f} |")
-                summary.append((name, budget, engine, g, dg))
+                summary.append((name, budget, engine, g, dg, se))
     print("\nS0 and S* per problem (gain = (S - S0) / (S* - S0)):")
     for name in problems:
         problem = HERE / name
@@ -326,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         m = meta(problem)
         print(f"  {name}: S0 = {fmt(s0 or 0.0)}, S* = {fmt(float(m['best_known']))} "
               f"({str(m.get('best_known_source', '')).split(' (')[0]})")
-    worst = [(n, b, e, g, dg) for n, b, e, g, dg in summary if e != DEFAULT and g > dg]
+    worst = [(n, b, e, g, dg, se) for n, b, e, g, dg, se in summary if e != DEFAULT and g > dg]
     if worst:
-        print("\nWhere the default reaches less than another engine (mean gain):")
-        for n, b, e, g, dg in sorted(worst, key=lambda t: t[4] - t[3]):
-            print(f"  {n} budget {b}: {DEFAULT} {dg:.3f} vs {e} {g:.3f} ({dg - g:+.3f})")
+        print("\nWhere the default reaches less than another engine (mean gain; s.e. of the "
+              "other engine's mean):")
+        for n, b, e, g, dg, se in sorted(worst, key=lambda t: t[4] - t[3]):
+            print(f"  {n} budget {b}: {DEFAULT} {dg:.3f} vs {e} {g:.3f} ({dg - g:+.3f}, "
+                  f"s.e. {se:.3f})")
     print(f"\nTotal wall time: {total:.0f} s")
     return 0
 
