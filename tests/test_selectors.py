@@ -706,7 +706,7 @@ def _parent_is_best_share(sel: IslandSelector, n: int = 2000, seed: int = 5) -> 
 
 def test_improvement_streak_exploits_and_stagnation_explores() -> None:
     def fresh() -> IslandSelector:  # the success-rate rule alone (credit: its own test)
-        sel = IslandSelector(outstanding_penalty=0.0, island_size=200, credit=False)
+        sel = IslandSelector(outstanding_penalty=0.0, island_size=200, stagnation=False)
         sel.add(prog(0, 0.0))
         r = random.Random(1)
         for i in range(1, 80):  # a varied population, no trials yet
@@ -750,7 +750,7 @@ def test_improvement_streak_exploits_and_stagnation_explores() -> None:
 
 
 def test_failed_children_count_as_trials() -> None:
-    sel = IslandSelector(num_islands=1)
+    sel = IslandSelector(num_islands=1, stagnation=False)
     sel.add(prog(0, 1.0))
     before = sel.exploration(0)
     for i in range(1, 30):
@@ -878,7 +878,7 @@ def test_initial_window_does_not_all_go_to_the_initial_program() -> None:
     """A window of 8 proposals is filled before any result returns (all from the initial
     program: it is the only one); as results arrive, the initial program's outstanding
     children push the next proposals to the new programs even when they are worse."""
-    sel = IslandSelector(num_islands=1)
+    sel = IslandSelector(num_islands=1, stagnation=False)
     sel.add(prog(0, 10.0))
     rng = random.Random(0)
     window = [sel.select(rng) for _ in range(8)]
@@ -1028,7 +1028,8 @@ def test_credit_moves_exploration_to_the_branch_whose_children_improve() -> None
     next pick, so exploration grows where explored picks improve and shrinks where exploited
     ones do; replaying the committed programs rebuilds the same choices."""
     def run(explore_pays: bool) -> tuple[float, IslandSelector, list[Program]]:
-        sel = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0)
+        sel = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0,
+                             credit=True)
         rng, r = random.Random(11), random.Random(12)
         committed = [prog(0, 0.0)]
         sel.add(committed[0])
@@ -1050,10 +1051,88 @@ def test_credit_moves_exploration_to_the_branch_whose_children_improve() -> None
     assert exploring > 0.8, exploring
     assert exploiting < 0.15, exploiting
 
-    replayed = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0)
+    replayed = IslandSelector(num_islands=1, outstanding_penalty=0.0, crossover_rate=0.0,
+                              credit=True)
     for p in committed:
         replayed.add(p)
     r1, r2 = random.Random(8), random.Random(8)
     for _ in range(50):
         a, b = live.select(r1), replayed.select(r2)
         assert (a.parent.id, a.explored) == (b.parent.id, b.explored)
+
+
+def test_stagnation_rule_exploits_while_the_best_rises_and_explores_when_it_stalls() -> None:
+    """The default rule: while the run's best keeps rising (by more than
+    stagnation_threshold of its progress per stagnation_window results) a pick takes the best
+    island's best except for min_exploration of picks; once it stalls, stagnant_exploration of
+    picks go to a random member or cell elite of a uniformly drawn island. Failed children
+    are results without a rise; rises too small to matter count as a stall; a replay of the
+    same programs rebuilds the same choices."""
+    sel = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0)
+    assert (sel.stagnation, sel.credit) == (True, False)
+    committed = [prog(0, 0.0)]
+    r = random.Random(3)
+    for i in range(1, 80):  # a varied population on every island
+        committed.append(prog(i, r.uniform(-10, -1), island=i % 4, length=r.randrange(50, 2000)))
+    best = 0.0
+    for i in range(80, 130):  # island 2 keeps improving the best
+        best += 1.0
+        committed.append(prog(i, best, island=2, parent=i - 1 if i > 80 else 0))
+    for p in committed:
+        sel.add(p)
+    assert not sel.stagnant() and sel.best_island == 2
+    assert sel.exploration() == sel.exploration(1) == pytest.approx(sel.min_exploration)
+    rng = random.Random(5)
+    picks = [sel.select(rng) for _ in range(2000)]
+    exploit = [s for s in picks if not s.explored]
+    assert all(s.parent is sel.best() and s.island == 2 for s in exploit)
+    assert 0.02 < 1 - len(exploit) / len(picks) < 0.09
+
+    stall = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0)
+    for p in committed:
+        stall.add(p)
+    # 40 results: failures, worse children and rises below 0.3% of the progress (50)
+    for i in range(130, 170):
+        if i % 3 == 0:
+            p = prog(i, None, status=Status.FAILED, parent=0)
+        elif i % 3 == 1:
+            p = prog(i, -20.0, island=i % 4, parent=0)
+        else:
+            best += 0.005
+            p = prog(i, best, island=2, parent=i - 1)
+        committed.append(p)
+        stall.add(p)
+    assert stall.stagnant()
+    assert stall.exploration() == pytest.approx(stall.stagnant_exploration)
+    picks = [stall.select(rng) for _ in range(4000)]
+    explored = [s for s in picks if s.explored]
+    assert 0.45 < len(explored) / len(picks) < 0.55
+    islands = [sum(s.island == k for s in explored) for k in range(4)]
+    assert min(islands) > 0.8 * len(explored) / 4, islands  # a uniformly drawn island
+    assert sum(s.parent is not stall.best() for s in explored) > 0.8 * len(explored)
+
+    # one real rise ends the stall at once
+    stall.add(prog(300, best + 5.0, island=1, parent=0))
+    assert not stall.stagnant() and stall.best_island == 1
+    assert stall.exploration() == pytest.approx(stall.min_exploration)
+
+    replayed = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0)
+    for p in [*committed, prog(300, best + 5.0, island=1, parent=0)]:
+        replayed.add(p)
+    r1, r2 = random.Random(8), random.Random(8)
+    for _ in range(50):
+        a, b = stall.select(r1), replayed.select(r2)
+        assert (a.parent.id, a.island, a.explored) == (b.parent.id, b.island, b.explored)
+
+
+def test_stagnation_rule_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="stagnation_window"):
+        IslandSelector(stagnation_window=0)
+    with pytest.raises(ConfigError, match="stagnant_exploration"):
+        IslandSelector(stagnant_exploration=1.5)
+    # exploitation_ratio 1 still turns exploration off, whatever the rule
+    sel = IslandSelector(exploitation_ratio=1.0, exploration_ratio=0.0)
+    sel.add(prog(0, 0.0))
+    for i in range(1, 60):
+        sel.add(prog(i, -1.0, island=i % 4, parent=0))
+    assert sel.stagnant() and sel.exploration() == 0.0

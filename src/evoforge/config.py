@@ -230,7 +230,14 @@ class SelectorConfig(_Strict):
     outstanding_penalty: float = Field(0.25, ge=0)
     warmup: int = Field(0, ge=0)
     warmup_width: int = Field(8, ge=1)
-    credit: bool = True
+    # islands: how a pick decides to explore (see evoforge.selectors.islands): the stagnation
+    # rule (default), credit assignment (`credit: true` replaces it), else the success-rate rule
+    credit: bool = False
+    stagnation: bool = True
+    stagnation_window: int = Field(40, ge=1)
+    stagnation_threshold: float = Field(0.003, ge=0)
+    min_exploration: float = Field(0.05, ge=0, le=1)
+    stagnant_exploration: float = Field(0.5, ge=0, le=1)
 
     @field_validator("features", mode="before")
     @classmethod

@@ -1,14 +1,35 @@
 """Islands with bounded populations, MAP-Elites grids, ring migration and adaptive parent choice.
 
-Parent choice (``select``), in two steps, both adapted to the observed rate of improvement:
+Parent choice (``select``). By default (``stagnation``) one decision per pick:
+
+* **Exploit** (probability ``1 - u``): the best program of the island that made the current
+  global best (a new best is worked on at once), each of its outstanding children counting as
+  ranks down (below);
+* **Explore** (probability ``u``): a uniformly drawn island, and on it a random member or the
+  elite of a random MAP-Elites cell other than its best's (in the proportion
+  ``exploration_ratio`` : ``1 - exploration_ratio - exploitation_ratio``).
+
+A parent never comes from another island than the child's: migration is the only way across;
+crossover partners and context come from the parent's island too.
+
+**The stagnation rule** (``stagnation``, the default). ``u`` is ``min_exploration`` (5%) while
+the run's best keeps rising, and ``stagnant_exploration`` (50%) once it has risen by at most
+``stagnation_threshold`` (0.3%) of its progress over the initial program in the last
+``stagnation_window`` (40) results of any status. Refinement that pays is therefore almost never
+interrupted (on the discovery benchmark's refinement problems this matches always taking the
+best, which the success-rate and credit rules below did not: they explored 25-40% of picks
+there), a rise too small to matter counts as a stall, and a stalled run spreads half its picks
+over every island's members, which is what a deceptive problem needs (docs/benchmarks.md). The
+window is rebuilt by replaying the committed programs. ``exploitation_ratio`` 1 (0) still
+means never (always) explore; ``adaptive=False`` keeps the configured ratios with the two-step
+choice below.
+
+With ``stagnation=False`` (or ``credit=True``, or ``adaptive=False``) the choice is in two steps:
 
 1. **Which island.** With probability ``1 - u_run`` the island that made the current global
-   best (a new best is worked on at once); otherwise a uniformly random island.
-2. **Which parent on that island.** With probability ``1 - u_island`` *exploit*: the island's
-   best program; otherwise *explore*: a random island member or the elite of a random
-   MAP-Elites cell other than the best's (in the proportion ``exploration_ratio`` :
-   ``1 - exploration_ratio - exploitation_ratio``). A parent never comes from another island:
-   migration is the only way across; crossover partners and context come from the island too.
+   best; otherwise a uniformly random island.
+2. **Which parent on that island.** With probability ``1 - u_island`` the island's best
+   program; otherwise a random island member or cell elite, as above.
 
 **The adaptive rule** (a smooth success-rate rule in the spirit of Rechenberg's 1/5th rule).
 Every child result (any status) is a *trial* of its island and of the run; it is a *success*
@@ -30,7 +51,7 @@ search improves its best rarely: at 0.2 toy runs explored almost always and lost
 ``adaptive=False`` keeps the configured ratios (and uniform islands); ``exploitation_ratio=1``
 turns exploration off.
 
-**Credit assignment** (``credit``, on by default). Whether a pick explores is then decided by
+**Credit assignment** (``credit``, off by default). Whether a pick explores is then decided by
 which branch has been paying: every child records the branch that picked its parent
 (``Selection.explored`` -> ``MutationInfo.explored``), its result is a trial of that branch (a
 success if it beats its island's best), and each pick draws from the two branches' Beta
@@ -253,9 +274,21 @@ class IslandSelector(Selector):
         outstanding_penalty: float = 0.25,
         warmup: int = 0,
         warmup_width: int = 8,
-        credit: bool = True,
+        credit: bool = False,
+        stagnation: bool = True,
+        stagnation_window: int = 40,
+        stagnation_threshold: float = 0.003,
+        min_exploration: float = 0.05,
+        stagnant_exploration: float = 0.5,
     ) -> None:
         self.credit = credit
+        self.stagnation = stagnation and not credit
+        self.stagnation_window = stagnation_window
+        self.stagnation_threshold = stagnation_threshold
+        self.min_exploration = min_exploration
+        self.stagnant_exploration = stagnant_exploration
+        # the global best after each result (the stagnation rule looks one window back)
+        self._best_hist: deque[float] = deque(maxlen=max(1, stagnation_window) + 1)
         # credit: discounted successes / trials of children of exploited [0] and explored [1]
         # picks (from MutationInfo.explored, so replaying committed programs rebuilds them)
         self._arm_succ = [0.0, 0.0]
@@ -295,13 +328,18 @@ class IslandSelector(Selector):
             problems.append(f"island_size must be at least 2 (got {island_size})")
         if adaptation_window < 1:
             problems.append(f"adaptation_window must be at least 1 (got {adaptation_window})")
+        if stagnation_window < 1:
+            problems.append(f"stagnation_window must be at least 1 (got {stagnation_window})")
+        if not (stagnation_threshold >= 0.0 and math.isfinite(stagnation_threshold)):
+            problems.append(f"stagnation_threshold must be >= 0 (got {stagnation_threshold})")
         if not 0.0 < target_success_rate < 1.0:
             problems.append("target_success_rate must be between 0 and 1, exclusive (got "
                             f"{target_success_rate})")
         if not (outstanding_penalty >= 0.0 and math.isfinite(outstanding_penalty)):
             problems.append(f"outstanding_penalty must be >= 0 (got {outstanding_penalty})")
         for name in ("migration_rate", "exploration_ratio", "exploitation_ratio",
-                     "crossover_rate", "max_exploration"):
+                     "crossover_rate", "max_exploration", "min_exploration",
+                     "stagnant_exploration"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 problems.append(f"{name} must be between 0 and 1 (got {v})")
@@ -360,6 +398,11 @@ class IslandSelector(Selector):
             warmup=cfg.warmup,
             warmup_width=cfg.warmup_width,
             credit=cfg.credit,
+            stagnation=cfg.stagnation,
+            stagnation_window=cfg.stagnation_window,
+            stagnation_threshold=cfg.stagnation_threshold,
+            min_exploration=cfg.min_exploration,
+            stagnant_exploration=cfg.stagnant_exploration,
         )
 
     # ------------------------------------------------------------------ features
@@ -412,6 +455,8 @@ class IslandSelector(Selector):
         if program.parent_ids and self._initial is not None:
             self._trial(program, ok)
         if not ok:
+            if self._archive:
+                self._best_hist.append(-self._archive[0][0])
             return
         self._count += 1
         self._keys[program.id] = (-self.fitness(program), -self._count, program.id)
@@ -431,8 +476,19 @@ class IslandSelector(Selector):
                 self._join(isl, program)
         else:
             self._join(self._islands[program.island % self.num_islands], program)
+        self._best_hist.append(-self._archive[0][0])
         if self._count % self.migration_interval == 0:
             self._migrate()
+
+    def stagnant(self) -> bool:
+        """Whether the run's best rose by less than ``stagnation_threshold`` of its progress
+        over the initial program in the last ``stagnation_window`` results (False until that
+        many results have come in)."""
+        h = self._best_hist
+        if len(h) < h.maxlen or self._initial is None:  # type: ignore[operator]
+            return False
+        progress = h[-1] - self.fitness(self._initial)
+        return h[-1] - h[0] <= self.stagnation_threshold * max(progress, 0.0)
 
     def _credit(self, child: Program, ok: bool) -> None:
         """Credit assignment: a child's result is a trial of the branch (explore or exploit)
@@ -450,6 +506,8 @@ class IslandSelector(Selector):
     def _explores(self, island: int, rng: random.Random) -> bool:
         """Whether this pick explores: the adaptive rule, or with ``credit`` a Thompson draw
         between the two branches' success rates (at least 5% of picks explore)."""
+        if self.stagnation and self.adaptive:
+            return rng.random() < self.exploration()
         if not self.credit or not self.adaptive or self._base <= 0.0:
             return rng.random() < self.exploration(island)
         if self._base >= 1.0 or rng.random() < 0.05:  # exploitation_ratio 0: always explore
@@ -624,7 +682,13 @@ class IslandSelector(Selector):
     def exploration(self, island: int | None = None) -> float:
         """The current exploration probability of an island (``1 -`` the probability that its
         best is the parent) or, with no island, of the run (the probability that the island
-        is drawn uniformly instead of being the island of the global best)."""
+        is drawn uniformly instead of being the island of the global best). Under the
+        stagnation rule both are the probability that a pick explores (a random island's random
+        member or cell elite) instead of taking the best island's best."""
+        if self.stagnation and self.adaptive:
+            if self._base <= 0.0 or self._base >= 1.0:  # exploitation_ratio 1 or 0
+                return 1.0 - self.exploitation_ratio
+            return self.stagnant_exploration if self.stagnant() else self.min_exploration
         if island is None:
             if self.num_islands == 1:
                 return 0.0
@@ -641,14 +705,19 @@ class IslandSelector(Selector):
                 "evaluated first (status ok with a score) and added with add() before select().")
         n = self.num_islands
         warm = self._clock < self.warmup
-        if n == 1:
-            island = 0
-        elif warm or rng.random() < self.exploration(None):
-            island = rng.randrange(n)
+        if self.stagnation and self.adaptive and not warm:
+            # one decision: exploit the best island's best, or explore anywhere
+            explored = self._explores(self._best_island, rng)
+            island = rng.randrange(n) if explored else self._best_island
         else:
-            island = self._best_island
+            if n == 1:
+                island = 0
+            elif warm or rng.random() < self.exploration(None):
+                island = rng.randrange(n)
+            else:
+                island = self._best_island
+            explored = self._explores(island, rng)
         isl = self._islands[island]
-        explored = self._explores(island, rng)
         if explored:
             cells = isl.cell_list
             if rng.random() < self._member_share or len(cells) < 2:
