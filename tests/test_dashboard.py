@@ -61,15 +61,15 @@ def _evaluate(code: str) -> dict[str, float]:
 def make_run(where: Path, programs: int = 60, storage_url: str | None = None) -> Path:
     """A real run (the pipeline, a stub problem, function-backed mutator and executor) of
     ``programs`` programs on two islands with a two-feature MAP-Elites grid (in the run dir's
-    SQLite file, or at ``storage_url``)."""
+    SQLite file, or at ``storage_url``); half the picks explore, so both islands grow."""
     where.mkdir(parents=True, exist_ok=True)
     problem = stub_problem(where, PROGRAM)
     (problem.path / "problem.yaml").write_text(
         "title: Count up\ndirection: maximize\nbest_known: 30\nbaseline: 0\n")
     cfg = build_config(problem.config, {
         "max_programs": programs, "evaluation": {"reverify": 0},
-        "selector": {"num_islands": 2, "features": [{"name": "code_length", "bins": 5},
-                                                    {"name": "score", "bins": 4}]},
+        "selector": {"num_islands": 2, "min_exploration": 0.5,
+                     "features": [{"name": "code_length", "bins": 5}, {"name": "score", "bins": 4}]},
         **({"storage": {"url": storage_url}} if storage_url else {})})
     api.evolve(problem, run_dir=where / "run", config=cfg, mutator=FunctionMutator(_mutate),
                executor=FunctionExecutor(_evaluate))
