@@ -175,6 +175,15 @@ def nested(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def engine_config(engine: str, base: dict[str, Any]) -> Any:
+    """The evoforge Config of ``base`` with the engine's selector and its settings (a dotted
+    key is any config key)."""
+    name, overrides = engine_spec(engine)
+    return build_config({**base, "selector": {
+        "name": name, **{k: v for k, v in overrides.items() if "." not in k}}},
+        *(nested(k, v) for k, v in overrides.items() if "." in k))
+
+
 def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, scale: float,
                  tmp: Path, executor: str = "inprocess") -> Result:
     """One run of ``max(budgets)`` calls; the best at a smaller budget is the best of the
@@ -182,10 +191,9 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
     stopped there would have made (nothing in the search depends on the budget)."""
     t0 = time.monotonic()
     budget = max(budgets)
-    selector, overrides = engine_spec(selector)
     prob = Problem.load(problem)
     with OpenAITestServer(perturbing(seed, scale)) as srv:
-        cfg = build_config({
+        cfg = engine_config(selector, {
             "seed": seed,
             "max_programs": budget + 1,  # the initial program counts as one
             "mutator": {"name": "llm", "edit_mode": "diff"},
@@ -193,9 +201,8 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
                     "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY",
                     "hedge": False},
             "evaluation": {"workers": WORKERS, "timeout": 30, "reverify": 0},
-            "selector": {"name": selector, **{k: v for k, v in overrides.items() if "." not in k}},
-        }, *(nested(k, v) for k, v in overrides.items() if "." in k))
-        run_dir = tmp / f"{problem.name}-{selector}-{budget}-{seed}-{len(os.listdir(tmp))}"
+        })
+        run_dir = tmp / f"{problem.name}-{cfg.selector.name}-{budget}-{seed}-{len(os.listdir(tmp))}"
         outcome = api.evolve(prob, run_dir=run_dir, config=cfg, executor=(
             in_process_executor(problem, tmp) if executor == "inprocess" else None))
         calls = srv.request_count
@@ -227,8 +234,8 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     as a run, drives the same operator with ``CONCURRENCY`` proposals in flight, results
     returning in order (what a run with instant replies and evaluations does: each parent is
     chosen ``CONCURRENCY - 1`` results before its child's own result). No server, pipeline or
-    storage: about 10x faster, for comparing selector settings over many seeds; confirm a
-    finding with full runs."""
+    storage (of the pipeline's settings only ``pipeline.slow_start`` applies): about 10x faster,
+    for comparing selector settings over many seeds; confirm a finding with full runs."""
     import random
     from collections import deque
 
@@ -237,10 +244,7 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     from evoforge.selectors.base import Selection
 
     t0 = time.monotonic()
-    name, overrides = engine_spec(engine)
-    cfg = build_config({"seed": seed, "selector": {
-        "name": name, **{k: v for k, v in overrides.items() if "." not in k}}},
-        *(nested(k, v) for k, v in overrides.items() if "." in k))
+    cfg = engine_config(engine, {"seed": seed})
     evaluator = load_evaluator(problem)
     op = perturbing(seed, scale)
     code = (problem / "initial_program.py").read_text()
@@ -251,8 +255,9 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     best, at = s0, {}
     pending: deque[Selection] = deque()
     for call in range(1, max(budgets) + 1):
-        # the pipeline's slow start: at most twice the population (or 2 + the results) ahead
-        window = min(CONCURRENCY, max(2 * len(selector), 1 + call))
+        # pipeline.slow_start: at most twice the population (or 2 + the results) ahead
+        window = (min(CONCURRENCY, max(2 * len(selector), 1 + call))
+                  if cfg.pipeline.slow_start else CONCURRENCY)
         while len(pending) < window and call + len(pending) <= max(budgets):
             pending.append(selector.select(random.Random(f"{seed}:select:{call + len(pending)}")))
         sel = pending.popleft()
@@ -345,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         budgets, seeds = [40], [0]
     budgets = sorted(set(budgets))
-    logging.getLogger("evoforge").setLevel(logging.ERROR)  # the plain-form integrity warning
-    os.environ.pop("EVOFORGE_BENCH_NO_KEY", None)
 
     import evoforge
 
