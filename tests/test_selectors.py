@@ -958,6 +958,24 @@ def test_replay_of_adds_rebuilds_the_population_of_a_live_run() -> None:
         assert (a.parent.id, a.island) == (b.parent.id, b.island)
 
 
+def test_from_config_passes_every_island_setting() -> None:
+    """Each SelectorConfig field that IslandSelector takes reaches it (a new setting that
+    from_config forgets would silently keep its default)."""
+    import inspect
+
+    params = set(inspect.signature(IslandSelector.__init__).parameters) - {"self", "features",
+                                                                          "minimize"}
+    fields = SelectorConfig.model_fields
+    assert params <= set(fields), params - set(fields)
+    for name in sorted(params):
+        default = getattr(SelectorConfig(), name)
+        value = (not default if isinstance(default, bool)
+                 else default + 1 if isinstance(default, int)
+                 else default / 2 if default else 0.1)
+        sel = IslandSelector.from_config(SelectorConfig(**{name: value}))
+        assert getattr(sel, name) == value, name
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -1064,8 +1082,9 @@ def test_credit_moves_exploration_to_the_branch_whose_children_improve() -> None
 def test_stagnation_rule_exploits_while_the_best_rises_and_explores_when_it_stalls() -> None:
     """The default rule: while the run's best keeps rising (by more than
     stagnation_threshold of its progress per stagnation_window results) a pick takes the best
-    island's best except for min_exploration of picks; once it stalls, stagnant_exploration of
-    picks go to a random member or cell elite of a uniformly drawn island. Failed children
+    island's best except for min_exploration of picks (none by default); once it stalls,
+    stagnant_exploration of picks go to a random member or cell elite of a uniformly drawn
+    island (no walk has started here). Failed children
     are results without a rise; rises too small to matter count as a stall; a replay of the
     same programs rebuilds the same choices."""
     sel = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0)
@@ -1081,11 +1100,17 @@ def test_stagnation_rule_exploits_while_the_best_rises_and_explores_when_it_stal
     for p in committed:
         sel.add(p)
     assert not sel.stagnant() and sel.best_island == 2
-    assert sel.exploration() == sel.exploration(1) == pytest.approx(sel.min_exploration)
+    assert sel.exploration() == sel.exploration(1) == sel.min_exploration == 0.0
     rng = random.Random(5)
     picks = [sel.select(rng) for _ in range(2000)]
+    assert all(s.parent is sel.best() and s.island == 2 and not s.explored for s in picks)
+    some = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0,
+                          min_exploration=0.05)
+    for p in committed:
+        some.add(p)
+    picks = [some.select(rng) for _ in range(2000)]
     exploit = [s for s in picks if not s.explored]
-    assert all(s.parent is sel.best() and s.island == 2 for s in exploit)
+    assert all(s.parent is some.best() and s.island == 2 for s in exploit)
     assert 0.02 < 1 - len(exploit) / len(picks) < 0.09
 
     stall = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0)
@@ -1125,11 +1150,70 @@ def test_stagnation_rule_exploits_while_the_best_rises_and_explores_when_it_stal
         assert (a.parent.id, a.island, a.explored) == (b.parent.id, b.island, b.explored)
 
 
+def test_exploration_walks_go_on_from_the_newest_explored_child_whatever_its_score() -> None:
+    """Under the stagnation rule an explored pick continues its island's walk: with
+    probability explore_walk it takes the newest ok child an explored pick produced on that
+    island (even one far worse than the best), else a random member or cell elite (a new
+    walk). Exploited and failed children do not move the tip; replay rebuilds the tips; the
+    other rules (and explore_walk 0) never walk."""
+    def stalled(**kw: object) -> tuple[IslandSelector, list[Program]]:
+        sel = IslandSelector(outstanding_penalty=0.0, island_size=200, crossover_rate=0.0,
+                             stagnant_exploration=1.0, **kw)  # type: ignore[arg-type]
+        committed = [prog(0, 0.0)]
+        r = random.Random(3)
+        for i in range(1, 80):  # a varied population on every island, no explored children
+            committed.append(prog(i, r.uniform(-10, -1), island=i % 4, parent=0,
+                                  length=r.randrange(50, 2000), explored=False))
+        # explored children: island 1's newest is 81 (far worse than the best); then an
+        # exploited child and a failed explored child on island 1, which move nothing
+        committed += [prog(80, -30.0, island=1, parent=5, explored=True),
+                      prog(81, -40.0, island=1, parent=80, explored=True),
+                      prog(82, -35.0, island=3, parent=7, explored=True),
+                      prog(83, -2.0, island=1, parent=0, explored=False),
+                      prog(84, None, status=Status.FAILED, island=1, parent=81, explored=True)]
+        for p in committed:
+            sel.add(p)
+        return sel, committed
+
+    sel, committed = stalled()
+    assert sel.stagnant() and sel.explore_walk == 0.9
+    rng = random.Random(5)
+    picks = [sel.select(rng) for _ in range(4000)]
+    assert all(s.explored for s in picks)
+    for island, tip in ((1, 81), (3, 82)):
+        on = [s for s in picks if s.island == island]
+        share = sum(s.parent.id == tip for s in on) / len(on)
+        assert 0.85 < share < 0.95, (island, share)
+    for island in (0, 2):  # no walk yet: random members and cell elites only
+        on = [s for s in picks if s.island == island]
+        assert len({s.parent.id for s in on}) > 10
+
+    replayed, _ = stalled()
+    r1, r2 = random.Random(8), random.Random(8)
+    for _ in range(50):
+        a, b = sel.select(r1), replayed.select(r2)
+        assert (a.parent.id, a.island, a.explored) == (b.parent.id, b.island, b.explored)
+
+    # a new explored child on island 1 becomes its tip
+    sel.add(prog(85, -50.0, island=1, parent=81, explored=True))
+    on = [s for s in (sel.select(rng) for _ in range(2000)) if s.island == 1]
+    assert sum(s.parent.id == 85 for s in on) > 0.85 * len(on)
+    assert sum(s.parent.id == 81 for s in on) < 0.05 * len(on)  # the old tip: a member now
+
+    for kw in ({"explore_walk": 0.0}, {"stagnation": False, "exploitation_ratio": 0.0,
+                                       "adaptive": False}):
+        other, _ = stalled(**kw)
+        on = [s for s in (other.select(rng) for _ in range(4000)) if s.explored and s.island == 1]
+        assert on and sum(s.parent.id == 81 for s in on) < 0.2 * len(on), kw
+
+
 def test_stagnation_rule_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="stagnation_window"):
         IslandSelector(stagnation_window=0)
     with pytest.raises(ConfigError, match="stagnant_exploration"):
         IslandSelector(stagnant_exploration=1.5)
+    with pytest.raises(ConfigError, match="explore_walk"):
+        IslandSelector(explore_walk=-0.1)
     # exploitation_ratio 1 still turns exploration off, whatever the rule
     sel = IslandSelector(exploitation_ratio=1.0, exploration_ratio=0.0)
     sel.add(prog(0, 0.0))

@@ -236,8 +236,9 @@ class SelectorConfig(_Strict):
     stagnation: bool = True
     stagnation_window: int = Field(40, ge=1)
     stagnation_threshold: float = Field(0.003, ge=0)
-    min_exploration: float = Field(0.05, ge=0, le=1)
+    min_exploration: float = Field(0.0, ge=0, le=1)
     stagnant_exploration: float = Field(0.5, ge=0, le=1)
+    explore_walk: float = Field(0.9, ge=0, le=1)
 
     @field_validator("features", mode="before")
     @classmethod
