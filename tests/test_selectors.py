@@ -12,6 +12,7 @@ import pytest
 from evoforge.config import FeatureConfig, SelectorConfig
 from evoforge.errors import ConfigError, EvoforgeError
 from evoforge.program import MutationInfo, Program, Status
+from evoforge.selectors.base import Selection
 from evoforge.selectors.baseline import GreedySelector, RandomSamplingSelector
 from evoforge.selectors.islands import IslandSelector
 
@@ -890,7 +891,7 @@ def test_initial_window_does_not_all_go_to_the_initial_program() -> None:
     assert parents.count(0) <= 4, parents
 
 
-def test_outstanding_counts_expire_and_penalty_zero_tracks_nothing() -> None:
+def test_outstanding_counts_expire_and_penalty_zero_ignores_them() -> None:
     sel = IslandSelector(num_islands=1)
     sel.add(prog(0, 0.0))
     rng = random.Random(0)
@@ -900,10 +901,13 @@ def test_outstanding_counts_expire_and_penalty_zero_tracks_nothing() -> None:
     for i in range(1, 300):
         sel.add(prog(i, -1.0, parent=7))  # results of other parents only
     assert sel.outstanding(0) == 0
-    off = IslandSelector(num_islands=1, outstanding_penalty=0.0)
+    # penalty 0: still counted (exploration walks use the counts), never a rank down
+    off = IslandSelector(num_islands=1, outstanding_penalty=0.0, exploitation_ratio=1.0,
+                         exploration_ratio=0.0)
     off.add(prog(0, 0.0))
-    off.select(rng)
-    assert off.outstanding(0) == 0
+    off.add(prog(1, -1.0, parent=0))
+    assert all(off.select(rng).parent.id == 0 for _ in range(20))
+    assert off.outstanding(0) == 20
 
 
 # ---------------------------------------------------------------- determinism and replay
@@ -1175,10 +1179,21 @@ def test_exploration_walks_go_on_from_the_newest_explored_child_whatever_its_sco
             sel.add(p)
         return sel, committed
 
+    def returned(sel: IslandSelector, rng: random.Random, n: int) -> list[Selection]:
+        """n picks, each child's (failed) result back before the next pick."""
+        out = []
+        for _ in range(n):
+            s = sel.select(rng)
+            sel.add(prog(next(ids), None, status=Status.FAILED, island=s.island,
+                         parent=s.parent.id, explored=s.explored))
+            out.append(s)
+        return out
+
+    ids = iter(range(1000, 100000))
     sel, committed = stalled()
     assert sel.stagnant() and sel.explore_walk == 0.9
     rng = random.Random(5)
-    picks = [sel.select(rng) for _ in range(4000)]
+    picks = returned(sel, rng, 4000)
     assert all(s.explored for s in picks)
     for island, tip in ((1, 81), (3, 82)):
         on = [s for s in picks if s.island == island]
@@ -1189,21 +1204,35 @@ def test_exploration_walks_go_on_from_the_newest_explored_child_whatever_its_sco
         assert len({s.parent.id for s in on}) > 10
 
     replayed, _ = stalled()
+    fresh, _ = stalled()
     r1, r2 = random.Random(8), random.Random(8)
     for _ in range(50):
-        a, b = sel.select(r1), replayed.select(r2)
+        a, b = fresh.select(r1), replayed.select(r2)
         assert (a.parent.id, a.island, a.explored) == (b.parent.id, b.island, b.explored)
 
     # a new explored child on island 1 becomes its tip
     sel.add(prog(85, -50.0, island=1, parent=81, explored=True))
-    on = [s for s in (sel.select(rng) for _ in range(2000)) if s.island == 1]
+    on = [s for s in returned(sel, rng, 2000) if s.island == 1]
     assert sum(s.parent.id == 85 for s in on) > 0.85 * len(on)
     assert sum(s.parent.id == 81 for s in on) < 0.05 * len(on)  # the old tip: a member now
+
+    # a walk does not branch: while its tip has a child in flight, explored picks go to the
+    # islands whose walk can step (here 0 and 2, which have none yet, and 3)
+    busy = stalled()[0]
+    first = busy.select(random.Random(1))
+    while not (first.island == 1 and first.parent.id == 81):
+        busy.add(prog(next(ids), None, status=Status.FAILED, island=first.island,
+                      parent=first.parent.id, explored=first.explored))
+        first = busy.select(random.Random(next(ids)))
+    assert busy.outstanding(81) == 1
+    later = [busy.select(rng) for _ in range(300)]
+    assert not any(s.island == 1 for s in later)
+    assert sum(s.parent.id == 82 for s in later) == busy.outstanding(82) >= 1
 
     for kw in ({"explore_walk": 0.0}, {"stagnation": False, "exploitation_ratio": 0.0,
                                        "adaptive": False}):
         other, _ = stalled(**kw)
-        on = [s for s in (other.select(rng) for _ in range(4000)) if s.explored and s.island == 1]
+        on = [s for s in returned(other, rng, 4000) if s.explored and s.island == 1]
         assert on and sum(s.parent.id == 81 for s in on) < 0.2 * len(on), kw
 
 

@@ -5,9 +5,12 @@ Parent choice (``select``). By default (``stagnation``) one decision per pick:
 * **Exploit** (probability ``1 - u``): the best program of the island that made the current
   global best (a new best is worked on at once), each of its outstanding children counting as
   ranks down (below);
-* **Explore** (probability ``u``): a uniformly drawn island, and on it, with probability
-  ``explore_walk``, the tip of the island's *exploration walk*: the newest program that an
-  explored pick produced there, whatever its score. Otherwise (and while the island has no tip)
+* **Explore** (probability ``u``): a uniformly drawn island among those whose walk can take
+  its next step (below; any island if none can), and on it, with probability ``explore_walk``,
+  the tip of the island's *exploration walk*: the newest program that an explored pick
+  produced there, whatever its score. A walk steps one child at a time: while its tip has a
+  child in flight, explored picks go to other islands (with 8 proposals in flight, walks that
+  branched lost their gain on the deceptive problem). Otherwise (and while the island has no tip)
   a random member or the elite of a random MAP-Elites cell other than its best's (in the
   proportion ``exploration_ratio`` : ``1 - exploration_ratio - exploitation_ratio``), whose
   child starts a new walk. A walk takes several steps in a row away from the best, each kept
@@ -85,7 +88,8 @@ its proposal when the child names another parent (``mutation.selected``: a tunin
 run's best). When exploiting, each child of a
 candidate still outstanding counts as ``outstanding_penalty`` ranks down, so a full window is not
 all spent on one program before anything has come back, and a result that arrives is used at
-once (a new best has no outstanding children: it is the favoured parent). These counts are
+once (a new best has no outstanding children: it is the favoured parent); exploration walks
+use the same counts (with ``outstanding_penalty`` 0 they are kept all the same). These counts are
 session state: a resumed run starts them at zero (they expire after 256 results anyway).
 
 **Ties** in fitness go to the newest program everywhere (island best, cell elites, archive), so
@@ -725,7 +729,11 @@ class IslandSelector(Selector):
         if self.stagnation and self.adaptive and not warm:
             # one decision: exploit the best island's best, or explore anywhere
             explored = self._explores(self._best_island, rng)
-            island = rng.randrange(n) if explored else self._best_island
+            if explored:  # an island whose walk can take its next step (none in flight)
+                free = [k for k in range(n) if self._walk_free(k)]
+                island = free[rng.randrange(len(free))] if free else rng.randrange(n)
+            else:
+                island = self._best_island
         else:
             if n == 1:
                 island = 0
@@ -736,7 +744,8 @@ class IslandSelector(Selector):
             explored = self._explores(island, rng)
         isl = self._islands[island]
         tip = self._tips.get(island) if explored and self.stagnation and self.adaptive else None
-        if tip is not None and tip in isl.members and rng.random() < self.explore_walk:
+        if (tip is not None and tip in isl.members and not self.outstanding(tip)
+                and rng.random() < self.explore_walk):
             parent = isl.members[tip]  # the island's exploration walk goes on from its tip
         elif explored:
             cells = isl.cell_list
@@ -761,13 +770,18 @@ class IslandSelector(Selector):
                 pool = [k[2] for k in isl.ranked[: self.num_context + 2] if k[2] != parent.id]
             if pool:
                 others = (self._programs[pool[rng.randrange(len(pool))]],)
-        if self.outstanding_penalty > 0:
-            q = self._out.get(parent.id)
-            if q is None:
-                q = self._out[parent.id] = deque(maxlen=_OUTSTANDING_CAP)
-            q.append(self._clock)
+        q = self._out.get(parent.id)  # outstanding children (the penalty; walks in flight)
+        if q is None:
+            q = self._out[parent.id] = deque(maxlen=_OUTSTANDING_CAP)
+        q.append(self._clock)
         return Selection(parent=parent, others=others, context=context, island=island,
                          explored=None if warm else explored)  # warm-up picks earn no credit
+
+    def _walk_free(self, island: int) -> bool:
+        """Whether an explored pick on this island would not branch its walk: it has no walk
+        yet, or its tip has no child in flight."""
+        tip = self._tips.get(island)
+        return tip is None or tip not in self._islands[island].members or not self.outstanding(tip)
 
     def _exploit(self, isl: _Island) -> Program:
         """The island's best, each outstanding child counting ``outstanding_penalty`` ranks
