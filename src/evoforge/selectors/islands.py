@@ -236,7 +236,7 @@ class _Axis:
 
 class _Island:
     __slots__ = ("members", "pool", "pos", "ranked", "cells", "cell_list", "cell_pos",
-                 "cell_of", "axes", "since_refit", "outside", "succ", "trials")
+                 "cell_of", "axes", "since_refit", "outside", "succ", "trials", "tip")
 
     def __init__(self, features: list[FeatureConfig]) -> None:
         self.members: dict[int, Program] = {}  # in the order they joined (oldest first)
@@ -252,6 +252,7 @@ class _Island:
         self.outside = 0  # ... of which fell outside a fitted range (clipped into an end bin)
         self.succ = 0.0  # exponentially weighted successes and trials (the adaptive rule)
         self.trials = 0.0
+        self.tip: int | None = None  # the newest ok child of an explored pick (a walk's tip)
 
 
 class IslandSelector(Selector):
@@ -302,8 +303,6 @@ class IslandSelector(Selector):
         self.min_exploration = min_exploration
         self.stagnant_exploration = stagnant_exploration
         self.explore_walk = explore_walk
-        # per island, the newest ok child of an explored pick: the tip of its exploration walk
-        self._tips: dict[int, int] = {}
         # the global best after each result (the stagnation rule looks one window back)
         self._best_hist: deque[float] = deque(maxlen=max(1, stagnation_window) + 1)
         # credit: discounted successes / trials of children of exploited [0] and explored [1]
@@ -493,10 +492,10 @@ class IslandSelector(Selector):
             for isl in self._islands:
                 self._join(isl, program)
         else:
-            k = program.island % self.num_islands
-            self._join(self._islands[k], program)
-            if program.mutation.explored:
-                self._tips[k] = program.id
+            isl = self._islands[program.island % self.num_islands]
+            self._join(isl, program)
+            if program.mutation.explored and program.id in isl.members:
+                isl.tip = program.id
         self._best_hist.append(-self._archive[0][0])
         if self._count % self.migration_interval == 0:
             self._migrate()
@@ -624,6 +623,8 @@ class IslandSelector(Selector):
 
     def _leave(self, isl: _Island, pid: int) -> None:
         program = isl.members.pop(pid)
+        if isl.tip == pid:  # the walk's tip left: the next explored pick starts a new walk
+            isl.tip = None
         i = isl.pos.pop(pid)
         last = isl.pool.pop()
         if last != pid:
@@ -704,8 +705,8 @@ class IslandSelector(Selector):
         """The current exploration probability of an island (``1 -`` the probability that its
         best is the parent) or, with no island, of the run (the probability that the island
         is drawn uniformly instead of being the island of the global best). Under the
-        stagnation rule both are the probability that a pick explores (a random island's random
-        member or cell elite) instead of taking the best island's best."""
+        stagnation rule both are the probability that a pick explores (an island's exploration
+        walk, or a random member or cell elite) instead of taking the best island's best."""
         if self.stagnation and self.adaptive:
             if self._base <= 0.0 or self._base >= 1.0:  # exploitation_ratio 1 or 0
                 return 1.0 - self.exploitation_ratio
@@ -730,7 +731,7 @@ class IslandSelector(Selector):
             # one decision: exploit the best island's best, or explore anywhere
             explored = self._explores(self._best_island, rng)
             if explored:  # an island whose walk can take its next step (none in flight)
-                free = [k for k in range(n) if self._walk_free(k)]
+                free = [k for k, isl in enumerate(self._islands) if not self._walk_busy(isl)]
                 island = free[rng.randrange(len(free))] if free else rng.randrange(n)
             else:
                 island = self._best_island
@@ -743,10 +744,9 @@ class IslandSelector(Selector):
                 island = self._best_island
             explored = self._explores(island, rng)
         isl = self._islands[island]
-        tip = self._tips.get(island) if explored and self.stagnation and self.adaptive else None
-        if (tip is not None and tip in isl.members and not self.outstanding(tip)
-                and rng.random() < self.explore_walk):
-            parent = isl.members[tip]  # the island's exploration walk goes on from its tip
+        if (explored and self.stagnation and self.adaptive and isl.tip is not None
+                and not self._walk_busy(isl) and rng.random() < self.explore_walk):
+            parent = isl.members[isl.tip]  # the island's exploration walk goes on from its tip
         elif explored:
             cells = isl.cell_list
             if rng.random() < self._member_share or len(cells) < 2:
@@ -777,11 +777,10 @@ class IslandSelector(Selector):
         return Selection(parent=parent, others=others, context=context, island=island,
                          explored=None if warm else explored)  # warm-up picks earn no credit
 
-    def _walk_free(self, island: int) -> bool:
-        """Whether an explored pick on this island would not branch its walk: it has no walk
-        yet, or its tip has no child in flight."""
-        tip = self._tips.get(island)
-        return tip is None or tip not in self._islands[island].members or not self.outstanding(tip)
+    def _walk_busy(self, isl: _Island) -> bool:
+        """Whether the island's walk has a step in flight (another explored pick there would
+        branch it)."""
+        return isl.tip is not None and self.outstanding(isl.tip) > 0
 
     def _exploit(self, isl: _Island) -> Program:
         """The island's best, each outstanding child counting ``outstanding_penalty`` ranks
