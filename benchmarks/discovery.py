@@ -188,7 +188,7 @@ def engine_config(engine: str, base: dict[str, Any]) -> Any:
 
 
 def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, scale: float,
-                 tmp: Path, executor: str = "inprocess") -> Result:
+                 tmp: Path, executor: str = "inprocess", in_flight: int = CONCURRENCY) -> Result:
     """One run of ``max(budgets)`` calls; the best at a smaller budget is the best of the
     first ``budget`` children (ids 1..budget: a proposal is one call), which is what a run
     stopped there would have made (nothing in the search depends on the budget)."""
@@ -200,7 +200,7 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
             "seed": seed,
             "max_programs": budget + 1,  # the initial program counts as one
             "mutator": {"name": "llm", "edit_mode": "diff"},
-            "llm": {"base_url": srv.base_url, "models": ["perturb"], "concurrency": CONCURRENCY,
+            "llm": {"base_url": srv.base_url, "models": ["perturb"], "concurrency": in_flight,
                     "request_timeout": 30, "api_key_env": "EVOFORGE_BENCH_NO_KEY",
                     "hedge": False},
             "evaluation": {"workers": WORKERS, "timeout": 30, "reverify": 0},
@@ -232,11 +232,11 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
 
 
 def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: float,
-             tmp: Path) -> Result:
+             tmp: Path, in_flight: int = CONCURRENCY) -> Result:
     """The selector alone (``--simulate``): the engine's selector, built from the same config
-    as a run, drives the same operator with ``CONCURRENCY`` proposals in flight, results
+    as a run, drives the same operator with ``in_flight`` proposals in flight, results
     returning in order (what a run with instant replies and evaluations does: each parent is
-    chosen ``CONCURRENCY - 1`` results before its child's own result). No server, pipeline or
+    chosen ``in_flight - 1`` results before its child's own result). No server, pipeline or
     storage (of the pipeline's settings only ``pipeline.slow_start`` applies): about 10x faster,
     for comparing selector settings over many seeds; confirm a finding with full runs."""
     import random
@@ -259,8 +259,8 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     pending: deque[Selection] = deque()
     for call in range(1, max(budgets) + 1):
         # pipeline.slow_start: at most twice the population (or 2 + the results) ahead
-        window = (min(CONCURRENCY, max(2 * len(selector), 1 + call))
-                  if cfg.pipeline.slow_start else CONCURRENCY)
+        window = (min(in_flight, max(2 * len(selector), 1 + call))
+                  if cfg.pipeline.slow_start else in_flight)
         while len(pending) < window and call + len(pending) <= max(budgets):
             pending.append(selector.select(random.Random(f"{seed}:select:{call + len(pending)}")))
         sel = pending.popleft()
@@ -279,17 +279,21 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     return Result(at, max(budgets), max(budgets), time.monotonic() - t0)
 
 
-def one_job(job: tuple[str, str, int, list[int], float, str]) -> Result:
+Job = tuple[str, str, int, list[int], float, str, int]
+
+
+def one_job(job: Job) -> Result:
     """One engine on one problem and seed, at every budget (a worker process's unit)."""
-    name, engine, seed, budgets, scale, executor = job
+    name, engine, seed, budgets, scale, executor, in_flight = job
     logging.getLogger("evoforge").setLevel(logging.ERROR)  # the plain-form integrity warning
     os.environ.pop("EVOFORGE_BENCH_NO_KEY", None)
     with tempfile.TemporaryDirectory(prefix="evoforge-discovery-") as tmpdir:
         if engine == "hill_climber":
             return hill_climber(HERE / name, budgets, seed, scale, Path(tmpdir))
         if executor == "simulate":
-            return simulate(HERE / name, engine, budgets, seed, scale, Path(tmpdir))
-        return evoforge_run(HERE / name, engine, budgets, seed, scale, Path(tmpdir), executor)
+            return simulate(HERE / name, engine, budgets, seed, scale, Path(tmpdir), in_flight)
+        return evoforge_run(HERE / name, engine, budgets, seed, scale, Path(tmpdir), executor,
+                            in_flight)
 
 
 def meta(problem: Path) -> dict[str, Any]:
@@ -337,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulate", action="store_true",
                     help="the selectors alone, no server, pipeline or storage (about 10x "
                     "faster; for comparing selector settings over many seeds)")
+    ap.add_argument("--in-flight", type=int, default=CONCURRENCY, metavar="N",
+                    help=f"LLM requests in flight (llm.concurrency; with --simulate, proposals "
+                    f"in flight; default {CONCURRENCY}): how stale each parent choice is")
     ap.add_argument("--seed0", type=int, default=0, help="first seed (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke test: budget 40, 1 seed")
     ap.add_argument("--json", type=Path, default=None,
@@ -355,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     for e in engines:
         if engine_spec(e)[0] not in ENGINES:
             ap.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)}")
+    if args.in_flight < 1:
+        ap.error(f"--in-flight must be at least 1 (got {args.in_flight})")
     if DEFAULT not in engines:
         ap.error(f"--engines must include {DEFAULT} (the ratios are against it)")
     if args.quick:
@@ -365,12 +374,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"evoforge from {Path(evoforge.__file__).parent}", file=sys.stderr, flush=True)
     started = time.monotonic()
-    jobs = [(name, engine, seed, budgets, args.scale, args.executor)
+    jobs: list[Job] = [(name, engine, seed, budgets, args.scale, args.executor, args.in_flight)
             for name in problems for engine in engines for seed in seeds]
     results: dict[tuple[str, int, str], list[Result]] = {}
     finished: dict[tuple[str, str, int], Result] = {}
 
-    def record(job: tuple[str, str, int, list[int], float, str], r: Result) -> None:
+    def record(job: Job, r: Result) -> None:
         name, engine, seed = job[:3]
         finished[(name, engine, seed)] = r
         at = ", ".join(f"@{b}: {fmt(r.best[b])}" for b in budgets)
@@ -401,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
                                          "total_seconds": round(total, 1), "runs": rows},
                                         indent=1) + "\n")
 
-    setup = (f"selector simulation (--simulate: {CONCURRENCY} proposals in flight, no server, "
-             "pipeline or storage), " if args.simulate else
-             f"perturb-mode test server, llm.concurrency {CONCURRENCY}, {WORKERS} evaluation "
+    setup = (f"selector simulation (--simulate: {args.in_flight} proposals in flight, no "
+             "server, pipeline or storage), " if args.simulate else
+             f"perturb-mode test server, llm.concurrency {args.in_flight}, {WORKERS} evaluation "
              f"slots ({args.executor}), reverify 0, hedge off, ")
     print(f"Discovery benchmark (evoforge from {Path(evoforge.__file__).parent}): {setup}"
           f"perturbation scale {args.scale}, "
