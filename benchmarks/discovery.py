@@ -96,6 +96,7 @@ class Result:
     calls: int  # LLM requests the server answered (the hill climber: perturbations)
     children: int  # programs made after the initial one
     seconds: float
+    lag: float | None = None  # mean results committed between a child's proposal and its result
 
 
 def load_evaluator(problem: Path) -> ModuleType:
@@ -217,10 +218,13 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
 
     init = float("-inf")
     best = {b: init for b in budgets}
+    lags: list[int] = []
     with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
         children = s.stats()["next_id"] - 1
-        for p in s.programs(status=Status.OK):
-            if p.score is None:
+        for p in s.programs():
+            if p.id and p.done_seq is not None and p.mutation.view is not None:
+                lags.append(p.done_seq - p.mutation.view)
+            if p.status is not Status.OK or p.score is None:
                 continue
             for b in budgets:
                 if p.id <= b and p.score > best[b]:
@@ -228,7 +232,8 @@ def evoforge_run(problem: Path, selector: str, budgets: list[int], seed: int, sc
     if best[budget] != float(outcome.best.score):
         raise RuntimeError(f"{problem.name} {selector} seed {seed}: the stored programs' best "
                            f"{best[budget]} is not the run's best {outcome.best.score}")
-    return Result(best, calls, children, time.monotonic() - t0)
+    return Result(best, calls, children, time.monotonic() - t0,
+                  statistics.mean(lags) if lags else None)
 
 
 def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: float,
@@ -255,15 +260,17 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     assert s0 is not None, f"{problem.name}: the initial program fails"
     selector = make_selector(cfg)
     selector.add(Program(id=0, code=code, status=Status.OK, score=s0, done_seq=0))
-    best, at = s0, {}
-    pending: deque[Selection] = deque()
+    best, at, lags = s0, {}, []
+    pending: deque[tuple[int, Selection]] = deque()
     for call in range(1, max(budgets) + 1):
         # pipeline.slow_start: at most twice the population (or 2 + the results) ahead
         window = (min(in_flight, max(2 * len(selector), 1 + call))
                   if cfg.pipeline.slow_start else in_flight)
         while len(pending) < window and call + len(pending) <= max(budgets):
-            pending.append(selector.select(random.Random(f"{seed}:select:{call + len(pending)}")))
-        sel = pending.popleft()
+            pending.append((call - 1, selector.select(
+                random.Random(f"{seed}:select:{call + len(pending)}"))))
+        view, sel = pending.popleft()
+        lags.append(call - 1 - view)
         child = op.mutate(sel.parent.code)
         score = (score_in_process(evaluator, child, tmp / "candidate.py")
                  if child is not None else None)
@@ -276,7 +283,7 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
             best = score
         if call in budgets:
             at[call] = best
-    return Result(at, max(budgets), max(budgets), time.monotonic() - t0)
+    return Result(at, max(budgets), max(budgets), time.monotonic() - t0, statistics.mean(lags))
 
 
 Job = tuple[str, str, int, list[int], float, str, int]
@@ -403,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         rows = [{"problem": n, "budget": b, "engine": e, "seed": seeds[k], "best": r.best[b],
-                 "calls": b, "children": r.children, "seconds": round(r.seconds, 3)}
+                 "calls": b, "children": r.children, "seconds": round(r.seconds, 3),
+                 "lag": r.lag}
                 for (n, b, e), rs in results.items() for k, r in enumerate(rs)]
         args.json.write_text(json.dumps({"evoforge": str(Path(evoforge.__file__).parent),
                                          "scale": args.scale, "executor": args.executor,
@@ -450,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"| {g:.3f} ± {se:.3f} | {per} | {diff} | {ratio(dg, g)} "
                       f"| {ratio(1 - g, 1 - dg)} | {statistics.mean(r.seconds for r in rs):.1f} |")
                 summary.append((name, budget, engine, g, d, dse))
+    lagged = {e: [r.lag for (_, e2, _), r in finished.items() if e2 == e and r.lag is not None]
+              for e in engines}
+    if any(lagged.values()):
+        print("\nParent lag (results committed between a child's proposal and its own result, "
+              "mean over children, problems and seeds: what its parent choice had not seen): "
+              + ", ".join(f"{e} {statistics.mean(v):.2f}" for e, v in lagged.items() if v))
     print("\nS0 and S* per problem (gain = (S - S0) / (S* - S0)):")
     for name in problems:
         problem = HERE / name

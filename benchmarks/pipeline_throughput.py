@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--eval", type=float, default=0.5, help="evaluation time E, seconds")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--just-in-time", action=argparse.BooleanOptionalAction, default=True,
+                    help="pipeline.just_in_time (default on)")
     a = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, OpenAITestServer(rewrite, latency=a.latency) as srv:
@@ -105,6 +107,7 @@ def main() -> None:
             # every child here is a new best (VALUE grows), so re-verification would double the
             # evaluations; the ideal counts one evaluation per program, so it is off for this benchmark
             "evaluation": {"workers": a.workers, "timeout": 30, "reverify": 0},
+            "pipeline": {"just_in_time": a.just_in_time},
         })
         outcome = api.evolve(prob, run_dir=Path(tmp) / "run", config=cfg)
         to_first = time_to_first_request(prob, Path(tmp))
@@ -122,8 +125,10 @@ def main() -> None:
     ideal = min(a.concurrency / a.latency, a.workers / a.eval)
     e_meas = statistics.median(p.eval_time for p in ok)
     achievable = min(a.concurrency / a.latency, a.workers / e_meas)
+    lag = statistics.mean(p.done_seq - p.mutation.view for p in progs
+                          if p.done_seq is not None and p.mutation.view is not None)
     print(f"L={a.latency}s E={a.eval}s llm.concurrency={a.concurrency} "
-          f"evaluation.workers={a.workers} programs={len(t)}")
+          f"evaluation.workers={a.workers} just_in_time={a.just_in_time} programs={len(t)}")
     print(f"ideal min(conc/L, workers/E)        = {ideal:.2f} programs/s")
     print(f"measured eval time (median)         = {e_meas:.3f} s  -> achievable {achievable:.2f}/s")
     print(f"steady-state throughput             = {steady:.2f} programs/s")
@@ -131,6 +136,8 @@ def main() -> None:
     print(f"ratio steady / ideal                = {steady / ideal:.3f}")
     print(f"ratio steady / achievable           = {steady / achievable:.3f}")
     print(f"ratio whole-run / ideal             = {overall / ideal:.3f}")
+    print(f"parent lag (mean results committed between a child's proposal and its result) "
+          f"= {lag:.2f}")
     print(f"evoforge run -> first LLM request   = {to_first:.3f} s (median of 5; target <= 0.5 s)")
     print(f"  reference: import openai + CLI start = {floor:.3f} s -> ratio {to_first / floor:.2f}")
 

@@ -319,6 +319,12 @@ class PipelineConfig(_Strict):
         True, description="LLM runs: send one proposal for the initial program while it is "
         "evaluated (its prompt says the score is not known yet), so the first evaluation does "
         "not hold back the first LLM call")
+    just_in_time: bool = Field(
+        True, description="ask a proposal only when its child will be needed: not while the "
+        "children made or on their way keep every evaluation slot busy until a new LLM reply "
+        "could arrive (measured LLM and evaluation times), so when evaluations are the "
+        "bottleneck parents are picked from fresher results; model-free: one child per free "
+        "slot")
     slow_start: bool = Field(
         True, description="open the proposal window gradually: at most twice the population "
         "(or 2 + the session's results) outstanding until that reaches max_in_flight, so the "

@@ -3,15 +3,22 @@
 LLM requests in flight (``llm.concurrency``) and evaluation slots (``evaluation.workers``) are
 independent; ``pipeline.max_in_flight`` bounds the proposals outstanding at once, and
 ``pipeline.staleness`` bounds the results committed between a proposal and its child (no new
-proposal is asked while the oldest outstanding one could otherwise exceed it). The controller is
-the only writer to Storage. Evaluations are dispatched in proposal order; with the model-free
-mutator and one evaluation slot the whole run is deterministic for a given seed.
+proposal is asked while the oldest outstanding one could otherwise exceed it). With
+``pipeline.just_in_time`` a proposal is asked only when its child will be needed: not while
+the children already made or on their way would keep every evaluation slot busy until a new
+LLM reply could arrive (Little's law over the measured LLM and evaluation times), so when the
+evaluations are the bottleneck parents are picked from fresher results at no cost in throughput.
+The controller is the only writer to Storage. Evaluations are dispatched in proposal order;
+with the model-free mutator and one evaluation slot the whole run is deterministic for a given
+seed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +32,8 @@ from evoforge.program import EvalResult, Program, Status
 from evoforge.run import Proposal, Run
 
 log = logging.getLogger("evoforge")
+
+_TIMES_KEPT = 16  # recent LLM and evaluation durations kept (just in time: their medians)
 
 # Reasons a run stops, and whether that means it did its job.
 #: Reasons that are failures; any other (the budget, a user's StopWhen) means the run did its job.
@@ -59,14 +68,20 @@ class RunOutcome:
 
 class Pipeline:
     def __init__(self, run: Run, mutator: Mutator, executor: Executor,
-                 on_event: Callable[[Program], None] | None = None) -> None:
+                 on_event: Callable[[Program], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.run = run
+        self.clock = clock
         self.mutator = mutator
         self.executor = executor
         self.on_event = on_event or (lambda p: None)
         cfg = run.config
         self.capacity = cfg.in_flight(mutator.uses_llm)
         self.slow_start = cfg.pipeline.slow_start
+        self.just_in_time = cfg.pipeline.just_in_time
+        self.started: dict[asyncio.Task[Any], float] = {}  # LLM requests and evaluations
+        self.llm_times: deque[float] = deque(maxlen=_TIMES_KEPT)  # their recent durations
+        self.eval_times: deque[float] = deque(maxlen=_TIMES_KEPT)
         self.staleness = max(cfg.staleness(mutator.uses_llm), 1)
         self.llm_slots = cfg.llm.concurrency if mutator.uses_llm else self.capacity
         self.ready: deque[Program] = deque()
@@ -134,6 +149,7 @@ class Pipeline:
         proposal = run.ask_with(initial)
         mtask = asyncio.create_task(self.mutator.mutate(run.mutation_request(proposal)))
         self.mut_tasks[mtask] = proposal
+        self.started[mtask] = self.clock()
 
     async def execute(self, stop: asyncio.Event) -> RunOutcome:
         try:
@@ -200,7 +216,9 @@ class Pipeline:
                                  key=lambda t: self.mut_tasks[t].id):
                     proposal = self.mut_tasks.pop(mt)
                     if mt.cancelled():
+                        self.started.pop(mt, None)
                         continue
+                    self._timed(mt, self.llm_times)
                     exc = mt.exception()
                     if isinstance(exc, LLMError):
                         fatal = f"LLM error: {exc}"
@@ -212,7 +230,9 @@ class Pipeline:
                                  key=lambda t: self.eval_tasks[t].id):
                     program = self.eval_tasks.pop(et)
                     if et.cancelled():
+                        self.started.pop(et, None)
                         continue
+                    self._timed(et, self.eval_times)
                     self._committed(run.tell(program, et.result()))
         finally:
             stop_task.cancel()
@@ -227,6 +247,32 @@ class Pipeline:
         age = self.run.tally.done - oldest
         return age + self.in_flight() - 1 >= self.staleness
 
+    def _timed(self, task: asyncio.Task[Any], times: deque[float]) -> None:
+        """Keep a finished task's duration among the recent ones of its kind."""
+        start = self.started.pop(task, None)
+        if start is not None:
+            times.append(max(self.clock() - start, 0.0))
+
+    def _needed(self) -> bool:
+        """Just in time: whether a new proposal's child would be needed when it arrives, i.e.
+        the children waiting for a slot plus the LLM requests in flight are fewer than the
+        slots free now plus what the slots will take while a new request runs (``slots x
+        LLM time / evaluation time``), plus one to spare against variance. Model-free children
+        come at once: exactly the free slots are filled. The times are the medians of the last
+        16 of each kind (a slow first request does not linger); until both are measured, the
+        window alone decides."""
+        if not self.just_in_time:
+            return True
+        free = max(self.executor.slots - len(self.eval_tasks), 0)
+        supply = len(self.ready) + len(self.mut_tasks)
+        if not self.mutator.uses_llm:
+            return supply < free
+        if not self.llm_times or not self.eval_times:
+            return True
+        llm, evaluation = statistics.median(self.llm_times), statistics.median(self.eval_times)
+        soon = self.executor.slots * llm / max(evaluation, 1e-3)
+        return supply < free + soon + 1
+
     def _window(self) -> int:
         """How many proposals may be outstanding now: ``capacity``, or with ``slow_start``
         twice the population (at least 2 + the results of this session) until that reaches
@@ -239,13 +285,15 @@ class Pipeline:
     async def _fill(self) -> None:
         run = self.run
         while (self.in_flight() < self._window() and len(self.mut_tasks) < self.llm_slots
-               and not self._too_stale() and run.stop_reason(self.in_flight()) is None
+               and not self._too_stale() and self._needed()
+               and run.stop_reason(self.in_flight()) is None
                and (not self.mutator.uses_llm or run.can_afford_call())):
             proposal = run.ask()
             request = run.mutation_request(proposal)
             if self.mutator.uses_llm:
                 mtask = asyncio.create_task(self.mutator.mutate(request))
                 self.mut_tasks[mtask] = proposal
+                self.started[mtask] = self.clock()
             else:
                 # Model-free mutation is instant: do it inline, which keeps the run deterministic.
                 self._child(proposal, await self.mutator.mutate(request))
@@ -289,6 +337,7 @@ class Pipeline:
             program = self.ready.popleft()
             etask = asyncio.create_task(self._evaluate(program))
             self.eval_tasks[etask] = program
+            self.started[etask] = self.clock()
 
     async def _evaluate(self, program: Program) -> EvalResult:
         return await self.executor.evaluate(program.code, program_id=program.id)
