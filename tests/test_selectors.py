@@ -1249,3 +1249,54 @@ def test_stagnation_rule_settings_are_checked() -> None:
     for i in range(1, 60):
         sel.add(prog(i, -1.0, island=i % 4, parent=0))
     assert sel.stagnant() and sel.exploration() == 0.0
+
+
+def test_stalls_that_refinement_ends_halve_the_stalled_exploration() -> None:
+    """stall_backoff: a stall that an exploiting pick's child ended halves stagnant_exploration
+    for the next stalls (at most stall_backoff times); one an explored pick's child ended
+    doubles it back. Replay rebuilds it; stall_backoff 0 keeps it fixed."""
+    def run(kinds: str, **kw: object) -> tuple[IslandSelector, list[float]]:
+        """Stalls of 40 failed results, each ended by a rise from an exploited ("x") or an
+        explored ("e") pick; the exploration in force during each next stall."""
+        sel = IslandSelector(outstanding_penalty=0.0, crossover_rate=0.0, **kw)  # type: ignore[arg-type]
+        sel.add(prog(0, 0.0))
+        i, best, seen = 1, 0.0, []
+        for kind in kinds:
+            for _ in range(41):
+                sel.add(prog(i, None, status=Status.FAILED, parent=0, explored=False))
+                i += 1
+            assert sel.stagnant()
+            seen.append(sel.exploration())
+            best += 10.0
+            sel.add(prog(i, best, island=1, parent=0, explored=kind == "e"))
+            i += 1
+            assert not sel.stagnant()
+        for _ in range(41):
+            sel.add(prog(i, None, status=Status.FAILED, parent=0, explored=False))
+            i += 1
+        seen.append(sel.exploration())
+        return sel, seen
+
+    sel, seen = run("xxxxe")
+    assert sel.stall_backoff == 3
+    assert seen == [0.5, 0.25, 0.125, 0.0625, 0.0625, 0.125]
+    assert run("xe")[1] == [0.5, 0.25, 0.5]
+    assert run("exx")[1] == [0.5, 0.5, 0.25, 0.125]  # never above stagnant_exploration
+    assert run("xxxx", stall_backoff=0)[1] == [0.5] * 5
+    assert run("xxx", stall_backoff=1)[1] == [0.5, 0.25, 0.25, 0.25]
+    # while the best rises, min_exploration applies whatever the backoff
+    rising = run("xx")[0]
+    rising.add(prog(10_000, 1e6, island=1, parent=0, explored=False))
+    assert not rising.stagnant() and rising.exploration() == 0.0
+    # results without a branch (warm-up picks, programs from before the field) move nothing
+    assert run("xx")[1][-1] == 0.125
+    other, _ = run("")
+    for k in range(2):
+        for j in range(41):
+            other.add(prog(5000 + 100 * k + j, None, status=Status.FAILED, parent=0))
+        other.add(prog(5000 + 100 * k + 50, 100.0 * (k + 1), island=1, parent=0))
+    for j in range(41):
+        other.add(prog(6000 + j, None, status=Status.FAILED, parent=0))
+    assert other.stagnant() and other.exploration() == 0.5
+    with pytest.raises(ConfigError, match="stall_backoff"):
+        IslandSelector(stall_backoff=-1)

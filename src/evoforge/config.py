@@ -239,6 +239,7 @@ class SelectorConfig(_Strict):
     min_exploration: float = Field(0.0, ge=0, le=1)
     stagnant_exploration: float = Field(0.5, ge=0, le=1)
     explore_walk: float = Field(0.9, ge=0, le=1)
+    stall_backoff: int = Field(3, ge=0)
 
     @field_validator("features", mode="before")
     @classmethod

@@ -31,10 +31,16 @@ therefore never interrupted (on the discovery benchmark's refinement problems it
 always taking the best, seed by seed; the success-rate and credit rules below explored 25-40%
 of picks there, and even 5% cost measurably), a rise too small to matter counts as a stall, and
 a stalled run spends half its picks on exploration walks over every island, which is what a
-deceptive problem needs (docs/benchmarks.md). The window and the walks' tips are rebuilt by
-replaying the committed programs (each child records whether its pick explored:
-``MutationInfo.explored``). ``exploitation_ratio`` 1 (0) still means never (always) explore;
-``adaptive=False`` keeps the configured ratios with the two-step choice below.
+deceptive problem needs (docs/benchmarks.md). Whether a stall was worth exploring shows in how
+it ended: a stall that ended with a new best from an exploiting pick (refinement got past it on
+its own) halves the exploration of later stalls, at most ``stall_backoff`` (3) times, and one
+that an explored pick ended doubles it back: on a problem where sampling the best keeps finding
+its way (rastrigin_6, whose basins are crossed by lucky large steps from the best) exploration
+fades to 6%, on one where only walks get past a stall (the deceptive trap) it stays at 50%. The
+window, the backoff and the walks' tips are rebuilt by replaying the committed programs (each
+child records whether its pick explored: ``MutationInfo.explored``). ``exploitation_ratio`` 1
+(0) still means never (always) explore; ``adaptive=False`` keeps the configured ratios with the
+two-step choice below.
 
 With ``stagnation=False`` (or ``credit=True``, or ``adaptive=False``) the choice is in two steps:
 
@@ -295,6 +301,7 @@ class IslandSelector(Selector):
         min_exploration: float = 0.0,
         stagnant_exploration: float = 0.5,
         explore_walk: float = 0.9,
+        stall_backoff: int = 3,
     ) -> None:
         self.credit = credit
         self.stagnation = stagnation and not credit
@@ -303,6 +310,8 @@ class IslandSelector(Selector):
         self.min_exploration = min_exploration
         self.stagnant_exploration = stagnant_exploration
         self.explore_walk = explore_walk
+        self.stall_backoff = stall_backoff
+        self._backoff = 0  # halvings of stagnant_exploration now (stalls refinement ended)
         # the global best after each result (the stagnation rule looks one window back)
         self._best_hist: deque[float] = deque(maxlen=max(1, stagnation_window) + 1)
         # credit: discounted successes / trials of children of exploited [0] and explored [1]
@@ -346,6 +355,8 @@ class IslandSelector(Selector):
             problems.append(f"adaptation_window must be at least 1 (got {adaptation_window})")
         if stagnation_window < 1:
             problems.append(f"stagnation_window must be at least 1 (got {stagnation_window})")
+        if stall_backoff < 0:
+            problems.append(f"stall_backoff must be >= 0 (got {stall_backoff})")
         if not (stagnation_threshold >= 0.0 and math.isfinite(stagnation_threshold)):
             problems.append(f"stagnation_threshold must be >= 0 (got {stagnation_threshold})")
         if not 0.0 < target_success_rate < 1.0:
@@ -420,6 +431,7 @@ class IslandSelector(Selector):
             min_exploration=cfg.min_exploration,
             stagnant_exploration=cfg.stagnant_exploration,
             explore_walk=cfg.explore_walk,
+            stall_backoff=cfg.stall_backoff,
         )
 
     # ------------------------------------------------------------------ features
@@ -496,7 +508,11 @@ class IslandSelector(Selector):
             self._join(isl, program)
             if program.mutation.explored and program.id in isl.members:
                 isl.tip = program.id
+        stalled = self.stall_backoff > 0 and program.mutation.explored is not None and self.stagnant()
         self._best_hist.append(-self._archive[0][0])
+        if stalled and not self.stagnant():  # this child ended a stall: which branch did?
+            step = -1 if program.mutation.explored else 1
+            self._backoff = min(max(self._backoff + step, 0), self.stall_backoff)
         if self._count % self.migration_interval == 0:
             self._migrate()
 
@@ -710,7 +726,9 @@ class IslandSelector(Selector):
         if self.stagnation and self.adaptive:
             if self._base <= 0.0 or self._base >= 1.0:  # exploitation_ratio 1 or 0
                 return 1.0 - self.exploitation_ratio
-            return self.stagnant_exploration if self.stagnant() else self.min_exploration
+            if not self.stagnant():
+                return self.min_exploration
+            return self.stagnant_exploration / 2 ** self._backoff
         if island is None:
             if self.num_islands == 1:
                 return 0.0
