@@ -830,8 +830,8 @@ def test_a_child_made_from_another_program_releases_the_one_selected() -> None:
 
 
 def test_in_a_run_children_of_other_parents_leave_no_count_outstanding(tmp_path) -> None:
-    """End to end: a mutator that names another parent (the best, as a tuning trial does)
-    for every other proposal; once every result is in, nothing is outstanding."""
+    """End to end: a mutator that names another parent (as a tuning trial names the best) for
+    every other proposal; once every result is in, nothing is outstanding."""
     import re
     from pathlib import Path
 
@@ -846,17 +846,18 @@ def test_in_a_run_children_of_other_parents_leave_no_count_outstanding(tmp_path)
         m = re.search(r"^VALUE = (\S+)$", code, re.M)
         return float(m.group(1)) if m else 0.0
 
-    class OfTheBest(Mutator):
-        best: Program | None = None
+    class OfAnother(Mutator):
+        """Every other child is made from an ok program other than the one picked."""
+        seen: list[Program]
 
         def observe(self, program: Program) -> None:
-            if program.status is Status.OK and (self.best is None or (
-                    program.score or 0) > (self.best.score or 0)):
-                self.best = program
+            if program.status is Status.OK:
+                self.seen.append(program)
 
         async def mutate(self, req: MutationRequest) -> MutationOutcome:
-            other = req.proposal_id % 2 == 0 and self.best is not None
-            base = self.best if other and self.best is not None else req.parent
+            others = [p for p in self.seen if p.id != req.parent.id]
+            other = req.proposal_id % 2 == 0 and bool(others)
+            base = others[req.rng.randrange(len(others))] if other else req.parent
             code = re.sub(r"\nVALUE = \S+$", "", base.code.rstrip("\n"), flags=re.M)
             step = req.rng.uniform(-1, 1)
             return MutationOutcome(code + f"\nVALUE = {value(base.code) + step!r}\n",
@@ -866,7 +867,9 @@ def test_in_a_run_children_of_other_parents_leave_no_count_outstanding(tmp_path)
     cfg = build_config({"max_programs": 60, "seed": 1, "selector": {"num_islands": 1},
                         "evaluation": {"workers": 2, "reverify": 0}})
     quad = Path(__file__).parent / "fixtures" / "problems" / "quadratic"
-    assert api.evolve(quad, run_dir=tmp_path / "r", config=cfg, mutator=OfTheBest(),
+    mutator = OfAnother()
+    mutator.seen = []
+    assert api.evolve(quad, run_dir=tmp_path / "r", config=cfg, mutator=mutator,
                       executor=FunctionExecutor(value), selector=sel).ok
     with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:
         progs = list(s.programs())
