@@ -118,7 +118,9 @@ def test_through_the_llm_path_the_bandit_prefers_the_model_that_works(tmp_path, 
         cfg = build_config({
             "max_programs": 50, "seed": 2,
             "llm": {"base_url": srv.base_url, "models": ["dumb", "smart"], "concurrency": 2,
-                    "retries": 0, "api_key_env": "EVOFORGE_TEST_KEY"},
+                    # no hedging: on a loaded machine a slow request's twin is a second
+                    # request of the same pull
+                    "retries": 0, "hedge": False, "api_key_env": "EVOFORGE_TEST_KEY"},
             "mutator": {"name": "bandit", "bandit_edit_modes": ["diff"],
                         "bandit_model_free": False, "bandit_tuning": False},
             "evaluation": {"workers": 2, "reverify": 0}, "selector": {"num_islands": 1}})
