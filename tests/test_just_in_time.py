@@ -123,6 +123,12 @@ def test_needed_follows_littles_law():
     assert q._needed()  # 20 < 0 + 2 x 10 / 1 + 1
     q.mut_tasks[object()] = None
     assert not q._needed()
+    # instant proposals (tuning trials) among slow LLM requests: the mean, not the median,
+    # keeps the LLM slots busy (a median of 0 would allow one request at a time)
+    t = _state(_pipeline(), llm=4, evaluating=2)
+    t.llm_times.extend([0.0] * 10 + [20.0] * 6)
+    t.eval_times.append(1.0)
+    assert t._needed()  # 4 < 0 + 2 x 7.5 / 1 + 1
     # off: always (the window and the staleness bound still apply)
     r = _state(_pipeline(jit=False), ready=9, evaluating=2)
     r.llm_times.append(1.0)

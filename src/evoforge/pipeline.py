@@ -33,7 +33,7 @@ from evoforge.run import Proposal, Run
 
 log = logging.getLogger("evoforge")
 
-_TIMES_KEPT = 16  # recent LLM and evaluation durations kept (just in time: their medians)
+_TIMES_KEPT = 16  # recent LLM and evaluation durations kept (just in time: their means)
 
 # Reasons a run stops, and whether that means it did its job.
 #: Reasons that are failures; any other (the budget, a user's StopWhen) means the run did its job.
@@ -258,9 +258,10 @@ class Pipeline:
         the children waiting for a slot plus the LLM requests in flight are fewer than the
         slots free now plus what the slots will take while a new request runs (``slots x
         LLM time / evaluation time``), plus one to spare against variance. Model-free children
-        come at once: exactly the free slots are filled. The times are the medians of the last
-        16 of each kind (a slow first request does not linger); until both are measured, the
-        window alone decides."""
+        come at once: exactly the free slots are filled. The times are the means of the last 16
+        of each kind (Little's law wants means: with instant tuning trials among slow LLM
+        requests a median would starve the LLM slots; a hung request errs toward the window);
+        until both are measured, the window alone decides."""
         if not self.just_in_time:
             return True
         free = max(self.executor.slots - len(self.eval_tasks), 0)
@@ -269,7 +270,7 @@ class Pipeline:
             return supply < free
         if not self.llm_times or not self.eval_times:
             return True
-        llm, evaluation = statistics.median(self.llm_times), statistics.median(self.eval_times)
+        llm, evaluation = statistics.fmean(self.llm_times), statistics.fmean(self.eval_times)
         soon = self.executor.slots * llm / max(evaluation, 1e-3)
         return supply < free + soon + 1
 
