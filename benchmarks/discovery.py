@@ -51,12 +51,18 @@ it, not by the third decimal), the gain per seed, the default's gain minus the e
 seed (mean ± standard error: engines on one seed share its perturbations, so this paired
 difference is several times tighter than the two means' errors and is what to compare them by),
 and two ratios against evoforge's default: ``default/engine`` on gain and ``engine/default`` on
-regret; above 1 the default did better, below 1 worse.
+regret; above 1 the default did better, below 1 worse. Below the table, each engine's *parent lag*:
+the results committed between a child's proposal and its own result (what its parent choice had
+not seen; about 4.7 in full runs, ``in-flight - 1`` in ``--simulate``). ``--in-flight N`` sets the
+requests in flight (``llm.concurrency``; with ``--simulate`` the proposals in flight), to measure
+how an engine copes with staler parent choices (``--simulate --in-flight 5`` is the closer stand-in
+for the full runs).
 
     .venv/bin/python benchmarks/discovery.py                    # 4 problems, budgets 200 600, 10 seeds
     .venv/bin/python benchmarks/discovery.py --quick            # smoke test: budget 40, 1 seed
     .venv/bin/python benchmarks/discovery.py --problems deceptive_trap --budgets 600 --seeds 5
     .venv/bin/python benchmarks/discovery.py --simulate --seeds 40 --engines "islands,greedy"
+    .venv/bin/python benchmarks/discovery.py --simulate --in-flight 5 --seeds 40
 """
 
 from __future__ import annotations
