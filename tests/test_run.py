@@ -168,6 +168,11 @@ def test_inspection_commands(tmp_path):
     assert b.returncode == 0 and "EVOLVE-BLOCK-START" in out_file.read_text()
     sh = subprocess.run([*EVOFORGE, "show", str(run_dir), "3"], capture_output=True, text=True)
     assert sh.returncode == 0 and "lineage: #3" in sh.stdout and "diff against parent" in sh.stdout
+    with SQLiteStorage(run_dir / "evoforge.db", readonly=True) as s:
+        third = s.get(3)
+    assert third.mutation.view is not None and third.done_seq is not None
+    assert (f"after {third.mutation.view} results" in sh.stdout
+            and f"{third.done_seq - third.mutation.view} before its own result" in sh.stdout)
     none = subprocess.run([*EVOFORGE, "show", str(run_dir), "999"], capture_output=True, text=True)
     assert none.returncode == 1 and "no program with id 999" in none.stderr
     again = subprocess.run([*EVOFORGE, "run", str(QUAD), "--out", str(run_dir)],

@@ -736,6 +736,13 @@ def show(
                       if m.prompt_tokens or m.completion_tokens else "")
                    + (f", {m.latency:.2f}s" if m.latency else "")
                    + (f", {m.attempts} request(s)" if m.attempts else "")))
+    if m.view is not None:  # how stale its parent choice was
+        out.print(_lit(
+            ("parent picked by an exploring pick" if m.explored else "parent picked")
+            + f" after {m.view} results"
+            + (f"; {m.staleness} more came in before the child was made" if m.staleness else "")
+            + (f", {p.done_seq - m.view} before its own result" if p.done_seq is not None
+               else "")))
     if variant is not None:
         out.print(_lit(f"made with {variant}"))
     if m.note:
