@@ -325,11 +325,15 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}"
 
 
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (0 for one value)."""
+    return statistics.mean(xs), (statistics.stdev(xs) / len(xs) ** 0.5) if len(xs) > 1 else 0.0
+
+
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean and standard error of a - b seed by seed (the engines share each seed's stream of
     perturbations, so the paired difference is far tighter than the two means' errors)."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    return statistics.mean(d), (statistics.stdev(d) / len(d) ** 0.5) if len(d) > 1 else 0.0
+    return mean_se([x - y for x, y in zip(a, b, strict=True)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             dg = statistics.mean(gains[DEFAULT])
             for engine in engines:
                 rs = results[(name, budget, engine)]
-                g = statistics.mean(gains[engine])
-                se = (statistics.stdev(gains[engine]) / len(rs) ** 0.5) if len(rs) > 1 else 0.0
+                g, se = mean_se(gains[engine])
                 per = " ".join(f"{x:.3f}" for x in gains[engine])
                 d, dse = paired(gains[DEFAULT], gains[engine])
                 diff = "" if engine == DEFAULT else f"{d:+.3f} ± {dse:.3f}"

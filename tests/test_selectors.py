@@ -1291,8 +1291,8 @@ def test_stalls_that_refinement_ends_halve_the_stalled_exploration() -> None:
     rising = run("xx")[0]
     rising.add(prog(10_000, 1e6, island=1, parent=0, explored=False))
     assert not rising.stagnant() and rising.exploration() == 0.0
-    # results without a branch (warm-up picks, programs from before the field) move nothing
-    assert run("xx")[1][-1] == 0.125
+    # results without a branch (warm-up picks, programs from before the field) move nothing:
+    # two stalls ended by them leave it at 50% (two ended by exploiting picks: 12.5%)
     other, _ = run("")
     for k in range(2):
         for j in range(41):
