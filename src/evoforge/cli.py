@@ -393,6 +393,13 @@ def status(
         out.print(_lit(f"{sum(saved.values())} evaluations saved by the cache ("
                        f"{saved['code']} same code, {saved['fingerprint']} same fingerprint; "
                        f"of {len(done)} programs)"))
+    from evoforge.rebase import rebased
+
+    moved = rebased(done)
+    if moved:
+        out.print(_lit(f"{moved} children rebased: their edit moved onto a better descendant of "
+                       "the parent picked for them, committed while it was being made "
+                       "(pipeline.rebase)"))
     from evoforge.executors.ray import evaluated_on
 
     nodes = evaluated_on(done)
@@ -743,6 +750,9 @@ def show(
             + (f"; {m.staleness} more came in before the child was made" if m.staleness else "")
             + (f", {p.done_seq - m.view} before its own result" if p.done_seq is not None
                else "")))
+    if m.selected is not None and p.parent_ids:  # a rebased child, or a tuning trial
+        out.print(_lit(f"the selector picked #{m.selected}; the child was made on "
+                       f"#{p.parent_ids[0]}"))
     if variant is not None:
         out.print(_lit(f"made with {variant}"))
     if m.note:

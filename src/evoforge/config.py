@@ -326,6 +326,10 @@ class PipelineConfig(_Strict):
         "could arrive (measured LLM and evaluation times), so when evaluations are the "
         "bottleneck parents are picked from fresher results; model-free: one child per free "
         "slot")
+    rebase: bool = Field(
+        True, description="LLM runs: when the reply to an exploiting pick arrives after a "
+        "better descendant of its parent (same island) was committed, apply its edit to that "
+        "descendant instead, if the hunks do not conflict (evoforge.rebase)")
     slow_start: bool = Field(
         True, description="open the proposal window gradually: at most twice the population "
         "(or 2 + the session's results) outstanding until that reaches max_in_flight, so the "

@@ -22,6 +22,7 @@ from evoforge.invocation import command
 from evoforge.mutators.base import MutationOutcome, MutationRequest
 from evoforge.problem import Problem
 from evoforge.program import EvalResult, MutationInfo, Program, Status
+from evoforge.rebase import REBASED, Rebaser
 from evoforge.selectors.base import Selection, Selector
 from evoforge.stop import AnyOf, Stop
 from evoforge.stop import from_config as stop_from_config
@@ -62,7 +63,7 @@ class Tally:
 
 class Run:
     def __init__(self, problem: Problem, config: Config, storage: Storage, selector: Selector,
-                 run_dir: Path, stop: Stop | None = None) -> None:
+                 run_dir: Path, stop: Stop | None = None, rebaser: Rebaser | None = None) -> None:
         self.problem = problem
         self.config = config
         #: when to stop (the config's budget unless given; see evoforge.stop)
@@ -71,6 +72,9 @@ class Run:
         self.selector = selector
         self.run_dir = Path(run_dir)
         self.tally = Tally()
+        #: moves stale children's edits onto better descendants of their parents (evoforge.rebase)
+        self.rebaser = rebaser if rebaser is not None else (
+            Rebaser(self.better) if config.pipeline.rebase else None)
         self._best: Program | None = None
         self.initial_score: float | None = None
         stats = storage.stats()
@@ -101,6 +105,8 @@ class Run:
                 continue
             self._account(p)
             self.selector.add(p)
+            if self.rebaser is not None:
+                self.rebaser.observe(p)
             self._maybe_best(p, write=False)
         self._save_selector_meta()
         if self._best is not None:
@@ -145,8 +151,16 @@ class Run:
                        staleness=self.tally.done - proposal.view,
                        selected=sel.parent.id if base.id != sel.parent.id else None,
                        explored=sel.explored if base.id == sel.parent.id else None)
-        p = Program(id=proposal.id, code=outcome.code or "", parent_ids=parents,
-                    island=base.island if outcome.parent is not None else sel.island,
+        code, island = outcome.code, base.island if outcome.parent is not None else sel.island
+        onto = self._rebase_target(proposal, outcome)
+        if onto is not None and code is not None and self.rebaser is not None:
+            moved = self.rebaser.move(sel.parent, code, onto)
+            if moved is not None:  # the same pick, made on the better descendant
+                code, base, parents = moved, onto, (onto.id,)
+                note = (f"{REBASED}the edit of #{sel.parent.id} moved onto #{onto.id}, its "
+                        f"better descendant committed meanwhile; {info.note}").rstrip("; ")
+                info = replace(info, selected=sel.parent.id, explored=sel.explored, note=note)
+        p = Program(id=proposal.id, code=code or "", parent_ids=parents, island=island,
                     generation=base.generation + 1, mutation=info,
                     created_at=time.time())
         if outcome.info.mutator == "llm":
@@ -160,7 +174,7 @@ class Run:
         reason = ""
         if outcome.code is None:
             reason = outcome.info.note or "the mutator produced no child"
-        elif outcome.code == base.code:
+        elif code == base.code:
             reason = "child is identical to its parent (nothing changed)"
         if reason:
             done = self.tell(p, EvalResult(status=Status.INVALID, reason=reason), insert=True)
@@ -171,6 +185,17 @@ class Run:
         if outcome.exchange is not None:  # after the program: a crash between loses only this
             self.storage.add_exchange(p.id, outcome.exchange)
         return done
+
+    def _rebase_target(self, proposal: Proposal, outcome: MutationOutcome) -> Program | None:
+        """Where the child of an exploiting pick should go instead of its parent (see
+        evoforge.rebase): only picks the selector says exploited (``Selection.explored`` False:
+        not explored or warm-up picks, nor selectors that do not say, such as the baselines),
+        not crossovers, failed mutations or children a mutator gave a parent of its own."""
+        sel = proposal.selection
+        if (self.rebaser is None or outcome.code is None or outcome.parent is not None
+                or sel.others or sel.explored is not False or self.tally.done == proposal.view):
+            return None
+        return self.rebaser.target(sel.parent, proposal.view, sel.island)
 
     def tell(self, program: Program, result: EvalResult, *, insert: bool = False) -> Program:
         """Commit a result (one transaction), then index it. Returns the committed program.
@@ -188,6 +213,8 @@ class Run:
         self._account(done)
         self.tally.done_this_session += 1
         self.selector.add(done)
+        if self.rebaser is not None:
+            self.rebaser.observe(done)
         self._save_selector_meta()
         self._maybe_best(done, write=True)
         return done
