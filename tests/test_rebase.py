@@ -188,3 +188,20 @@ def test_llm_run_rebases_stale_exploiting_picks(tmp_path, monkeypatch):
     st = subprocess.run([sys.executable, "-m", "evoforge.cli", "status",
                          str(tmp_path / "rFalse")], capture_output=True, text=True)
     assert st.returncode == 0 and "rebased" not in st.stdout, st.stdout
+
+
+def test_lineage_is_rebuilt_on_resume(tmp_path):
+    """A resumed run knows the stored lineage: a grandchild committed before the resume is a
+    target for a pick of its grandparent made after it."""
+    run = _run(tmp_path)
+    p0 = _commit(run, BASE, 1.0, None)
+    p1 = _commit(run, BASE.replace("c = 3.0", "c = 3.5"), 2.0, p0)
+    p2 = _commit(run, BASE.replace("c = 3.0", "c = 3.7"), 3.0, p1)
+    run.storage.close()
+    run = _run(tmp_path)
+    run.rebuild()
+    assert run.rebaser.target(p0, view=1, island=0).id == p2.id
+    proposal = Proposal(id=run._take_id(), view=1, selection=Selection(parent=p0, explored=False))
+    stored = run.record_child(proposal, MutationOutcome(code=BASE.replace("a = 1.0", "a = 1.5")))
+    assert stored.parent_ids == (p2.id,) and "a = 1.5" in stored.code and "c = 3.7" in stored.code
+    run.storage.close()
