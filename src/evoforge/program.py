@@ -74,7 +74,8 @@ class MutationInfo:
     arm: str | None = None  # the bandit's arm that made it (mutator.name: bandit)
     prompt_variant: str | None = None  # the prompt variant its LLM call used (prompt.evolve)
     # the parent the selector picked for its proposal, when the child names another (a tuning
-    # trial of the run's best, MutationOutcome.parent): the selector's outstanding count is its
+    # trial of the run's best, MutationOutcome.parent; a rebased child, evoforge.rebase): the
+    # selector's outstanding count is its
     selected: int | None = None
     # the selector's branch that picked the parent (Selection.explored): True explored, False
     # exploited (the islands' credit assignment reads it back; None: not told)

@@ -95,7 +95,8 @@ class Rebaser:
     ``better(a, b)``: whether score ``a`` is better than ``b`` in the run's direction.
     ``recent``: how many of the latest ok programs are candidates (a child is rebased only
     onto a program committed after its proposal; ``pipeline.staleness`` bounds how many that
-    can be)."""
+    can be). The lineage costs one entry per ok program (a dict of ints: about 10 MB at
+    100,000 programs)."""
 
     def __init__(self, better: Callable[[float, float], bool], recent: int = 256) -> None:
         self.better = better
