@@ -55,6 +55,40 @@ def test_transplant_refuses_conflicts_and_no_ops():
     assert transplant(BASE, mine, theirs) is None
 
 
+def _random_edit(lines: list[str], rng) -> list[str]:
+    out = list(lines)
+    for _ in range(rng.randint(1, 3)):
+        k, op = rng.randrange(len(out) + 1), rng.choice("rid")
+        if op == "r" and k < len(out):
+            out[k] = f"r{rng.random():.9f}\n"
+        elif op == "i":
+            out.insert(k, f"i{rng.random():.9f}\n")
+        elif op == "d" and k < len(out) and len(out) > 1:
+            del out[k]
+    return out
+
+
+def test_transplant_is_a_symmetric_merge():
+    """On random line edits (replacements, insertions, deletions) of one base: moving A onto B
+    gives the same program as moving B onto A whenever both are clean, and one direction is
+    refused exactly when the other is (the edit-free and equal-edit cases aside)."""
+    import random
+
+    rng = random.Random(11)
+    merged = 0
+    for _ in range(3000):
+        base = [f"line {i}\n" for i in range(rng.randint(1, 12))]
+        b, x, y = "".join(base), "".join(_random_edit(base, rng)), "".join(_random_edit(base, rng))
+        if len({b, x, y}) < 3:
+            continue
+        xy, yx = transplant(b, x, y), transplant(b, y, x)
+        assert (xy is None) == (yx is None), (b, x, y)
+        if xy is not None:
+            merged += 1
+            assert xy == yx, (b, x, y)
+    assert merged > 1000  # most random pairs of edits merge
+
+
 def _prog(pid, score, parent=None, *, island=0, done_seq=None, code=BASE, status=Status.OK):
     return Program(id=pid, code=code, parent_ids=() if parent is None else (parent,),
                    island=island, status=status, score=score,
