@@ -37,6 +37,25 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
+def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes from ``a`` to ``b``, the common head and tail set aside first (an
+    edit is local: what is left to match is small) and difflib's junk heuristic on, so a
+    program of tens of thousands of lines costs milliseconds, not minutes."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    ops: list[tuple[str, int, int, int, int]] = [("equal", 0, head, 0, head)] if head else []
+    mid = difflib.SequenceMatcher(None, a[head:len(a) - tail], b[head:len(b) - tail])
+    ops += [(tag, i1 + head, i2 + head, j1 + head, j2 + head)
+            for tag, i1, i2, j1, j2 in mid.get_opcodes()]
+    if tail:
+        ops.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    return ops
+
+
 def transplant(base: str, child: str, newer: str) -> str | None:
     """``newer`` with the edit ``base -> child`` applied, or None when that is not clean: a
     hunk of the edit overlaps a region of ``base`` that changed between ``base`` and
@@ -45,13 +64,11 @@ def transplant(base: str, child: str, newer: str) -> str | None:
     line-based three-way merge, changes to adjacent lines do not conflict: edits here are
     usually one-line changes of neighbouring constants."""
     b, c, n = _lines(base), _lines(child), _lines(newer)
-    theirs = [(i1, i2) for tag, i1, i2, _, _ in
-              difflib.SequenceMatcher(None, b, n, autojunk=False).get_opcodes()
-              if tag != "equal"]
-    ours = [op for op in difflib.SequenceMatcher(None, b, c, autojunk=False).get_opcodes()
-            if op[0] != "equal"]
+    ours = [op for op in _opcodes(b, c) if op[0] != "equal"]
     if not ours:
         return None
+    towards_newer = _opcodes(b, n)
+    theirs = [(i1, i2) for tag, i1, i2, _, _ in towards_newer if tag != "equal"]
     for _, i1, i2, _, _ in ours:
         for k1, k2 in theirs:
             if (i1 < k2 and k1 < i2  # overlapping ranges of base lines
@@ -59,7 +76,7 @@ def transplant(base: str, child: str, newer: str) -> str | None:
                     or k1 == k2 and i1 < k1 < i2):  # or they inserted inside ours
                 return None
     at: dict[int, int] = {}  # line of base -> the same line in newer (where unchanged)
-    for tag, i1, i2, j1, _ in difflib.SequenceMatcher(None, b, n, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, _ in towards_newer:
         if tag == "equal":
             at.update((i1 + k, j1 + k) for k in range(i2 - i1))
     out = list(n)
