@@ -4,8 +4,8 @@ while the edit was being made.
 With several LLM requests in flight, a parent picked for refinement is often no longer the best
 of its line by the time the reply comes back: a child of it (or of that child) scored better
 meanwhile. A (1+1) hill climber never has that problem (one request at a time), and at equal
-LLM calls it beat engines with four in flight on refinement problems. Rebasing closes that gap
-at no LLM cost: when the reply to an exploiting pick of program P arrives and a better
+LLM calls it beat engines with four in flight on refinement problems. Rebasing takes back part
+of that at no LLM cost: when the reply to an exploiting pick of program P arrives and a better
 descendant Q of P in the same island was committed after the pick, the reply's edit (the hunks
 between P and the child) is applied to Q instead, if none of them touches lines that changed
 between P and Q. The child is then Q's child (``parent_ids`` names Q, ``mutation.selected``
@@ -14,8 +14,10 @@ stays P's. Explored picks are never rebased (they chose a program other than the
 purpose), nor crossovers (a partner is a parent too), nor children a mutator already gave a
 parent of its own (a tuning trial).
 
-Measured with ``benchmarks/discovery.py`` (see docs/benchmarks.md, "Rebasing stale children").
-``pipeline.rebase: false`` turns it off.
+Measured with ``benchmarks/discovery.py`` (docs/benchmarks.md, "Rebasing stale children"): in
+40 paired full-run seeds it raised the deceptive trap's gain by about 0.05 at both budgets and
+was within noise on the refinement problems, where picks come in bursts of four of one parent
+and a reply rarely sees a sibling's result. ``pipeline.rebase: false`` turns it off.
 """
 
 from __future__ import annotations
