@@ -218,7 +218,7 @@ def test_llm_run_rebases_stale_exploiting_picks(tmp_path, monkeypatch):
             f"#{child.parent_ids[0]}") in sh.stdout and "rebased" in sh.stdout
     st = subprocess.run([sys.executable, "-m", "evoforge.cli", "status", str(tmp_path / "rTrue")],
                         capture_output=True, text=True)
-    assert st.returncode == 0 and f"{found[True]} children rebased" in st.stdout, st.stdout
+    assert st.returncode == 0 and f"rebased children: {found[True]} " in st.stdout, st.stdout
     st = subprocess.run([sys.executable, "-m", "evoforge.cli", "status",
                          str(tmp_path / "rFalse")], capture_output=True, text=True)
     assert st.returncode == 0 and "rebased" not in st.stdout, st.stdout

@@ -397,9 +397,9 @@ def status(
 
     moved = rebased(done)
     if moved:
-        out.print(_lit(f"{moved} children rebased: their edit moved onto a better descendant of "
-                       "the parent picked for them, committed while it was being made "
-                       "(pipeline.rebase)"))
+        out.print(_lit(f"rebased children: {moved} (an edit moved onto a better descendant of "
+                       "the parent picked for it, committed while it was being made; "
+                       "pipeline.rebase)"))
     from evoforge.executors.ray import evaluated_on
 
     nodes = evaluated_on(done)
