@@ -104,16 +104,17 @@ def test_target_is_the_best_newer_descendant_in_the_island(minimize):
 
     r = Rebaser(better)
     parent = _prog(1, sign * 1.0, 0)
-    for p in (_prog(0, 0.0), parent,
-              _prog(2, sign * 5.0, 0),  # better, but not a descendant (a sibling)
-              _prog(3, sign * 2.0, 1),  # a child of the parent
+    for p in (_prog(0, 0.0), parent,  # committed in this order (done_seq = position)
+              _prog(3, sign * 2.0, 1, done_seq=2),  # a child of the parent
+              _prog(2, sign * 5.0, 0, done_seq=3),  # better still, but a sibling line
               _prog(4, sign * 3.0, 3),  # a grandchild: the best descendant
               _prog(5, sign * 9.0, 4, island=1),  # in another island
               _prog(6, sign * 0.5, 4),  # a descendant, worse than the parent
               _prog(7, None, 4, status=Status.FAILED)):
         r.observe(p)
+    assert r.target(parent, view=2, island=0).id == 4
+    assert r.target(parent, view=2, island=1).id == 5
     assert r.target(parent, view=3, island=0).id == 4
-    assert r.target(parent, view=3, island=1).id == 5
     assert r.target(parent, view=5, island=0) is None  # only 6 and 7 came after the pick
     assert r.target(_prog(8, None, 1, status=Status.FAILED), view=0, island=0) is None
 
