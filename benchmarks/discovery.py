@@ -248,12 +248,15 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     as a run, drives the same operator with ``in_flight`` proposals in flight, results
     returning in order (what a run with instant replies and evaluations does: each parent is
     chosen ``in_flight - 1`` results before its child's own result). No server, pipeline or
-    storage (of the pipeline's settings only ``pipeline.slow_start`` applies): about 10x faster,
-    for comparing selector settings over many seeds; confirm a finding with full runs."""
+    storage (of the pipeline's settings only ``pipeline.slow_start`` and ``pipeline.rebase``
+    apply; a child is rebased as :meth:`evoforge.run.Run.record_child` does, its reply seeing
+    the results up to the one before its own): about 10x faster, for comparing selector
+    settings over many seeds; confirm a finding with full runs."""
     import random
     from collections import deque
 
     from evoforge.program import MutationInfo, Program, Status
+    from evoforge.rebase import Rebaser
     from evoforge.registry import make_selector
     from evoforge.selectors.base import Selection
 
@@ -265,7 +268,10 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
     s0 = score_in_process(evaluator, code, tmp / "candidate.py")
     assert s0 is not None, f"{problem.name}: the initial program fails"
     selector = make_selector(cfg)
-    selector.add(Program(id=0, code=code, status=Status.OK, score=s0, done_seq=0))
+    initial = Program(id=0, code=code, status=Status.OK, score=s0, done_seq=0)
+    selector.add(initial)
+    rebaser = Rebaser(lambda a, b: a > b) if cfg.pipeline.rebase else None
+    unseen: Program | None = initial  # the newest result: not seen yet by the next reply
     best, at, lags = s0, {}, []
     pending: deque[tuple[int, Selection]] = deque()
     for call in range(1, max(budgets) + 1):
@@ -278,13 +284,23 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
         view, sel = pending.popleft()
         lags.append(call - 1 - view)
         child = op.mutate(sel.parent.code)
+        parent, selected = sel.parent, None
+        onto = (rebaser.target(sel.parent, view + 1, sel.island)  # view: the last seen seq
+                if rebaser is not None and child is not None and sel.explored is False
+                and not sel.others and call - 1 > view else None)
+        moved = rebaser.move(sel.parent, child, onto) if onto and rebaser and child else None
+        if onto is not None and moved is not None:
+            child, parent, selected = moved, onto, sel.parent.id
+        if rebaser is not None and unseen is not None:
+            rebaser.observe(unseen)  # the result before this child's: seen from the next one
         score = (score_in_process(evaluator, child, tmp / "candidate.py")
                  if child is not None else None)
         status = (Status.INVALID if child is None
                   else Status.OK if score is not None else Status.FAILED)
-        selector.add(Program(id=call, code=child or "", parent_ids=(sel.parent.id,),
-                             island=sel.island, status=status, score=score, done_seq=call,
-                             mutation=MutationInfo(explored=sel.explored)))
+        unseen = Program(id=call, code=child or "", parent_ids=(parent.id,),
+                         island=sel.island, status=status, score=score, done_seq=call,
+                         mutation=MutationInfo(explored=sel.explored, selected=selected))
+        selector.add(unseen)
         if score is not None and score > best:
             best = score
         if call in budgets:
