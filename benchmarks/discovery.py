@@ -285,12 +285,10 @@ def simulate(problem: Path, engine: str, budgets: list[int], seed: int, scale: f
         lags.append(call - 1 - view)
         child = op.mutate(sel.parent.code)
         parent, selected = sel.parent, None
-        onto = (rebaser.target(sel.parent, view + 1, sel.island)  # view: the last seen seq
-                if rebaser is not None and child is not None and sel.explored is False
-                and not sel.others and call - 1 > view else None)
-        moved = rebaser.move(sel.parent, child, onto) if onto and rebaser and child else None
-        if onto is not None and moved is not None:
-            child, parent, selected = moved, onto, sel.parent.id
+        moved = (rebaser.rebase(sel, child, view + 1)  # view + 1 results were committed
+                 if rebaser is not None and child is not None else None)
+        if moved is not None:
+            (child, parent), selected = moved, sel.parent.id
         if rebaser is not None and unseen is not None:
             rebaser.observe(unseen)  # the result before this child's: seen from the next one
         score = (score_in_process(evaluator, child, tmp / "candidate.py")

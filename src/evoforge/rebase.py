@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from evoforge.program import Program, Status
+from evoforge.selectors.base import Selection
 
 __all__ = ["REBASED", "Rebaser", "rebased", "transplant"]
 
@@ -108,8 +109,8 @@ def rebased(programs: Iterable[Program]) -> int:
 
 
 class Rebaser:
-    """Remembers the run's lineage and its recent ok programs, and finds where a child's edit
-    should go (:meth:`target`) and what it becomes there (:meth:`move`).
+    """Remembers the run's lineage and its recent ok programs, and says where a child's edit
+    goes and what it becomes there (:meth:`rebase`; the program alone: :meth:`target`).
 
     ``better(a, b)``: whether score ``a`` is better than ``b`` in the run's direction.
     ``recent``: how many of the latest ok programs are candidates (a child is rebased only
@@ -121,7 +122,6 @@ class Rebaser:
         self.better = better
         self._parent: dict[int, int] = {}  # ok program -> its first parent
         self._recent: deque[Program] = deque(maxlen=recent)
-        self.moved = 0  # children rebased this session
 
     def observe(self, program: Program) -> None:
         """A committed program (in commit order; on resume, the stored ones replayed)."""
@@ -158,9 +158,16 @@ class Rebaser:
                 best = q
         return best
 
-    def move(self, parent: Program, child_code: str, onto: Program) -> str | None:
-        """``child_code``'s edit of ``parent`` applied to ``onto`` (None: not cleanly)."""
-        moved = transplant(parent.code, child_code, onto.code)
-        if moved is not None:
-            self.moved += 1
-        return moved
+    def rebase(self, selection: Selection, child_code: str,
+               view: int) -> tuple[str, Program] | None:
+        """Where the child of ``selection`` (picked when ``view`` results were committed)
+        goes instead of its parent, and its code there; None: it stays. Only picks the
+        selector says exploited (``explored`` False: not explored or warm-up picks, nor
+        selectors that do not say, such as the baselines), not crossovers."""
+        if selection.explored is not False or selection.others:
+            return None
+        onto = self.target(selection.parent, view, selection.island)
+        if onto is None:
+            return None
+        moved = transplant(selection.parent.code, child_code, onto.code)
+        return None if moved is None else (moved, onto)

@@ -152,14 +152,17 @@ class Run:
                        selected=sel.parent.id if base.id != sel.parent.id else None,
                        explored=sel.explored if base.id == sel.parent.id else None)
         code, island = outcome.code, base.island if outcome.parent is not None else sel.island
-        onto = self._rebase_target(proposal, outcome)
-        if onto is not None and code is not None and self.rebaser is not None:
-            moved = self.rebaser.move(sel.parent, code, onto)
-            if moved is not None:  # the same pick, made on the better descendant
-                code, base, parents = moved, onto, (onto.id,)
-                note = (f"{REBASED}the edit of #{sel.parent.id} moved onto #{onto.id}, its "
-                        f"better descendant committed meanwhile; {info.note}").rstrip("; ")
-                info = replace(info, selected=sel.parent.id, explored=sel.explored, note=note)
+        # a mutator's own parent (a tuning trial) is kept; else a stale exploiting pick's
+        # edit may move onto a better descendant of its parent (evoforge.rebase)
+        moved = (self.rebaser.rebase(sel, code, proposal.view)
+                 if self.rebaser is not None and code is not None and outcome.parent is None
+                 else None)
+        if moved is not None:  # the same pick, made on the better descendant
+            code, base = moved
+            parents = (base.id,)
+            note = (f"{REBASED}the edit of #{sel.parent.id} moved onto #{base.id}, its "
+                    f"better descendant committed meanwhile; {info.note}").rstrip("; ")
+            info = replace(info, selected=sel.parent.id, explored=sel.explored, note=note)
         p = Program(id=proposal.id, code=code or "", parent_ids=parents, island=island,
                     generation=base.generation + 1, mutation=info,
                     created_at=time.time())
@@ -185,17 +188,6 @@ class Run:
         if outcome.exchange is not None:  # after the program: a crash between loses only this
             self.storage.add_exchange(p.id, outcome.exchange)
         return done
-
-    def _rebase_target(self, proposal: Proposal, outcome: MutationOutcome) -> Program | None:
-        """Where the child of an exploiting pick should go instead of its parent (see
-        evoforge.rebase): only picks the selector says exploited (``Selection.explored`` False:
-        not explored or warm-up picks, nor selectors that do not say, such as the baselines),
-        not crossovers, failed mutations or children a mutator gave a parent of its own."""
-        sel = proposal.selection
-        if (self.rebaser is None or outcome.code is None or outcome.parent is not None
-                or sel.others or sel.explored is not False or self.tally.done == proposal.view):
-            return None
-        return self.rebaser.target(sel.parent, proposal.view, sel.island)
 
     def tell(self, program: Program, result: EvalResult, *, insert: bool = False) -> Program:
         """Commit a result (one transaction), then index it. Returns the committed program.
