@@ -86,11 +86,13 @@ def stored_run(ref: str | Path) -> tuple[list[Program], dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def zdt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short model-free run of zdt1_front (its own config: f1 and f2, both minimised)."""
+    """A short model-free run of zdt1_front (its own config: f1 and f2, both minimised). One
+    evaluation slot, so the seed fixes the programs: with two, timing decided them and about one
+    run in ten ended with a front of one program (a CI failure); this seed's front has five."""
     problem = Problem.load("zdt1_front")
     run_dir = tmp_path_factory.mktemp("zdt") / "run"
-    cfg = build_config(problem.config, {"max_programs": 40, "max_time": None, "seed": 3,
-                                        "evaluation": {"workers": 2}})
+    cfg = build_config(problem.config, {"max_programs": 60, "max_time": None, "seed": 4,
+                                        "evaluation": {"workers": 1}})
     api.evolve(problem, run_dir=run_dir, config=cfg)
     return run_dir
 
