@@ -53,10 +53,11 @@ difference is several times tighter than the two means' errors and is what to co
 and two ratios against evoforge's default: ``default/engine`` on gain and ``engine/default`` on
 regret; above 1 the default did better, below 1 worse. Below the table, each engine's *parent lag*:
 the results committed between a child's proposal and its own result (what its parent choice had
-not seen; about 4.7 in full runs, ``in-flight - 1`` in ``--simulate``). ``--in-flight N`` sets the
-requests in flight (``llm.concurrency``; with ``--simulate`` the proposals in flight), to measure
-how an engine copes with staler parent choices (``--simulate --in-flight 5`` is the closer stand-in
-for the full runs).
+not seen; about 2.8 in full runs with paced requests, 4.7 without, ``in-flight - 1`` in
+``--simulate``). ``--in-flight N`` sets the requests in flight (``llm.concurrency``; with
+``--simulate`` the proposals in flight), to measure how an engine copes with staler parent choices
+(``--simulate --in-flight 5`` was the closer stand-in for unpaced full runs, ``--in-flight 4`` is
+for paced ones).
 
     .venv/bin/python benchmarks/discovery.py                    # 4 problems, budgets 200 600, 10 seeds
     .venv/bin/python benchmarks/discovery.py --quick            # smoke test: budget 40, 1 seed

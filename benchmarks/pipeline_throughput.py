@@ -9,6 +9,12 @@ process start-up) is printed too.
 
     .venv/bin/python benchmarks/pipeline_throughput.py            # L=1 s, E=0.5 s, 8 LLM slots, 4 workers
     .venv/bin/python benchmarks/pipeline_throughput.py --programs 400 --latency 0.5 --eval 0.25
+    .venv/bin/python benchmarks/pipeline_throughput.py --eval 0.02 --jitter 0.5 --no-pace
+
+``--jitter J`` adds to every reply an exponentially distributed delay of mean J seconds (seeded),
+so replies come back out of step as real ones do; the ideal then uses the mean latency L + J.
+``--no-pace`` and ``--results-first F`` set ``pipeline.pace`` and ``pipeline.results_first``
+(what they cost in throughput, if anything: docs/benchmarks.md, "Paced requests").
 
 It also prints the time from starting ``evoforge run`` (the installed command, a fresh process)
 to the first LLM request arriving at the server (target <= 0.5 s), median of 5, and as a ratio to
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -46,9 +53,11 @@ def evaluate(program_path):
 """
 
 
-def rewrite(req: ChatRequest):
+def rewrite(req: ChatRequest, jitter: float = 0.0, rng: random.Random | None = None):
+    delay = rng.expovariate(1 / jitter) if jitter > 0 and rng is not None else 0.0
     return reply(f"```python\n# EVOLVE-BLOCK-START\nVALUE = {req.index + 1}\n"
-                 "# EVOLVE-BLOCK-END\n```", prompt_tokens=900, completion_tokens=40)
+                 "# EVOLVE-BLOCK-END\n```", prompt_tokens=900, completion_tokens=40,
+                 delay=delay)
 
 
 def time_to_first_request(prob: Path, tmp: Path, runs: int = 5) -> float:
@@ -93,9 +102,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--just-in-time", action=argparse.BooleanOptionalAction, default=True,
                     help="pipeline.just_in_time (default on)")
+    ap.add_argument("--pace", action=argparse.BooleanOptionalAction, default=True,
+                    help="pipeline.pace (default on)")
+    ap.add_argument("--results-first", type=float, default=0.0,
+                    help="pipeline.results_first (default 0)")
+    ap.add_argument("--jitter", type=float, default=0.0,
+                    help="mean of an exponential extra delay per reply, seconds (default 0)")
     a = ap.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, OpenAITestServer(rewrite, latency=a.latency) as srv:
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp, OpenAITestServer(
+            lambda req: rewrite(req, a.jitter, rng), latency=a.latency) as srv:
         prob = Path(tmp) / "problem"
         prob.mkdir()
         (prob / "initial_program.py").write_text(INITIAL)
@@ -107,7 +124,8 @@ def main() -> None:
             # every child here is a new best (VALUE grows), so re-verification would double the
             # evaluations; the ideal counts one evaluation per program, so it is off for this benchmark
             "evaluation": {"workers": a.workers, "timeout": 30, "reverify": 0},
-            "pipeline": {"just_in_time": a.just_in_time},
+            "pipeline": {"just_in_time": a.just_in_time, "pace": a.pace,
+                         "results_first": a.results_first},
         })
         outcome = api.evolve(prob, run_dir=Path(tmp) / "run", config=cfg)
         to_first = time_to_first_request(prob, Path(tmp))
@@ -122,13 +140,15 @@ def main() -> None:
     k = max(1, len(t) // 10)
     steady = (len(t) - 2 * k) / (t[-k - 1] - t[k])
     overall = len(t) / (t[-1] - first)
-    ideal = min(a.concurrency / a.latency, a.workers / a.eval)
+    mean_latency = a.latency + a.jitter
+    ideal = min(a.concurrency / mean_latency, a.workers / a.eval)
     e_meas = statistics.median(p.eval_time for p in ok)
-    achievable = min(a.concurrency / a.latency, a.workers / e_meas)
+    achievable = min(a.concurrency / mean_latency, a.workers / e_meas)
     lag = statistics.mean(p.done_seq - p.mutation.view for p in progs
                           if p.done_seq is not None and p.mutation.view is not None)
-    print(f"L={a.latency}s E={a.eval}s llm.concurrency={a.concurrency} "
-          f"evaluation.workers={a.workers} just_in_time={a.just_in_time} programs={len(t)}")
+    print(f"L={a.latency}s (+ jitter {a.jitter}s) E={a.eval}s llm.concurrency={a.concurrency} "
+          f"evaluation.workers={a.workers} just_in_time={a.just_in_time} pace={a.pace} "
+          f"results_first={a.results_first} programs={len(t)}")
     print(f"ideal min(conc/L, workers/E)        = {ideal:.2f} programs/s")
     print(f"measured eval time (median)         = {e_meas:.3f} s  -> achievable {achievable:.2f}/s")
     print(f"steady-state throughput             = {steady:.2f} programs/s")

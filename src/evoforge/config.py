@@ -330,6 +330,16 @@ class PipelineConfig(_Strict):
         True, description="LLM runs: when the reply to an exploiting pick arrives after a "
         "better descendant of its parent (same island) was committed, apply its edit to that "
         "descendant instead, if the hunks do not conflict (evoforge.rebase)")
+    pace: bool = Field(
+        True, description="LLM runs: spread LLM requests over the median reply time (a request "
+        "waits until 0.9 x reply time / llm.concurrency after the previous one while others are "
+        "in flight) instead of sending a burst whenever slots free together, so each pick sees "
+        "the results of the replies before it; as many requests per reply time as without")
+    results_first: float = Field(
+        0.0, ge=0, le=1, description="LLM runs: a free LLM slot waits for the children already "
+        "made to be scored when they will be within this share of a median LLM reply time "
+        "(0, the default: never wait), so the parent it picks has seen their results; the "
+        "slot idles up to that share of a reply")
     slow_start: bool = Field(
         True, description="open the proposal window gradually: at most twice the population "
         "(or 2 + the session's results) outstanding until that reaches max_in_flight, so the "

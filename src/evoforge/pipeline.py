@@ -8,6 +8,11 @@ proposal is asked while the oldest outstanding one could otherwise exceed it). W
 the children already made or on their way would keep every evaluation slot busy until a new
 LLM reply could arrive (Little's law over the measured LLM and evaluation times), so when the
 evaluations are the bottleneck parents are picked from fresher results at no cost in throughput.
+When the LLM is the bottleneck, requests are paced (``pipeline.pace``: spread over the median
+reply time rather than sent in a burst whenever slots free together), so each pick sees the
+results of the replies before it instead of being one of a burst of picks made on the same
+information; optionally a free LLM slot also waits for children about to be scored
+(``pipeline.results_first``).
 The controller is the only writer to Storage. Evaluations are dispatched in proposal order;
 with the model-free mutator and one evaluation slot the whole run is deterministic for a given
 seed.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import statistics
 import time
 from collections import deque
@@ -34,6 +40,9 @@ from evoforge.run import Proposal, Run
 log = logging.getLogger("evoforge")
 
 _TIMES_KEPT = 16  # recent LLM and evaluation durations kept (just in time: their means)
+#: pace: a request waits this share of (median reply time / llm.concurrency) after the one before
+#: (below 1, so pacing never caps the request rate below llm.concurrency per reply time)
+_PACE = 0.9
 
 # Reasons a run stops, and whether that means it did its job.
 #: Reasons that are failures; any other (the budget, a user's StopWhen) means the run did its job.
@@ -79,6 +88,10 @@ class Pipeline:
         self.capacity = cfg.in_flight(mutator.uses_llm)
         self.slow_start = cfg.pipeline.slow_start
         self.just_in_time = cfg.pipeline.just_in_time
+        self.pace = cfg.pipeline.pace
+        self.results_first = cfg.pipeline.results_first
+        self.last_send: float | None = None  # when the latest LLM request was sent
+        self.wake: float | None = None  # seconds until a held request may go (pace)
         self.started: dict[asyncio.Task[Any], float] = {}  # LLM requests and evaluations
         self.llm_times: deque[float] = deque(maxlen=_TIMES_KEPT)  # their recent durations
         self.eval_times: deque[float] = deque(maxlen=_TIMES_KEPT)
@@ -210,6 +223,8 @@ class Pipeline:
                 if run.stop.timed and stopping is None:  # wake up to ask timed stops
                     left = run.stop.remaining(run)
                     timeout = max(0.01, min(left if left is not None else 1.0, 1.0))
+                if self.wake is not None and stopping is None:  # a paced request's turn
+                    timeout = min(timeout if timeout is not None else self.wake, self.wake)
                 done, _ = await asyncio.wait([*waiting, stop_task], timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for mt in sorted((t for t in done if t in self.mut_tasks),
@@ -274,6 +289,35 @@ class Pipeline:
         soon = self.executor.slots * llm / max(evaluation, 1e-3)
         return supply < free + soon + 1
 
+    def _held(self) -> bool:
+        """Whether a new LLM request waits, although a slot is free (LLM runs, once both times
+        are measured; medians of the recent ones, so one hung request does not slow the run):
+
+        * results first: the children already made (waiting for a slot or being scored) will
+          all be scored within ``results_first`` of a reply time; the loop wakes as each lands.
+          A request sent now would pick its parent without them, and waiting costs the slot at
+          most that share of a reply time;
+        * pace: another request is in flight and the latest was sent less than 0.9 x reply time
+          / ``llm.concurrency`` ago (``wake`` says when to look again). Requests freed together
+          (the replies of one burst) go one by one, each after the results before it, and keep
+          that spacing; the rate is unchanged (a burst of replies waits at most one reply time
+          in all, once)."""
+        self.wake = None
+        if not self.mutator.uses_llm or not self.llm_times or not self.eval_times:
+            return False
+        llm = statistics.median(self.llm_times)
+        queued = len(self.ready) + len(self.eval_tasks)
+        if queued and self.results_first > 0:
+            rounds = math.ceil(queued / max(self.executor.slots, 1))
+            if rounds * statistics.median(self.eval_times) <= self.results_first * llm:
+                return True
+        if self.pace and self.mut_tasks and self.last_send is not None:
+            left = self.last_send + _PACE * llm / max(self.llm_slots, 1) - self.clock()
+            if left > 0:
+                self.wake = left
+                return True
+        return False
+
     def _window(self) -> int:
         """How many proposals may be outstanding now: ``capacity``, or with ``slow_start``
         twice the population (at least 2 + the results of this session) until that reaches
@@ -285,8 +329,9 @@ class Pipeline:
 
     async def _fill(self) -> None:
         run = self.run
+        self.wake = None
         while (self.in_flight() < self._window() and len(self.mut_tasks) < self.llm_slots
-               and not self._too_stale() and self._needed()
+               and not self._too_stale() and self._needed() and not self._held()
                and run.stop_reason(self.in_flight()) is None
                and (not self.mutator.uses_llm or run.can_afford_call())):
             proposal = run.ask()
@@ -294,7 +339,7 @@ class Pipeline:
             if self.mutator.uses_llm:
                 mtask = asyncio.create_task(self.mutator.mutate(request))
                 self.mut_tasks[mtask] = proposal
-                self.started[mtask] = self.clock()
+                self.started[mtask] = self.last_send = self.clock()
             else:
                 # Model-free mutation is instant: do it inline, which keeps the run deterministic.
                 self._child(proposal, await self.mutator.mutate(request))
