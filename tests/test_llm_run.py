@@ -36,8 +36,11 @@ def _config(server: OpenAITestServer, **over):
         "max_programs": 12, "seed": 1,
         "llm": {"base_url": server.base_url, "models": [
             {"name": "test-model", "input_price": 1.0, "output_price": 2.0}],
-            "concurrency": 1, "retries": 1, "request_timeout": 0.5, "backoff_base": 0.01,
-            "backoff_max": 0.05, "proposal_deadline": 5, "api_key_env": "EVOFORGE_TEST_KEY"},
+            # a generous request timeout: a reply slowed by a loaded machine is not cut (and
+            # retried, shifting a scripted server's answers); the test of a hung request
+            # gives its own, short one
+            "concurrency": 1, "retries": 1, "request_timeout": 10, "backoff_base": 0.01,
+            "backoff_max": 0.05, "proposal_deadline": 20, "api_key_env": "EVOFORGE_TEST_KEY"},
         "evaluation": {"workers": 2, "timeout": 10},
         # one island, always exploit: the parent is the best, so each good diff climbs
         "selector": {"num_islands": 1, "exploitation_ratio": 1.0, "exploration_ratio": 0.0,
@@ -57,7 +60,10 @@ def test_llm_run_survives_every_fault_and_finishes_its_budget(tmp_path, monkeypa
         reply(MISSING, prompt_tokens=60, completion_tokens=9),  # diff that does not apply
     ]
     with OpenAITestServer(script, default=reply(GOOD)) as srv:
-        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=_config(srv))
+        # the hang() is cut by the request timeout: 1 s, far above a local reply's latency
+        # (milliseconds), so only the hung request is cut
+        cfg = _config(srv, llm={"request_timeout": 1.0, "proposal_deadline": 5})
+        outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg)
         records = srv.records
     assert outcome.ok and outcome.reason == "max_programs", outcome.message
     with SQLiteStorage(tmp_path / "r" / "evoforge.db", readonly=True) as s:

@@ -76,7 +76,9 @@ def _config(server: OpenAITestServer, **over: Any) -> Config:
         "llm": {"base_url": server.base_url, "models": [
             {"name": "test-model", "input_price": PRICE_IN, "output_price": PRICE_OUT}],
             "concurrency": 1, "retries": 0, "request_timeout": 5, "proposal_deadline": 10,
-            "api_key_env": "EVOFORGE_TEST_KEY"},
+            # no hedging: on a loaded machine a slow request's twin would be one more request
+            # the server answers (and counts), a meta call's twin one more rewrite
+            "hedge": False, "api_key_env": "EVOFORGE_TEST_KEY"},
         # one result at a time: proposals and server requests are in program-id order
         "evaluation": {"workers": 1, "timeout": 10, "reverify": 0, "cache": "off"},
         "pipeline": {"max_in_flight": 1},

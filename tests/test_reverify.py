@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
 from pathlib import Path
 
@@ -88,7 +87,9 @@ def _evolve(problem: Problem, run_dir: Path, fn, **evaluation) -> tuple[list[Pro
 
 def test_a_noisy_evaluator_improves_with_the_default_reverification(tmp_path: Path,
                                                                    problem: Problem) -> None:
-    rng = random.Random(os.urandom(16))  # real noise: a different run every time
+    # real Gaussian noise, from a fixed seed: the run is the same every time (an unseeded
+    # one could, rarely, reproduce a score within the strict tolerance below)
+    rng = random.Random(10)
 
     def noisy(code: str) -> float:
         return _true_score(code) + rng.gauss(0, 0.01)
@@ -109,7 +110,7 @@ def test_a_noisy_evaluator_improves_with_the_default_reverification(tmp_path: Pa
 
 
 def test_the_noise_is_measured_again_after_a_resume(tmp_path: Path, problem: Problem) -> None:
-    rng = random.Random(os.urandom(16))
+    rng = random.Random(11)  # real noise, a fixed seed: the same run every time
     programs, _ = _evolve(problem, tmp_path / "run",
                           lambda code: _true_score(code) + rng.gauss(0, 0.01))
     before = max(p.score for p in programs if p.score is not None)
