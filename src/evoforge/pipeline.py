@@ -300,8 +300,10 @@ class Pipeline:
         * pace: another request is in flight and the latest was sent less than 0.9 x reply time
           / ``llm.concurrency`` ago (``wake`` says when to look again). Requests freed together
           (the replies of one burst) go one by one, each after the results before it, and keep
-          that spacing; the rate is unchanged (a burst of replies waits at most one reply time
-          in all, once)."""
+          that spacing. With regular reply times the rate is unchanged (a burst waits less than
+          one reply time in all, once); when they vary widely, replies that arrive together
+          wait their turn (about 5% of the throughput in benchmarks/pipeline_throughput.py
+          with ``--jitter`` equal to the latency)."""
         self.wake = None
         if not self.mutator.uses_llm or not self.llm_times or not self.eval_times:
             return False
