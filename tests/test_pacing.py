@@ -99,6 +99,15 @@ def test_pace_spreads_requests_over_the_reply_time():
     assert not mixed._held()
 
 
+def _llm_config(srv: OpenAITestServer, *, programs: int, seed: int, **pipeline):
+    """QUAD through the real LLM mutator: 4 requests in flight, no hedging, 2 slots."""
+    return build_config(Problem.load(QUAD).config, {
+        "max_programs": programs, "seed": seed, "mutator": {"name": "llm", "edit_mode": "diff"},
+        "llm": {"base_url": srv.base_url, "models": ["test-model"], "concurrency": 4,
+                "api_key_env": "EVOFORGE_TEST_KEY", "hedge": False},
+        "evaluation": {"workers": 2, "timeout": 20, "reverify": 0}, "pipeline": pipeline})
+
+
 def _evaluate(code: str) -> dict[str, float]:
     ns: dict = {}
     exec(code, ns)  # the fixture's own program: a function of two literals
@@ -117,13 +126,8 @@ def test_paced_llm_run_picks_parents_from_fresher_results(tmp_path, monkeypatch)
     for paced in (True, False):
         run_dir = tmp_path / f"r{paced}"
         with OpenAITestServer(perturbing(seed=1), latency=0.2) as srv:
-            cfg = build_config(Problem.load(QUAD).config, {
-                "max_programs": 40, "seed": 1,
-                "mutator": {"name": "llm", "edit_mode": "diff"},
-                "llm": {"base_url": srv.base_url, "models": ["test-model"], "concurrency": 4,
-                        "api_key_env": "EVOFORGE_TEST_KEY", "hedge": False},
-                "evaluation": {"workers": 2, "timeout": 20, "reverify": 0},
-                "pipeline": {"pace": paced, "results_first": 0.1 if paced else 0.0}})
+            cfg = _llm_config(srv, programs=40, seed=1, pace=paced,
+                              results_first=0.1 if paced else 0.0)
             outcome = api.evolve(QUAD, run_dir=run_dir, config=cfg,
                                  executor=FunctionExecutor(_evaluate, slots=2))
             assert srv.request_count == 39  # one request per child: nothing lost to waiting
@@ -158,11 +162,7 @@ def test_paced_requests_keep_their_spacing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(LLMMutator, "mutate", mutate)
     with OpenAITestServer(perturbing(seed=3), latency=0.2) as srv:
-        cfg = build_config(Problem.load(QUAD).config, {
-            "max_programs": 30, "seed": 3, "mutator": {"name": "llm", "edit_mode": "diff"},
-            "llm": {"base_url": srv.base_url, "models": ["test-model"], "concurrency": 4,
-                    "api_key_env": "EVOFORGE_TEST_KEY", "hedge": False},
-            "evaluation": {"workers": 2, "timeout": 20, "reverify": 0}})
+        cfg = _llm_config(srv, programs=30, seed=3)
         outcome = api.evolve(QUAD, run_dir=tmp_path / "r", config=cfg,
                              executor=FunctionExecutor(_evaluate, slots=2))
     assert outcome.ok and outcome.reason == "max_programs", outcome.message
