@@ -280,6 +280,23 @@ def test_program_lineage_and_children(client: httpx.Client, stored: list[Program
     assert client.get("/api/runs/7/summary").status_code == 404
 
 
+def test_program_page_says_how_stale_its_parent_choice_was(client: httpx.Client,
+                                                           stored: list[Program]) -> None:
+    """As `evoforge show` does: after how many results the parent was picked, by an exploring
+    pick or not, and how many results came in before the child's own (the fixture's run
+    explores half its picks, so both kinds are there)."""
+    children = [p for p in stored if p.parent_ids and p.mutation.view is not None]
+    explored = next(p for p in children if p.mutation.explored)
+    refined = next(p for p in children if p.mutation.explored is False)
+    for p, kind in ((explored, "parent picked by an exploring pick"), (refined, "parent picked")):
+        page = _get(client, f"/runs/0/programs/{p.id}")
+        cell = page.split('id="parent-choice">', 1)[1].split("</td>", 1)[0]
+        assert cell.startswith(f"{kind} after {p.mutation.view} results")
+        assert cell.endswith(f", {p.done_seq - p.mutation.view} before its own result")
+    initial = _get(client, "/runs/0/programs/0")
+    assert 'id="parent-choice"' not in initial
+
+
 def test_compare(client: httpx.Client) -> None:
     a, b = _get(client, "/api/compare?a=0&b=1")
     assert a["best"] == b["best"] and a["name"] != b["name"]

@@ -708,6 +708,7 @@ def show(
     """Show one program: code, metrics, feedback, diff against its parent, lineage."""
     from evoforge import api
     from evoforge.program import Status
+    from evoforge.report import parent_choice
 
     with api.inspect_run(_run_ref(run_dir)) as (_cfg, storage):
         multi = bool(storage.get_meta("multi_file"))
@@ -743,16 +744,8 @@ def show(
                       if m.prompt_tokens or m.completion_tokens else "")
                    + (f", {m.latency:.2f}s" if m.latency else "")
                    + (f", {m.attempts} request(s)" if m.attempts else "")))
-    if m.view is not None:  # how stale its parent choice was
-        out.print(_lit(
-            ("parent picked by an exploring pick" if m.explored else "parent picked")
-            + f" after {m.view} results"
-            + (f"; {m.staleness} more came in before the child was made" if m.staleness else "")
-            + (f", {p.done_seq - m.view} before its own result" if p.done_seq is not None
-               else "")))
-    if m.selected is not None and p.parent_ids:  # a rebased child, or a tuning trial
-        out.print(_lit(f"the selector picked #{m.selected}; the child was made on "
-                       f"#{p.parent_ids[0]}"))
+    for line in parent_choice(p):  # how stale the parent choice was; a rebased child's pick
+        out.print(_lit(line))
     if variant is not None:
         out.print(_lit(f"made with {variant}"))
     if m.note:

@@ -18,10 +18,34 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["NextSteps", "ReasonGroup", "budget_lines", "budget_reached", "curve_checkpoints",
-           "duration", "group_reasons", "new_run_command", "next_steps", "one_line", "pattern",
-           "shell_word", "shorten", "sparkline"]
+           "duration", "group_reasons", "new_run_command", "next_steps", "one_line",
+           "parent_choice", "pattern", "shell_word", "shorten", "sparkline"]
 
 ELLIPSIS = "…"
+
+# ------------------------------------------------------------------------- lineage
+
+
+def parent_choice(program: Any) -> list[str]:
+    """How a child's parent was chosen (a :class:`evoforge.program.Program`), as ``evoforge
+    show`` and the dashboard say it: after how many results (``mutation.view``), by an exploring
+    pick or not, how many more came in before the child was made (``mutation.staleness``) and
+    before its own result (``done_seq - view``); and, when the selector's pick
+    (``mutation.selected``) is not the parent the child was made on (a rebased child, a tuning
+    trial), both. No lines for a program with neither (the initial program, older runs)."""
+    m, lines = program.mutation, []
+    if m.view is not None:
+        lines.append(("parent picked by an exploring pick" if m.explored else "parent picked")
+                     + f" after {m.view} results"
+                     + (f"; {m.staleness} more came in before the child was made"
+                        if m.staleness else "")
+                     + (f", {program.done_seq - m.view} before its own result"
+                        if program.done_seq is not None else ""))
+    if m.selected is not None and program.parent_ids:
+        lines.append(f"the selector picked #{m.selected}; the child was made on "
+                     f"#{program.parent_ids[0]}")
+    return lines
+
 
 # ------------------------------------------------------------------------- shortening
 

@@ -20,7 +20,7 @@ from evoforge.dashboard import charts
 from evoforge.dashboard.data import STATUSES, RunView
 from evoforge.errors import EvoforgeError, ProgramFilesError, StorageError
 from evoforge.program_files import is_packed, tree_diff, unpack
-from evoforge.report import duration
+from evoforge.report import duration, parent_choice
 
 HERE = Path(__file__).parent
 COOKIE = "evoforge_dashboard"
@@ -274,7 +274,7 @@ def create_app(runs: Sequence[RunView], *, token: str | None = None,
         lineage = v.lineage(pid)
         children = v.children(pid)
         return {"r": r, "s": v.summary(), "p": p, "parent": parent,
-                "code_files": code_files,
+                "choice": parent_choice(p), "code_files": code_files,
                 "diff_html": diff_html, "diff_more": diff_more, "exchange": exchange,
                 "messages": messages, "reply": reply, "artifacts": artifacts,
                 "lineage": lineage, "children": children,
