@@ -283,6 +283,26 @@ def test_mixed_config_translates_openevolve_keys_and_validates_the_rest(tmp_path
     assert "database" not in t.config and "evaluator" not in t.config
 
 
+def test_unknown_keys_anywhere_in_an_openevolve_file_are_ignored_as_openevolve_does(
+        tmp_path: Path) -> None:
+    """OpenEvolve drops keys it does not know; its own example configs have some (a top-level
+    ``parallel_evaluations`` in alphaevolve_math_problems), so such a file must run."""
+    f = tmp_path / "config.yaml"
+    f.write_text("max_iterations: 5\nparallel_evaluations: 1\nmax_programz: 3\n"
+                 "llm:\n  primary_model: m\n  concurrency: 2\n  some_new_knob: 1\n"
+                 "prompt:\n  system_message: be brief\n  num_top_programz: 2\n")
+    cfg = load_config(f)
+    assert cfg.max_programs == 6 and cfg.llm.concurrency == 2  # evoforge's own llm key kept
+    t = read_config_file(f)
+    assert warned_keys(t.warnings) == Counter(["parallel_evaluations", "max_programz",
+                                               "llm.some_new_knob", "prompt.num_top_programz"])
+    top = next(w for w in t.warnings if w.startswith("parallel_evaluations:"))
+    assert "'evaluator.parallel_evaluations'" in top and "evaluation.workers" in top
+    assert any("did you mean 'max_programs'" in w for w in t.warnings)
+    assert any("did you mean 'num_top_programs'" in w for w in t.warnings)
+    assert "parallel_evaluations" not in t.config and "some_new_knob" not in t.config["llm"]
+
+
 def test_api_key_env_reference_and_literal_key() -> None:
     t = translate({"llm": {"api_key": "${MY_PROVIDER_KEY}", "primary_model": "m"}})
     assert t.config["llm"]["api_key_env"] == "MY_PROVIDER_KEY" and not t.warnings
@@ -442,7 +462,7 @@ def test_config_translate_prints_evoforge_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "says"), [
     (None, "not found"),
     ("a: [1, 2\n", "not valid YAML"),
-    ("max_iterations: 3\nllm:\n  concurency: 2\n", "did you mean 'concurrency'"),
+    ("max_iterations: 3\nselector:\n  num_islandz: 2\n", "did you mean 'num_islands'"),
 ])
 def test_config_translate_errors_exit_2_without_traceback(tmp_path: Path, content: str | None,
                                                           says: str) -> None:

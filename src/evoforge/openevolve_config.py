@@ -12,9 +12,10 @@ every OpenEvolve key and what becomes of it):
   saying (``log_level: INFO``, ``evolution_trace.enabled: false`` ...): those are accepted quietly;
 - a key in evoforge's own schema is kept as written, and wins over an OpenEvolve key mapping to
   the same place (``max_programs`` beside ``max_iterations``: the latter is warned about);
-- any other key is kept as well, so evoforge's strict validation reports it (did-you-mean),
-  except inside the sections only OpenEvolve has (``database``, ``evaluator``, ...), where it is
-  warned about and dropped, as OpenEvolve itself ignores unknown keys.
+- any other key is warned about (with a did-you-mean, or where OpenEvolve reads a key of that
+  name: ``parallel_evaluations`` at the top belongs under ``evaluator``) and dropped, as OpenEvolve
+  itself ignores unknown keys; inside evoforge's own sections (``selector``, ``evaluation`` ...)
+  evoforge's strict validation still reports it.
 
 A mapping in evoforge's format is returned unchanged. A literal ``llm.api_key`` is never copied
 anywhere (a run directory stores its effective config): ``${VAR}`` becomes ``llm.api_key_env: VAR``;
@@ -295,6 +296,7 @@ RULES: dict[str, Rule] = {
 
 # sections only OpenEvolve has (an unknown key there is warned about, not an error)
 OE_SECTIONS = ("database", "evaluator", "evolution_trace")
+_EF_TOP = set(Config.model_fields)
 _EF_LLM = set(LLMConfig.model_fields)
 _EF_PROMPT = set(PromptConfig.model_fields)
 _EF_MODEL = set(ModelConfig.model_fields)
@@ -308,6 +310,19 @@ _OE_TOP = {k for k in RULES if "." not in k} | set(OE_SECTIONS)
 _OE_LLM = _keys_under("llm.")
 _OE_MODEL = _keys_under("llm.models[].")
 _OE_PROMPT = _keys_under("prompt.")
+
+
+def _hint(key: str, prefix: str, known: set[str]) -> str:
+    """Did-you-mean for an unknown key at ``prefix``: an OpenEvolve key of that name elsewhere
+    in the file's layout (``parallel_evaluations`` -> ``evaluator.parallel_evaluations``, and
+    what evoforge makes of it), else the closest key known at ``prefix``."""
+    elsewhere = sorted(k for k in RULES if k.rsplit(".", 1)[-1] == key and k != prefix + key)
+    if elsewhere:
+        rule = RULES[elsewhere[0]]
+        target = f", which is {' and '.join(rule.targets)} in evoforge" if rule.targets else ""
+        return f" (OpenEvolve reads it as {elsewhere[0]!r}{target}: move it there)"
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def openevolve_keys(data: Mapping[str, Any]) -> list[str]:
@@ -478,15 +493,23 @@ class _Translator:
     # ------------------------------------------------------------ the file
     def run(self) -> None:
         data = self.data
-        for k, v in data.items():  # evoforge's keys (and unknown ones, for strict validation)
-            if k not in _OE_TOP and k not in ("llm", "prompt"):
+        for k, v in data.items():  # evoforge's own keys; any other is ignored, as OpenEvolve does
+            if k in _OE_TOP or k in ("llm", "prompt"):
+                continue
+            if k in _EF_TOP:
                 self.keep(k, v)
-        for sec, known in (("llm", _OE_LLM), ("prompt", _OE_PROMPT)):
+            else:
+                self.warn(str(k), UNKNOWN + _hint(str(k), "", _OE_TOP | _EF_TOP))
+        for sec, known, ours in (("llm", _OE_LLM, _EF_LLM), ("prompt", _OE_PROMPT, _EF_PROMPT)):
             section = data.get(sec)
             if isinstance(section, dict):
                 for k, v in section.items():
-                    if k not in known:
+                    if k in known:
+                        continue
+                    if k in ours:
                         self.keep(f"{sec}.{k}", v)
+                    else:
+                        self.warn(f"{sec}.{k}", UNKNOWN + _hint(str(k), f"{sec}.", known | ours))
             elif sec in data:
                 self.keep(sec, section)
         sections = {s: self.section(s) for s in (*OE_SECTIONS, "llm", "prompt")}
