@@ -101,3 +101,15 @@ def test_every_config_key_is_documented():
     assert not missing, f"undocumented config keys in docs/config.md: {missing}"
     stale = [k for k in documented if k not in _all_keys(Config)]
     assert not stale, f"docs/config.md documents keys that do not exist: {stale}"
+
+
+def test_the_mutator_line_says_why_no_llm_is_used():
+    from evoforge.api import describe_mutator
+
+    none = describe_mutator(build_config({}))
+    assert none.startswith("model-free mutator") and "set llm.models" in none
+    chosen = describe_mutator(build_config({"llm": {"models": ["m"]},
+                                            "mutator": {"name": "model_free"}}))
+    assert chosen.startswith("model-free mutator") and "llm.models is not used" in chosen
+    assert "no LLM configured" not in chosen
+    assert describe_mutator(build_config({"llm": {"models": ["m"]}})).startswith("LLM mutator: m")

@@ -366,6 +366,21 @@ def test_resume_of_a_finished_run_says_which_budget_and_how_to_extend_it(
         assert storage.stats()["next_id"] >= 10
 
 
+def test_resume_of_something_that_is_not_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A mistyped run directory is not created, and a problem directory given by mistake gets
+    no lock file: the error comes before anything is written."""
+    prob = tmp_path / "prob"
+    shutil.copytree(QUAD, prob)
+    before = sorted(p.name for p in prob.iterdir())
+    for target in (tmp_path / "runs" / "typo", prob):
+        done = _cli("resume", str(target), "-q")
+        assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+        assert f"{target} is not a run directory" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in prob.iterdir()) == before
+
+
 def test_a_failed_start_says_what_to_fix_and_never_to_repeat_itself(tmp_path: Path) -> None:
     """The initial program fails, with --out given: no advice to resume (that keeps the failed
     program) or to rerun the same command (the directory holds a run now); the printed
@@ -385,6 +400,32 @@ def test_a_failed_start_says_what_to_fix_and_never_to_repeat_itself(tmp_path: Pa
     shutil.copy(QUAD / "evaluator.py", prob / "evaluator.py")  # the fix
     fixed = _run_printed(fix.group(1))  # verbatim
     assert fixed.returncode == 0, fixed.stderr[-2000:]
+
+
+def test_the_new_run_it_suggests_keeps_the_files_config_and_overrides_given(
+        tmp_path: Path) -> None:
+    """OpenEvolve's form (an initial program and an evaluator not named evaluator.py), an
+    OpenEvolve config and a --set: the suggested new run names them all, so run verbatim after
+    the fix it uses the same evaluator file and settings (a command built from the problem
+    directory alone found no evaluator.py, or dropped the config)."""
+    prog, ev, cfg = tmp_path / "prog.py", tmp_path / "eval_it.py", tmp_path / "oe.yaml"
+    shutil.copy(BROKEN / "initial_program.py", prog)
+    shutil.copy(BROKEN / "evaluator.py", ev)
+    cfg.write_text("max_iterations: 3\nevaluator:\n  parallel_evaluations: 1\n")
+    out = tmp_path / "run"
+    done = _cli("run", str(prog), str(ev), "--config", str(cfg), "--set", "seed=7",
+                "--out", str(out), "-q")
+    assert done.returncode == 3, done.stderr[-2000:]
+    fix = re.search(r"start a new run: `([^`]*)`", done.stdout)
+    assert fix, done.stdout
+    assert fix.group(1) == (f"{EVOFORGE} run {prog} {ev} --config {cfg} --set seed=7 "
+                            f"--out {out}-2")
+    shutil.copy(QUAD / "evaluator.py", ev)  # the fix
+    fixed = _run_printed(fix.group(1))  # verbatim
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    with api.inspect_run(Path(f"{out}-2")) as (stored, storage):
+        assert stored.seed == 7 and stored.max_programs == 4 and stored.evaluation.workers == 1
+        assert storage.stats()["next_id"] == 4
 
 
 def test_readme_commands_name_the_venv_evoforge() -> None:

@@ -345,6 +345,8 @@ def resume(run_dir: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
     """Continue a stopped or killed run: committed work is kept, pending work is evaluated.
     ``mutator``, ``executor``, ``selector``, ``stop`` and ``storage`` as in :func:`evolve` (a
     selector is rebuilt from the stored programs)."""
+    if storage is None:  # not a run: say so before the lock creates anything there
+        require_run_dir(Path(run_dir))
     with run_lock(Path(run_dir)):
         return _resume(Path(run_dir), overrides, flags, on_event, on_run, mutator, executor,
                        selector, stop, storage)
@@ -413,6 +415,8 @@ def describe_integrity(problem: Problem, config: Config) -> str:
 def describe_mutator(config: Config) -> str:
     kind = mutator_kind(config)
     if kind == "model_free":
+        if config.llm.configured:  # chosen, though a model is configured
+            return "model-free mutator (mutator.name: model_free; llm.models is not used)"
         return "model-free mutator (no LLM configured; set llm.models to use one)"
     models = ", ".join(m.name for m in config.llm.models)
     if kind == "bandit":

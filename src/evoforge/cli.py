@@ -76,10 +76,12 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
-def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
+def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
+           rerun: list[str] | None = None) -> None:
     """Run ``start(on_run, on_event)`` with a live display; print the outcome and what to do
     next (commands that work as printed, never one that repeats the same stop); exit
-    accordingly. ``show_budget``: say what will stop the run once it exists."""
+    accordingly. ``show_budget``: say what will stop the run once it exists. ``rerun``: the
+    arguments of ``evoforge run`` that started it (a new run is suggested with them)."""
     from evoforge import report
     from evoforge.problem import builtin_problems
     from evoforge.progress import ProgressDisplay
@@ -135,7 +137,7 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False) -> None:
             problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,
             uses_llm=mutator_kind(run.config) == "llm",
             last_failed_id=display.last_failure[0] if display.last_failure else None,
-            builtin=builtin_problems())
+            builtin=builtin_problems(), rerun=rerun)
         inspect = [f"{ev} status {rd}", f"{ev} show {rd} {best.id if best else 0}"]
         if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
             inspect.append(steps.resume)
@@ -223,9 +225,21 @@ def run(
                        "at once as its nodes hold"))
     else:
         err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
+    # what a new run of the same problem needs, as the user gave it (all but --out)
+    rerun = [problem, *([str(evaluator)] if evaluator is not None else []),
+             *(["--config", str(config)] if config is not None else []),
+             *[a for item in set_ or [] for a in ("--set", item)]]
+    for flag, value in (("--max-programs", max_programs), ("--max-time", max_time),
+                        ("--max-cost", max_cost), ("--target-score", target_score),
+                        ("--seed", seed), ("--workers", workers), ("--api-base", api_base),
+                        ("--primary-model", primary_model),
+                        ("--secondary-model", secondary_model), ("--record", record),
+                        ("--replay", replay)):
+        if value is not None:
+            rerun += [flag, str(value)]
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet,
-           show_budget=True)
+           show_budget=True, rerun=rerun)
 
 
 @app.command()

@@ -270,13 +270,19 @@ def _fresh_dir(run_dir: Path) -> Path:
 
 
 def new_run_command(ev: str, problem_path: Path, run_dir: Path,
-                    builtin: Mapping[str, Path] | None = None) -> str:
-    """The command starting a new run of the problem: a built-in problem by its name, else its
-    directory; ``--out`` a directory that does not exist yet (none when the run went to the
-    default ``runs/NAME-TIME``, which a new run picks afresh)."""
-    name = next((n for n, p in (builtin or {}).items()
-                 if Path(p).resolve() == Path(problem_path).resolve()), None)
-    cmd = f"{ev} run {shlex.quote(name) if name else shell_word(problem_path)}"
+                    builtin: Mapping[str, Path] | None = None,
+                    rerun: list[str] | None = None) -> str:
+    """The command starting a new run of the problem: ``rerun``, the arguments the run was
+    started with (its config file, ``--set`` items, OpenEvolve's file pair ...), when known;
+    else a built-in problem by its name, or its directory; ``--out`` a directory that does not
+    exist yet (none when the run went to the default ``runs/NAME-TIME``, which a new run picks
+    afresh)."""
+    if rerun:
+        cmd = f"{ev} run {' '.join(shlex.quote(a) for a in rerun)}"
+    else:
+        name = next((n for n, p in (builtin or {}).items()
+                     if Path(p).resolve() == Path(problem_path).resolve()), None)
+        cmd = f"{ev} run {shlex.quote(name) if name else shell_word(problem_path)}"
     if not _DEFAULT_RUN_DIR.search(str(run_dir)):
         cmd += f" --out {shell_word(_fresh_dir(run_dir))}"
     return cmd
@@ -293,7 +299,8 @@ class NextSteps:
 
 def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path: Path,
                done: int, cost: float, uses_llm: bool, last_failed_id: int | None = None,
-               builtin: Mapping[str, Path] | None = None) -> NextSteps:
+               builtin: Mapping[str, Path] | None = None,
+               rerun: list[str] | None = None) -> NextSteps:
     """The resume command and advice after a stop for ``reason`` (a key of
     ``evoforge.pipeline.MESSAGES`` or a user stop's name). Never advice that repeats the
     same stop: a reached budget is raised in the command, a run that cannot continue is
@@ -323,7 +330,7 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
         return NextSteps(None, [
             f"fix the evaluator or the initial program in {where} (see "
             f"`{ev} show {rd} 0`), then start a new run: "
-            f"`{new_run_command(ev, problem_path, run_dir, builtin)}` (a resume of this run "
+            f"`{new_run_command(ev, problem_path, run_dir, builtin, rerun)}` (a resume of this run "
             "keeps the failed initial program)"])
     if reason in ("llm_failures", "llm_error"):
         return NextSteps(resume, [
@@ -337,7 +344,7 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
             advice.append(f"a resume (`{resume}`) continues from the same programs: add "
                           "--set 'llm.models=[...]' to it to try another model")
         advice.append("check the EVOLVE-BLOCK regions of the initial program, then start a "
-                      f"new run: `{new_run_command(ev, problem_path, run_dir, builtin)}`")
+                      f"new run: `{new_run_command(ev, problem_path, run_dir, builtin, rerun)}`")
         return NextSteps(None, advice)
     return NextSteps(resume, [])
 
