@@ -20,6 +20,9 @@ EVOFORGE = str(Path(sys.executable).with_name("evoforge"))
         (["run"], "Missing argument"),
         (["status"], "Missing argument"),
         (["run", "x", "--max-programs", "many"], "Invalid value for '--max-programs'"),
+        # openevolve-run.py's flags: one evoforge has no use for says what to do instead
+        (["run", "x", "--checkpoint", "out/checkpoints/checkpoint_10"], "resume RUN_DIR"),
+        (["run", "x", "--log-level", "LOUD"], "use DEBUG, INFO, WARNING"),
     ],
 )
 def test_usage_errors_print_usage_and_exit_2(argv: list[str], says: str, tmp_path: Path) -> None:
@@ -82,3 +85,17 @@ def test_default_run_dirs_started_in_the_same_second_differ(tmp_path: Path, monk
     first.mkdir(parents=True)
     second = cli._default_run_dir(str(QUAD))
     assert second != first and second.name == first.name + "-2"
+
+
+def test_openevolves_log_level_flag_shows_evoforges_info_messages(tmp_path: Path) -> None:
+    """``--log-level`` as ``openevolve-run.py`` takes it: INFO lets evoforge's info records
+    through (the default, WARNING, does not)."""
+    runs = []
+    for level in ("WARNING", "INFO"):
+        runs.append(subprocess.run(
+            [EVOFORGE, "run", str(QUAD), "--out", str(tmp_path / level), "-q",
+             "--max-programs", "3", "--log-level", level],
+            capture_output=True, text=True, timeout=300, check=False))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
+    quiet, chatty = (r.stderr.count("INFO") for r in runs)
+    assert quiet == 0 and chatty > 0, runs[1].stderr[-2000:]

@@ -184,6 +184,12 @@ def run(
         "--record", help="Append every LLM exchange to this JSON Lines file.")] = None,
     replay: Annotated[Path | None, typer.Option(
         "--replay", help="Answer LLM requests from a --record file; no endpoint is called.")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", help="OpenEvolve's: DEBUG, INFO, WARNING (default), ERROR or CRITICAL "
+        "for evoforge's log messages.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        "--checkpoint", help="OpenEvolve's; not supported: evoforge continues a run with "
+        "`evoforge resume RUN_DIR`.", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evolve PROBLEM: start a new run.
@@ -193,6 +199,17 @@ def run(
     from evoforge import api
     from evoforge.problem import Problem
 
+    if checkpoint is not None:
+        raise typer.BadParameter(
+            f"--checkpoint {checkpoint}: evoforge does not load OpenEvolve checkpoints; every "
+            "evoforge run commits each result as it comes, so a stopped or killed run "
+            f"continues with `{command()} resume RUN_DIR` (the directory given to --out)")
+    if log_level is not None:
+        level = logging.getLevelName(log_level.upper())
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"--log-level {log_level}: use DEBUG, INFO, WARNING, "
+                                     "ERROR or CRITICAL")
+        logging.getLogger("evoforge").setLevel(level)
     if iterations is not None and max_programs is not None:
         raise typer.BadParameter("give --iterations (children) or --max-programs (programs, "
                                  "the initial one included), not both")
