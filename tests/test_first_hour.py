@@ -212,6 +212,13 @@ def test_next_steps_never_repeat_the_same_stop(tmp_path: Path) -> None:
     default = report.next_steps("initial_failed", cfg, **{
         **common, "run_dir": Path("runs/quadratic-20250101-120000")})
     assert f"EV run {os.path.relpath(QUAD)}`" in default.advice[0]
+    assert "evaluation.timeout" not in failed.advice[0]
+    slow = report.next_steps("initial_failed", cfg, **common, initial_status="timeout")
+    assert (f"it ran out of time (evaluation.timeout: {cfg.evaluation.timeout:g} s)"
+            in slow.advice[0]) and "--set evaluation.timeout=SECONDS" in slow.advice[0]
+    again = report.next_steps("initial_failed", cfg, **common,
+                              rerun=["p.py", "my eval.py", "--set", "seed=1"])
+    assert f"`EV run p.py 'my eval.py' --set seed=1 --out {tmp_path / 'r'}-2`" in again.advice[0]
 
 
 # ----------------------------------------------------------------------------- progress
@@ -426,6 +433,18 @@ def test_the_new_run_it_suggests_keeps_the_files_config_and_overrides_given(
     with api.inspect_run(Path(f"{out}-2")) as (stored, storage):
         assert stored.seed == 7 and stored.max_programs == 4 and stored.evaluation.workers == 1
         assert storage.stats()["next_id"] == 4
+
+
+def test_an_initial_program_out_of_time_is_told_about_the_timeout(tmp_path: Path) -> None:
+    prob = tmp_path / "prob"
+    shutil.copytree(QUAD, prob)
+    (prob / "evaluator.py").write_text("import time\n\ndef evaluate(program_path):\n"
+                                       "    time.sleep(30)\n    return {'combined_score': 1.0}\n")
+    done = _cli("run", str(prob), "--out", str(tmp_path / "run"), "-q",
+                "--set", "evaluation.timeout=1")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "it ran out of time (evaluation.timeout: 1 s)" in done.stdout, done.stdout
+    assert f"`{EVOFORGE} run {prob} --set evaluation.timeout=1 --out" in done.stdout
 
 
 def test_readme_commands_name_the_venv_evoforge() -> None:

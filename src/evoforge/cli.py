@@ -137,7 +137,9 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
             problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,
             uses_llm=mutator_kind(run.config) == "llm",
             last_failed_id=display.last_failure[0] if display.last_failure else None,
-            builtin=builtin_problems(), rerun=rerun)
+            builtin=builtin_problems(), rerun=rerun,
+            initial_status=(display.last_failure[1] if display.last_failure
+                            and display.last_failure[0] == 0 else None))
         inspect = [f"{ev} status {rd}", f"{ev} show {rd} {best.id if best else 0}"]
         if steps.resume:  # as is, or with the reached budget raised; none if it cannot help
             inspect.append(steps.resume)

@@ -300,11 +300,12 @@ class NextSteps:
 def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path: Path,
                done: int, cost: float, uses_llm: bool, last_failed_id: int | None = None,
                builtin: Mapping[str, Path] | None = None,
-               rerun: list[str] | None = None) -> NextSteps:
+               rerun: list[str] | None = None, initial_status: str | None = None) -> NextSteps:
     """The resume command and advice after a stop for ``reason`` (a key of
     ``evoforge.pipeline.MESSAGES`` or a user stop's name). Never advice that repeats the
     same stop: a reached budget is raised in the command, a run that cannot continue is
-    restarted after a fix."""
+    restarted after a fix. ``initial_status``: the initial program's status (a timeout gets
+    advice about ``evaluation.timeout``)."""
     rd = shell_word(run_dir)
     resume = f"{ev} resume {rd}"
     if reason == "max_programs" and config.max_programs is not None:
@@ -327,8 +328,12 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
             f"{duration(config.max_time)}; change it with --max-time)"])
     if reason == "initial_failed":
         where = shell_word(problem_path)
+        timed_out = initial_status == "timeout" and config is not None
+        fix = (f"it ran out of time (evaluation.timeout: {config.evaluation.timeout:g} s): "
+               "make it faster, or give it longer with --set evaluation.timeout=SECONDS on the "
+               "new run; or fix" if timed_out else "fix")
         return NextSteps(None, [
-            f"fix the evaluator or the initial program in {where} (see "
+            f"{fix} the evaluator or the initial program in {where} (see "
             f"`{ev} show {rd} 0`), then start a new run: "
             f"`{new_run_command(ev, problem_path, run_dir, builtin, rerun)}` (a resume of this run "
             "keeps the failed initial program)"])
