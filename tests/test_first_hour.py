@@ -435,6 +435,26 @@ def test_the_new_run_it_suggests_keeps_the_files_config_and_overrides_given(
         assert storage.stats()["next_id"] == 4
 
 
+def test_commands_in_error_messages_name_the_evoforge_that_was_run(tmp_path: Path) -> None:
+    """The venv is not on PATH: an error that suggests a command names .venv/bin/evoforge."""
+    out = tmp_path / "run"
+    assert _cli("run", str(QUAD), "--out", str(out), "-q", "--max-programs", "2").returncode == 0
+    missing = _cli("show", str(out), "999")
+    assert missing.returncode == 1, missing.stderr
+    hint = re.search(r"`([^`]*status[^`]*)`", missing.stderr.replace("\n", " "))
+    assert hint and hint.group(1).startswith(f"{EVOFORGE} status"), missing.stderr
+    # an initial program given without its evaluator: the pair to give, as it can be run
+    prog = tmp_path / "p" / "initial_program.py"
+    prog.parent.mkdir()
+    shutil.copy(QUAD / "initial_program.py", prog)
+    shutil.copy(QUAD / "evaluator.py", prog.parent / "evaluator.py")
+    alone = subprocess.run([EVOFORGE, "run", str(prog), "-q"], cwd=REPO,
+                           env={**ENV, "COLUMNS": "400"},  # no line wrapped inside a path
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert alone.returncode == 2
+    assert f"`{EVOFORGE} run {prog} {prog.parent / 'evaluator.py'}`" in alone.stderr, alone.stderr
+
+
 def test_an_initial_program_out_of_time_is_told_about_the_timeout(tmp_path: Path) -> None:
     prob = tmp_path / "prob"
     shutil.copytree(QUAD, prob)

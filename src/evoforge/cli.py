@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evoforge.errors import EvoforgeError
-from evoforge.invocation import command
+from evoforge.invocation import command, name_the_command
 from evoforge.termsafe import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -230,9 +230,13 @@ def run(
         run_dir = out_dir or _default_run_dir(str(evaluator.resolve().parent))
     else:
         if Path(problem).is_file():
+            beside = Path(problem).parent / "evaluator.py"
+            pair = (f"`{command()} run {shlex.quote(problem)} {shlex.quote(str(beside))}`"
+                    if beside.is_file() else f"`{command()} run {shlex.quote(problem)} "
+                    "EVALUATOR_FILE`")
             raise typer.BadParameter(
                 f"{problem} is a file: give a problem directory, or the initial program and "
-                "the evaluator (`evoforge run initial_program.py evaluator.py`)")
+                f"the evaluator ({pair})")
         where, run_dir = problem, out_dir or _default_run_dir(problem)
     prob, cfg, run_dir = api.prepare(where, run_dir=run_dir, config_file=config,
                                      overrides=set_ or [], flags=flags)
@@ -1016,8 +1020,8 @@ def main() -> None:
     try:
         rc = app(prog_name="evoforge", standalone_mode=False)  # returns typer.Exit's code here
         sys.exit(rc if isinstance(rc, int) else 0)
-    except EvoforgeError as e:
-        err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
+    except EvoforgeError as e:  # the commands it suggests name the evoforge that was run
+        err.print(f"[red]error:[/red] {_m(name_the_command(str(e)))}", highlight=False)
         sys.exit(EXIT_ERROR)
     except typer.Exit as e:
         sys.exit(e.exit_code)

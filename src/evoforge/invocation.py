@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-__all__ = ["command"]
+__all__ = ["command", "name_the_command"]
 
 
 def command() -> str:
@@ -22,6 +22,13 @@ def command() -> str:
     if os.path.basename(argv0) in ("__main__.py", "cli.py") and "evoforge" in argv0:
         return f"{_short(sys.executable)} -m evoforge"
     return "evoforge"
+
+
+def name_the_command(text: str) -> str:
+    """``text`` (a message) with every command it suggests in backticks (`` `evoforge ...` ``)
+    naming the evoforge the user ran, as :func:`command` spells it."""
+    ev = command()
+    return text if ev == "evoforge" else text.replace("`evoforge ", f"`{ev} ")
 
 
 def _short(path: str) -> str:

@@ -449,10 +449,10 @@ class _Translator:
 
     # ------------------------------------------------------------ helpers
     def warnings(self) -> list[str]:
-        from evoforge.invocation import command
+        from evoforge.invocation import name_the_command
 
-        ev = command()  # the commands a warning suggests work as printed
-        return [f"{', '.join(keys)}: {note.replace('`evoforge ', f'`{ev} ')}"
+        # the commands a warning suggests work as printed
+        return [f"{', '.join(keys)}: {name_the_command(note)}"
                 for note, keys in self.notes.items()]
 
     def warn(self, key: str, note: str | None = None) -> None:
