@@ -340,7 +340,9 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
     if reason in ("llm_failures", "llm_error"):
         return NextSteps(resume, [
             f"once the endpoint answers: `{resume}`; for another endpoint or model, add "
-            "--set llm.base_url=... or --set 'llm.models=[...]' to that command"])
+            "--set llm.base_url=... or --set 'llm.models=[...]' to that command; to go on "
+            f"without an LLM (evoforge's model-free mutator): "
+            f"`{resume} --set mutator.name=model_free`"])
     if reason == "invalid_children":
         advice = []
         if last_failed_id is not None:
