@@ -427,6 +427,9 @@ def test_the_new_run_it_suggests_keeps_the_files_config_and_overrides_given(
     assert fix, done.stdout
     assert fix.group(1) == (f"{EVOFORGE} run {prog} {ev} --config {cfg} --set seed=7 "
                             f"--out {out}-2")
+    again = _cli("resume", str(out), "-q")  # a resume knows the two files from the run
+    assert again.returncode == 3, again.stderr[-2000:]
+    assert f"start a new run: `{EVOFORGE} run {prog} {ev} --out {out}-2`" in again.stdout
     shutil.copy(QUAD / "evaluator.py", ev)  # the fix
     fixed = _run_printed(fix.group(1))  # verbatim
     assert fixed.returncode == 0, fixed.stderr[-2000:]

@@ -132,6 +132,12 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
             out.print(_lit(f"best program written to: {run.best_path}"))
         ev = command()
         rd = report.shell_word(run.run_dir)
+        if rerun is None:  # a resume: a problem given as two files is rerun with both
+            prob = run.problem
+            if (prob.evaluator != prob.path / "evaluator.py"
+                    or prob.initial_program.parent != prob.path):
+                rerun = [report.short_path(prob.initial_program),
+                         report.short_path(prob.evaluator)]
         steps = report.next_steps(
             outcome.reason, run.config, ev=ev, run_dir=run.run_dir,
             problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,

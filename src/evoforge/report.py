@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["NextSteps", "ReasonGroup", "budget_lines", "budget_reached", "curve_checkpoints",
            "duration", "group_reasons", "new_run_command", "next_steps", "one_line",
-           "parent_choice", "pattern", "shell_word", "shorten", "sparkline"]
+           "parent_choice", "pattern", "shell_word", "short_path", "shorten", "sparkline"]
 
 ELLIPSIS = "…"
 
@@ -249,14 +249,19 @@ def budget_reached(reason: str, config: Any, *, done: int, cost: float, elapsed:
 # ------------------------------------------------------------------------- what next
 
 
-def shell_word(path: str | Path) -> str:
-    """A path as a shell word, relative to the working directory when it lies below it."""
+def short_path(path: str | Path) -> str:
+    """A path relative to the working directory when it lies below it, else as given."""
     p = str(path)
     if os.path.isabs(p):
         rel = os.path.relpath(p)
         if not rel.startswith(".."):
             p = rel
-    return shlex.quote(p)
+    return p
+
+
+def shell_word(path: str | Path) -> str:
+    """A path as a shell word, relative to the working directory when it lies below it."""
+    return shlex.quote(short_path(path))
 
 
 _DEFAULT_RUN_DIR = re.compile(r"(?:^|/)runs/[^/]+-\d{8}-\d{6}(?:-\d+)?/?$")
