@@ -458,6 +458,32 @@ def test_commands_in_error_messages_name_the_evoforge_that_was_run(tmp_path: Pat
     assert f"`{EVOFORGE} run {prog} {prog.parent / 'evaluator.py'}`" in alone.stderr, alone.stderr
 
 
+def test_suggestions_after_a_failed_start_cover_the_odd_cases(tmp_path: Path) -> None:
+    """A program not named initial_program.* beside an evaluator.py, resumed: both files (the
+    evaluator's directory alone has no initial_program.*); a storage.url given with --set is
+    not repeated (a new run needs a database of its own; a URL may hold a password); an
+    evaluator.py given alone points at its directory."""
+    prob = tmp_path / "p"
+    prob.mkdir()
+    shutil.copy(BROKEN / "initial_program.py", prob / "foo.py")
+    shutil.copy(BROKEN / "evaluator.py", prob / "evaluator.py")
+    out, db = tmp_path / "run", tmp_path / "store.db"
+    done = _cli("run", str(prob / "foo.py"), str(prob / "evaluator.py"), "--out", str(out),
+                "-q", "--set", f"storage.url=sqlite:///{db}")
+    assert done.returncode == 3, done.stderr[-2000:]
+    want = f"start a new run: `{EVOFORGE} run {prob / 'foo.py'} {prob / 'evaluator.py'} --out"
+    assert want in done.stdout and "storage.url" not in done.stdout, done.stdout
+    again = _cli("resume", str(out), "-q")
+    assert again.returncode == 3 and want in again.stdout, again.stdout
+    alone = subprocess.run([EVOFORGE, "run", str(prob / "evaluator.py"), "-q"], cwd=REPO,
+                           env={**ENV, "COLUMNS": "400"}, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert alone.returncode == 2 and f"(`{EVOFORGE} run {prob}`)" in alone.stderr, alone.stderr
+    ref = _cli("resume", "postgresql://u:secret@127.0.0.1:1/db#run=x")
+    assert ref.returncode == 1 and "resume takes the run directory" in ref.stderr
+    assert "secret" not in ref.stderr
+
+
 def test_an_initial_program_out_of_time_is_told_about_the_timeout(tmp_path: Path) -> None:
     prob = tmp_path / "prob"
     shutil.copytree(QUAD, prob)

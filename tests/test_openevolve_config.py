@@ -301,6 +301,11 @@ def test_unknown_keys_anywhere_in_an_openevolve_file_are_ignored_as_openevolve_d
     assert any("did you mean 'max_programs'" in w for w in t.warnings)
     assert any("did you mean 'num_top_programs'" in w for w in t.warnings)
     assert "parallel_evaluations" not in t.config and "some_new_knob" not in t.config["llm"]
+    # a key of OpenEvolve's in the wrong place: its usual place is named, not a per-model one
+    t = translate({"max_iterations": 3, "temperature": 0.5, "system_message": "x"})
+    assert any("'llm.temperature'" in w for w in t.warnings), t.warnings
+    assert any("prompt.system_message in evoforge" in w for w in t.warnings), t.warnings
+    assert not any("llm.models[]" in w for w in t.warnings), t.warnings
 
 
 def test_api_key_env_reference_and_literal_key() -> None:

@@ -19,7 +19,7 @@ from evoforge.executors.reverify import Reverifying
 from evoforge.invocation import command
 from evoforge.mutators.base import Mutator
 from evoforge.pipeline import Pipeline, RunOutcome
-from evoforge.problem import Problem
+from evoforge.problem import Problem, in_directory_form
 from evoforge.program import Program, Status
 from evoforge.registry import make_mutator, make_selector, mutator_kind
 from evoforge.run import (
@@ -365,9 +365,8 @@ def _resume(run_dir: Path, overrides: list[str] | tuple[str, ...], flags: dict[s
             raise StorageError(f"the problem directory of this run ({ppath}) no longer exists; "
                                "restore it to resume")
         files = storage.get_meta("problem_files")
-        default = files is None or (  # a problem directory, not OpenEvolve's pair of files
-            Path(files[1]) == Path(ppath) / "evaluator.py" and Path(files[0]).parent == Path(ppath)
-            and Path(files[0]).stem == "initial_program")
+        # a problem directory, not OpenEvolve's pair of files
+        default = files is None or in_directory_form(ppath, files[0], files[1])
         problem = Problem.load(ppath) if default else Problem.from_files(*files)
         problem.check_tools()
         warning = check_problem_unchanged(storage, problem)

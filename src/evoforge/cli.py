@@ -134,8 +134,7 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
         rd = report.shell_word(run.run_dir)
         if rerun is None:  # a resume: a problem given as two files is rerun with both
             prob = run.problem
-            if (prob.evaluator != prob.path / "evaluator.py"
-                    or prob.initial_program.parent != prob.path):
+            if prob.as_files:
                 rerun = [report.short_path(prob.initial_program),
                          report.short_path(prob.evaluator)]
         steps = report.next_steps(
@@ -237,9 +236,12 @@ def run(
     else:
         if Path(problem).is_file():
             beside = Path(problem).parent / "evaluator.py"
-            pair = (f"`{command()} run {shlex.quote(problem)} {shlex.quote(str(beside))}`"
-                    if beside.is_file() else f"`{command()} run {shlex.quote(problem)} "
-                    "EVALUATOR_FILE`")
+            if Path(problem).name == "evaluator.py":  # the problem directory was meant
+                pair = f"`{command()} run {shlex.quote(str(Path(problem).parent))}`"
+            elif beside.is_file():
+                pair = f"`{command()} run {shlex.quote(problem)} {shlex.quote(str(beside))}`"
+            else:
+                pair = f"`{command()} run {shlex.quote(problem)} EVALUATOR_FILE`"
             raise typer.BadParameter(
                 f"{problem} is a file: give a problem directory, or the initial program and "
                 f"the evaluator ({pair})")
@@ -257,7 +259,9 @@ def run(
     # what a new run of the same problem needs, as the user gave it (all but --out)
     rerun = [problem, *([str(evaluator)] if evaluator is not None else []),
              *(["--config", str(config)] if config is not None else []),
-             *[a for item in set_ or [] for a in ("--set", item)]]
+             # a new run needs a storage of its own (and a URL may hold a password)
+             *[a for item in set_ or [] if not item.strip().startswith("storage.url")
+               for a in ("--set", item)]]
     for flag, value in (("--max-programs", max_programs), ("--max-time", max_time),
                         ("--max-cost", max_cost), ("--target-score", target_score),
                         ("--seed", seed), ("--workers", workers), ("--api-base", api_base),
@@ -273,7 +277,7 @@ def run(
 
 @app.command()
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="A run directory.")],
     set_: SetOpt = None,
     max_programs: Annotated[int | None, typer.Option(
         help="The whole run's total: stop once it holds this many programs (not programs to "
@@ -288,7 +292,17 @@ def resume(
     """Continue a stopped or killed run where it stopped. --max-programs and --max-cost are
     totals for the whole run; --max-time counts this session."""
     from evoforge import api
+    from evoforge.run import is_storage_reference
 
+    if is_storage_reference(run_arg):
+        from evoforge.storages import redact
+
+        raise EvoforgeError(
+            f"resume takes the run directory, not a database reference "
+            f"({redact(run_arg)}): a run kept in PostgreSQL is continued from the directory it "
+            "was started with (its config.yaml names the database); `evoforge status` takes "
+            "the reference from any machine")
+    run_dir = Path(run_arg)
     flags = _flags(max_programs, max_time, max_cost, target_score)
     err.print(_lit(f"evoforge: resuming {run_dir}"))
     _drive(lambda on_run, on_event: api.resume(run_dir, overrides=set_ or [], flags=flags,

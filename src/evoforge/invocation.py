@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 
@@ -18,9 +19,9 @@ def command() -> str:
         found = shutil.which("evoforge")
         if found and os.path.realpath(found) == os.path.realpath(argv0):
             return "evoforge"
-        return _short(argv0)
+        return shlex.quote(_short(argv0))  # a shell word: the path may hold a space
     if os.path.basename(argv0) in ("__main__.py", "cli.py") and "evoforge" in argv0:
-        return f"{_short(sys.executable)} -m evoforge"
+        return f"{shlex.quote(_short(sys.executable))} -m evoforge"
     return "evoforge"
 
 

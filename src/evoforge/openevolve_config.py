@@ -316,7 +316,8 @@ def _hint(key: str, prefix: str, known: set[str]) -> str:
     """Did-you-mean for an unknown key at ``prefix``: an OpenEvolve key of that name elsewhere
     in the file's layout (``parallel_evaluations`` -> ``evaluator.parallel_evaluations``, and
     what evoforge makes of it), else the closest key known at ``prefix``."""
-    elsewhere = sorted(k for k in RULES if k.rsplit(".", 1)[-1] == key and k != prefix + key)
+    elsewhere = sorted((k for k in RULES if k.rsplit(".", 1)[-1] == key and k != prefix + key),
+                       key=lambda k: ("[]" in k, len(k), k))  # the usual place first
     if elsewhere:
         rule = RULES[elsewhere[0]]
         target = f", which is {' and '.join(rule.targets)} in evoforge" if rule.targets else ""

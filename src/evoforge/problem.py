@@ -117,6 +117,14 @@ def _load_tree(initial: Path) -> str:
     return pack(files)
 
 
+def in_directory_form(path: str | Path, initial_program: str | Path, evaluator: str | Path) -> bool:
+    """Whether these files are a problem directory's own (``initial_program.*`` and
+    ``evaluator.py`` directly in ``path``), which ``Problem.load(path)`` finds by itself."""
+    init = Path(initial_program)
+    return (Path(evaluator) == Path(path) / "evaluator.py" and init.parent == Path(path)
+            and init.stem == "initial_program")
+
+
 @dataclass(frozen=True)
 class Problem:
     name: str
@@ -130,6 +138,12 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict)  # problem.yaml, see problem_meta()
     # config.yaml as read (an OpenEvolve config translated: its warnings, its keys' origins)
     config_file: Translation | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def as_files(self) -> bool:
+        """Whether the problem was given as OpenEvolve's pair of files (any names) rather than
+        as a problem directory (its ``initial_program.*`` and ``evaluator.py``)."""
+        return not in_directory_form(self.path, self.initial_program, self.evaluator)
 
     def config_layer(self) -> Layer:
         """``config`` as a config layer named after the file it came from."""

@@ -347,7 +347,8 @@ def next_steps(reason: str, config: Any, *, ev: str, run_dir: Path, problem_path
             f"once the endpoint answers: `{resume}`; for another endpoint or model, add "
             "--set llm.base_url=... or --set 'llm.models=[...]' to that command; to go on "
             f"without an LLM (evoforge's model-free mutator): "
-            f"`{resume} --set mutator.name=model_free`"])
+            f"`{resume} --set mutator.name=model_free` (the run keeps it; "
+            "--set mutator.name=auto on a later resume goes back to the LLM)"])
     if reason == "invalid_children":
         advice = []
         if last_failed_id is not None:
