@@ -109,3 +109,19 @@ def test_openevolves_log_level_flag_sets_evoforges_log_level(tmp_path: Path) -> 
         said[level] = done.stderr
     assert "LLM attempt 1 on" not in said["WARNING"]
     assert "LLM attempt 1 on" in said["DEBUG"], said["DEBUG"][-2000:]
+
+
+def test_log_records_name_the_evoforge_that_was_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warning that suggests a command (the sandbox's "Run `evoforge doctor`") names the
+    executable the user ran, as a shell word, as error messages do."""
+    import logging
+
+    from evoforge.cli import _VisibleFormatter
+
+    fmt = _VisibleFormatter("%(message)s")
+    for argv0, shown in (("/opt/x/bin/evoforge", "/opt/x/bin/evoforge"),
+                         ("/opt/my tools/bin/evoforge", "'/opt/my tools/bin/evoforge'")):
+        monkeypatch.setattr(sys, "argv", [argv0])
+        rec = logging.LogRecord("evoforge", logging.WARNING, __file__, 1,
+                                "Run `evoforge doctor` for details", None, None)
+        assert fmt.format(rec) == f"Run `{shown} doctor` for details"

@@ -48,8 +48,8 @@ def _m(text: object) -> str:
 class _VisibleFormatter(logging.Formatter):
     """Log records can quote LLM replies and evaluator output: no terminal controls in them."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return visible(super().format(record))
+    def format(self, record: logging.LogRecord) -> str:  # commands it suggests: as run
+        return visible(name_the_command(super().format(record)))
 
 EXIT_ERROR, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 1, 3, 130
 
@@ -987,7 +987,7 @@ def config_translate(
         translation = read_config_file(file)
         build_config(translation.layer(), source=str(file))  # what it became must validate
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {_m(e)}", highlight=False)
+        err.print(f"[red]error:[/red] {_m(name_the_command(str(e)))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
     for warning in translation.warnings:
         err.print(_lit(f"warning: {warning}"))
