@@ -427,9 +427,16 @@ def test_the_new_run_it_suggests_keeps_the_files_config_and_overrides_given(
     assert fix, done.stdout
     assert fix.group(1) == (f"{EVOFORGE} run {prog} {ev} --config {cfg} --set seed=7 "
                             f"--out {out}-2")
-    again = _cli("resume", str(out), "-q")  # a resume knows the two files from the run
+    again = _cli("resume", str(out), "-q")  # the run stored them: a resume suggests the same
     assert again.returncode == 3, again.stderr[-2000:]
-    assert f"start a new run: `{EVOFORGE} run {prog} {ev} --out {out}-2`" in again.stdout
+    assert f"start a new run: `{fix.group(1)}`" in again.stdout, again.stdout
+    # ... from another directory too (the files are stored as absolute paths)
+    elsewhere = subprocess.run([str(REPO / EVOFORGE), "resume", str(out), "-q"], cwd=tmp_path,
+                               env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    moved = re.search(r"start a new run: `([^`]*)`", elsewhere.stdout)
+    assert moved, elsewhere.stdout
+    assert moved.group(1).split()[1:] == ["run", "prog.py", "eval_it.py", "--config", "oe.yaml",
+                                          "--set", "seed=7", "--out", "run-2"]
     shutil.copy(QUAD / "evaluator.py", ev)  # the fix
     fixed = _run_printed(fix.group(1))  # verbatim
     assert fixed.returncode == 0, fixed.stderr[-2000:]

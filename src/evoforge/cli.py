@@ -92,6 +92,10 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
 
     def on_run(run: Any) -> None:
         holder["run"] = run
+        if rerun is not None:  # a new run: a resume suggests the same arguments
+            run.storage.set_meta("rerun", rerun)
+        else:  # a resume: the arguments the run was started with, if stored
+            holder["rerun"] = run.storage.get_meta("rerun")
         if show_budget:
             t = run.tally
             for line in report.budget_lines(
@@ -132,11 +136,14 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
             out.print(_lit(f"best program written to: {run.best_path}"))
         ev = command()
         rd = report.shell_word(run.run_dir)
-        if rerun is None:  # a resume: a problem given as two files is rerun with both
-            prob = run.problem
-            if prob.as_files:
-                rerun = [report.short_path(prob.initial_program),
-                         report.short_path(prob.evaluator)]
+        if rerun is None:  # a resume: the arguments the run was started with, if stored
+            stored = holder.get("rerun")
+            if isinstance(stored, list) and all(isinstance(a, str) for a in stored):
+                rerun = stored
+            elif run.problem.as_files:  # a problem given as two files is rerun with both
+                rerun = [str(run.problem.initial_program), str(run.problem.evaluator)]
+        if rerun is not None:  # files shown relative to here when they lie below it
+            rerun = [report.short_path(a) if os.path.isabs(a) else a for a in rerun]
         steps = report.next_steps(
             outcome.reason, run.config, ev=ev, run_dir=run.run_dir,
             problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,
@@ -256,9 +263,13 @@ def run(
                        "at once as its nodes hold"))
     else:
         err.print(_lit(f"  {cfg.evaluation.workers} evaluation slot(s)"))
-    # what a new run of the same problem needs, as the user gave it (all but --out)
-    rerun = [problem, *([str(evaluator)] if evaluator is not None else []),
-             *(["--config", str(config)] if config is not None else []),
+    # what a new run of the same problem needs, as the user gave it (all but --out); files as
+    # absolute paths (the run stores this list, and a resume may start from elsewhere)
+    def _abs(path: str | Path) -> str:
+        return str(Path(path).absolute()) if Path(path).exists() else str(path)
+
+    rerun = [_abs(problem), *([_abs(evaluator)] if evaluator is not None else []),
+             *(["--config", _abs(config)] if config is not None else []),
              # a new run needs a storage of its own (and a URL may hold a password)
              *[a for item in set_ or [] if not item.strip().startswith("storage.url")
                for a in ("--set", item)]]
@@ -269,7 +280,7 @@ def run(
                         ("--secondary-model", secondary_model), ("--record", record),
                         ("--replay", replay)):
         if value is not None:
-            rerun += [flag, str(value)]
+            rerun += [flag, _abs(value) if isinstance(value, Path) else str(value)]
     _drive(lambda on_run, on_event: api.evolve(prob, run_dir=run_dir, config=cfg,
                                                on_event=on_event, on_run=on_run), quiet,
            show_budget=True, rerun=rerun)
