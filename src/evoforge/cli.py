@@ -92,10 +92,16 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
 
     def on_run(run: Any) -> None:
         holder["run"] = run
+        again = rerun  # the arguments of a new run of the problem (None: its directory)
         if rerun is not None:  # a new run: a resume suggests the same arguments
             run.storage.set_meta("rerun", rerun)
         else:  # a resume: the arguments the run was started with, if stored
-            holder["rerun"] = run.storage.get_meta("rerun")
+            again = run.storage.get_meta("rerun")
+            if not (isinstance(again, list) and all(isinstance(a, str) for a in again)):
+                again = ([str(run.problem.initial_program), str(run.problem.evaluator)]
+                         if run.problem.as_files else None)  # two files: both
+        # files shown relative to here when they lie below it
+        holder["rerun"] = [report.short_path(a) for a in again] if again else None
         if show_budget:
             t = run.tally
             for line in report.budget_lines(
@@ -136,20 +142,12 @@ def _drive(start: Any, quiet: bool, *, show_budget: bool = False,
             out.print(_lit(f"best program written to: {run.best_path}"))
         ev = command()
         rd = report.shell_word(run.run_dir)
-        if rerun is None:  # a resume: the arguments the run was started with, if stored
-            stored = holder.get("rerun")
-            if isinstance(stored, list) and all(isinstance(a, str) for a in stored):
-                rerun = stored
-            elif run.problem.as_files:  # a problem given as two files is rerun with both
-                rerun = [str(run.problem.initial_program), str(run.problem.evaluator)]
-        if rerun is not None:  # files shown relative to here when they lie below it
-            rerun = [report.short_path(a) if os.path.isabs(a) else a for a in rerun]
         steps = report.next_steps(
             outcome.reason, run.config, ev=ev, run_dir=run.run_dir,
             problem_path=run.problem.path, done=t.done, cost=t.cost + t.pending_cost,
             uses_llm=mutator_kind(run.config) == "llm",
             last_failed_id=display.last_failure[0] if display.last_failure else None,
-            builtin=builtin_problems(), rerun=rerun,
+            builtin=builtin_problems(), rerun=holder.get("rerun"),
             initial_status=(display.last_failure[1] if display.last_failure
                             and display.last_failure[0] == 0 else None))
         inspect = [f"{ev} status {rd}", f"{ev} show {rd} {best.id if best else 0}"]
